@@ -1,0 +1,19 @@
+"""Every mapped class, so `migrations/env.py` needs one import."""
+
+from models.accounts import Portfolio, User
+from models.analytics_cache import PortfolioAnalyticsCache
+from models.base import Base
+from models.onboarding_queue import SymbolOnboardingQueue
+from models.symbols import MarketDataCache, SymbolFactorExposure, SymbolPricesDaily, SymbolUniverse
+
+__all__ = [
+    "Base",
+    "MarketDataCache",
+    "Portfolio",
+    "PortfolioAnalyticsCache",
+    "SymbolFactorExposure",
+    "SymbolOnboardingQueue",
+    "SymbolPricesDaily",
+    "SymbolUniverse",
+    "User",
+]

@@ -1,0 +1,58 @@
+"""A comparable snapshot of a database's schema, read from the PostgreSQL catalog."""
+
+from typing import Any
+
+import asyncpg
+
+from worker.db import asyncpg_dsn
+
+COLUMNS = """
+SELECT c.relname AS table_name, a.attname AS column_name,
+       format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null,
+       pg_get_expr(d.adbin, d.adrelid) AS default_expr
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid AND c.relkind = 'r'
+JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relname = ANY($1::text[])
+"""
+
+INDEXES = """
+SELECT t.relname AS table_name, i.relname AS index_name, pg_get_indexdef(i.oid) AS definition
+FROM pg_index x
+JOIN pg_class i ON i.oid = x.indexrelid
+JOIN pg_class t ON t.oid = x.indrelid
+JOIN pg_namespace n ON n.oid = t.relnamespace AND n.nspname = 'public'
+WHERE t.relname = ANY($1::text[])
+"""
+
+CONSTRAINTS = """
+SELECT t.relname AS table_name, c.conname AS name, c.contype AS kind,
+       pg_get_constraintdef(c.oid) AS definition
+FROM pg_constraint c
+JOIN pg_class t ON t.oid = c.conrelid
+JOIN pg_namespace n ON n.oid = t.relnamespace AND n.nspname = 'public'
+WHERE t.relname = ANY($1::text[]) AND c.contype IN ('p', 'f', 'u', 'c')
+"""
+
+
+async def snapshot(url: str, tables: list[str]) -> dict[str, set[tuple[Any, ...]]]:
+    """Columns, indexes and constraints of `tables`, as sets of tuples."""
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        return {
+            "columns": {tuple(r) for r in await conn.fetch(COLUMNS, tables)},
+            "indexes": {tuple(r) for r in await conn.fetch(INDEXES, tables)},
+            "constraints": {tuple(r) for r in await conn.fetch(CONSTRAINTS, tables)},
+        }
+    finally:
+        await conn.close()
+
+
+async def table_names(url: str) -> set[str]:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    finally:
+        await conn.close()
+    return {r[0] for r in rows}

@@ -1,0 +1,62 @@
+"""Fixtures: a real PostgreSQL for the session, a migrated template, one database copy per test."""
+
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.harness import PgServer, build_template, run, start_test_server
+from worker.db import create_engine
+
+# Code under test must never reach a developer's real database through the environment.
+os.environ.pop("DATABASE_URL", None)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    server = start_test_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def template_database(pg_server: PgServer) -> Iterator[str]:
+    name = run(build_template(pg_server))
+    try:
+        yield name
+    finally:
+        run(pg_server.drop_database(name))
+
+
+@pytest.fixture
+async def database_url(pg_server: PgServer, template_database: str) -> AsyncIterator[str]:
+    """A fresh copy of the migrated template, dropped after the test."""
+    name = pg_server.new_name("t")
+    url = await pg_server.create_database(name, template=template_database)
+    try:
+        yield url
+    finally:
+        await pg_server.drop_database(name)
+
+
+@pytest.fixture
+async def empty_database_url(pg_server: PgServer) -> AsyncIterator[str]:
+    """An empty database (no migrations applied), dropped after the test."""
+    name = pg_server.new_name("empty")
+    url = await pg_server.create_database(name)
+    try:
+        yield url
+    finally:
+        await pg_server.drop_database(name)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()

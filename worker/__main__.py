@@ -1,0 +1,5 @@
+"""Command line: wiring only (the work lives in the modules it calls)."""
+
+from worker.cli import main
+
+raise SystemExit(main())

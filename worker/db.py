@@ -1,0 +1,56 @@
+"""Database URLs and engines: one place that knows how a URL is spelled for each driver."""
+
+from urllib.parse import urlsplit, urlunsplit
+
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
+
+
+class DatabaseUrlError(ValueError):
+    """The configured database URL cannot be used."""
+
+
+def sqlalchemy_url(url: str) -> str:
+    """`postgresql://` or `postgresql+asyncpg://` -> the SQLAlchemy asyncpg form."""
+    scheme, rest = _split(url)
+    return f"postgresql+asyncpg://{rest}"
+
+
+def asyncpg_dsn(url: str) -> str:
+    """Any accepted spelling -> the plain `postgresql://` DSN that asyncpg.connect takes."""
+    scheme, rest = _split(url)
+    return f"postgresql://{rest}"
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced, safe to log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
+
+
+def database_name(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server and credentials, another database."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def create_engine(url: str, **kwargs: object) -> AsyncEngine:
+    return create_async_engine(sqlalchemy_url(url), **kwargs)
+
+
+def _split(url: str) -> tuple[str, str]:
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in _SCHEMES:
+        raise DatabaseUrlError(
+            f"unsupported database URL scheme {scheme!r}: use postgresql:// or postgresql+asyncpg://"
+        )
+    return scheme, rest

@@ -1,0 +1,58 @@
+"""Run Alembic from Python on a URL: used by `make run`, the health check and the tests."""
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import pool
+from sqlalchemy.engine import Connection
+
+from worker.db import create_engine
+
+ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
+
+
+def alembic_config() -> Config:
+    return Config(str(ALEMBIC_INI))
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+async def upgrade(url: str, revision: str = "head") -> None:
+    await _run(url, lambda cfg: command.upgrade(cfg, revision))
+
+
+async def downgrade(url: str, revision: str = "base") -> None:
+    await _run(url, lambda cfg: command.downgrade(cfg, revision))
+
+
+async def current_revision(url: str) -> str | None:
+    engine = create_engine(url, poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(
+                lambda sync: MigrationContext.configure(sync).get_current_revision()
+            )
+    finally:
+        await engine.dispose()
+
+
+async def _run(url: str, operation) -> None:
+    engine = create_engine(url, poolclass=pool.NullPool)
+
+    def run_on(connection: Connection) -> None:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = connection
+        operation(cfg)
+
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(run_on)
+    finally:
+        await engine.dispose()
