@@ -13,14 +13,12 @@ class DatabaseUrlError(ValueError):
 
 def sqlalchemy_url(url: str) -> str:
     """`postgresql://` or `postgresql+asyncpg://` -> the SQLAlchemy asyncpg form."""
-    scheme, rest = _split(url)
-    return f"postgresql+asyncpg://{rest}"
+    return f"postgresql+asyncpg://{_split(url)}"
 
 
 def asyncpg_dsn(url: str) -> str:
     """Any accepted spelling -> the plain `postgresql://` DSN that asyncpg.connect takes."""
-    scheme, rest = _split(url)
-    return f"postgresql://{rest}"
+    return f"postgresql://{_split(url)}"
 
 
 def redact(url: str) -> str:
@@ -47,10 +45,11 @@ def create_engine(url: str, **kwargs: object) -> AsyncEngine:
     return create_async_engine(sqlalchemy_url(url), **kwargs)
 
 
-def _split(url: str) -> tuple[str, str]:
+def _split(url: str) -> str:
+    """The part after `scheme://`, once the scheme is known to be PostgreSQL."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in _SCHEMES:
         raise DatabaseUrlError(
             f"unsupported database URL scheme {scheme!r}: use postgresql:// or postgresql+asyncpg://"
         )
-    return scheme, rest
+    return rest
