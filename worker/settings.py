@@ -1,0 +1,123 @@
+"""Every setting, read from the environment once into a frozen dataclass.
+
+Each field names its environment variable; the README lists them all with their defaults.
+"""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A setting has a value the worker cannot use."""
+
+
+def _env(name: str, default: Any, *, secret: bool = False) -> Any:
+    # Secrets (passwords in URLs, API keys) stay out of repr(), so out of logs and tracebacks.
+    return field(default=default, repr=not secret, metadata={"env": name})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Database
+    database_url: str | None = _env("DATABASE_URL", None, secret=True)
+    listen_database_url: str | None = _env("LISTEN_DATABASE_URL", None, secret=True)
+    listen_enabled: bool = _env("WORKER_LISTEN", True)
+    embedded_pgdata: Path = _env("EMBEDDED_PGDATA", Path(".data/pg"))
+    # Runner
+    concurrency: int = _env("WORKER_CONCURRENCY", 4)
+    poll_interval_s: float = _env("WORKER_POLL_INTERVAL_S", 2.0)
+    shutdown_grace_s: float = _env("WORKER_SHUTDOWN_GRACE_S", 30.0)
+    housekeeping_interval_s: float = _env("WORKER_HOUSEKEEPING_INTERVAL_S", 60.0)
+    reconnect_max_wait_s: float = _env("WORKER_RECONNECT_MAX_WAIT_S", 30.0)
+    worker_name: str | None = _env("WORKER_NAME", None)
+    # Queue lifecycle
+    max_attempts: int = _env("QUEUE_MAX_ATTEMPTS", 5)
+    retry_base_s: float = _env("QUEUE_RETRY_BASE_S", 10.0)
+    retry_max_s: float = _env("QUEUE_RETRY_MAX_S", 3600.0)
+    heartbeat_interval_s: float = _env("QUEUE_HEARTBEAT_INTERVAL_S", 5.0)
+    stall_timeout_s: float = _env("QUEUE_STALL_TIMEOUT_S", 30.0)
+    prune_completed_days: float = _env("QUEUE_PRUNE_COMPLETED_DAYS", 7.0)
+    prune_failed_days: float = _env("QUEUE_PRUNE_FAILED_DAYS", 30.0)
+    prune_batch_size: int = _env("QUEUE_PRUNE_BATCH_SIZE", 1000)
+    # Price sources
+    price_source: str = _env("PRICE_SOURCE", "yahoo")
+    price_lookback_days: int = _env("PRICE_LOOKBACK_DAYS", 365)
+    http_timeout_s: float = _env("PRICE_HTTP_TIMEOUT_S", 20.0)
+    yahoo_base_url: str = _env("YAHOO_BASE_URL", "https://query2.finance.yahoo.com")
+    polygon_base_url: str = _env("POLYGON_BASE_URL", "https://api.polygon.io")
+    polygon_api_key: str | None = _env("POLYGON_API_KEY", None, secret=True)
+    tiingo_base_url: str = _env("TIINGO_BASE_URL", "https://api.tiingo.com")
+    tiingo_api_key: str | None = _env("TIINGO_API_KEY", None, secret=True)
+    fmp_base_url: str = _env("FMP_BASE_URL", "https://financialmodelingprep.com")
+    fmp_api_key: str | None = _env("FMP_API_KEY", None, secret=True)
+    price_csv_dir: Path | None = _env("PRICE_CSV_DIR", None)
+    # Logs
+    log_format: str = _env("LOG_FORMAT", "auto")  # auto | json | console
+    log_level: str = _env("LOG_LEVEL", "info")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Read every field from `environ` (default: os.environ); `overrides` win (CLI flags)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = f.metadata["env"]
+            raw = environ.get(name)
+            if raw is not None and raw.strip() != "":
+                values[f.name] = _parse(name, raw.strip(), f.default)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        positive = (
+            "concurrency",
+            "poll_interval_s",
+            "heartbeat_interval_s",
+            "stall_timeout_s",
+            "max_attempts",
+            "prune_batch_size",
+            "price_lookback_days",
+            "http_timeout_s",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{env_name(name)} must be > 0, got {getattr(self, name)!r}")
+        if self.stall_timeout_s <= 2 * self.heartbeat_interval_s:
+            raise SettingsError(
+                "QUEUE_STALL_TIMEOUT_S must exceed twice QUEUE_HEARTBEAT_INTERVAL_S, "
+                f"got {self.stall_timeout_s} and {self.heartbeat_interval_s}"
+            )
+        if self.log_format not in ("auto", "json", "console"):
+            raise SettingsError(
+                f"LOG_FORMAT must be auto, json or console, got {self.log_format!r}"
+            )
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable behind a Settings field."""
+    return next(f.metadata["env"] for f in fields(Settings) if f.name == field_name)
+
+
+def _parse(name: str, raw: str, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            lowered = raw.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, Path) or name.endswith("_DIR"):
+            return Path(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a valid {type(default).__name__}") from None
+    return raw
