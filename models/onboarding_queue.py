@@ -3,15 +3,37 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, String, Text, func, text
+from sqlalchemy import (
+    CheckConstraint,
+    Computed,
+    DateTime,
+    ForeignKey,
+    Index,
+    SmallInteger,
+    String,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
+
+STATUSES = ("pending", "processing", "completed", "failed")
+PRIORITIES = ("high", "normal", "low")  # claim order
+SYMBOL_PATTERN = r"^[A-Z0-9.^=/-]{1,20}$"
 
 
 class SymbolOnboardingQueue(Base):
     __tablename__ = "symbol_onboarding_queue"
     __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'processing', 'completed', 'failed')", name="status"
+        ),
+        CheckConstraint("priority IN ('high', 'normal', 'low')", name="priority"),
+        CheckConstraint(f"symbol ~ '{SYMBOL_PATTERN}'", name="symbol"),
+        CheckConstraint("attempts >= 0", name="attempts"),
+        # The spec's index; it cannot serve the claim order (see idx_queue_claim).
         Index("idx_queue_status", "status", "priority", "created_at"),
         # At most one live job per symbol (the spec's SQL declares it; its Alembic code forgot it).
         Index(
@@ -20,20 +42,44 @@ class SymbolOnboardingQueue(Base):
             unique=True,
             postgresql_where=text("status IN ('pending', 'processing')"),
         ),
+        # Exactly the claim's ORDER BY over exactly the rows it can claim.
+        Index(
+            "idx_queue_claim",
+            "priority_rank",
+            "run_after",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "idx_queue_processing", "heartbeat_at", postgresql_where=text("status = 'processing'")
+        ),
+        Index(
+            "idx_queue_finished",
+            "status",
+            "completed_at",
+            postgresql_where=text("status IN ('completed', 'failed')"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(
         primary_key=True, server_default=text("gen_random_uuid()")
     )
     symbol: Mapped[str] = mapped_column(String(20))
-    # Values: pending, processing, completed, failed.
-    status: Mapped[str | None] = mapped_column(String(20), server_default="pending")
+    status: Mapped[str] = mapped_column(String(20), server_default="pending")
     requested_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
-    # Values: high, normal, low.
-    priority: Mapped[str | None] = mapped_column(String(10), server_default="normal")
+    priority: Mapped[str] = mapped_column(String(10), server_default="normal")
     error_message: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime | None] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set when the job ends, completed or failed.
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Added by revision 0003 (queue core).
+    priority_rank: Mapped[int | None] = mapped_column(
+        SmallInteger,
+        Computed("CASE priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 WHEN 'low' THEN 2 END"),
+    )
+    attempts: Mapped[int] = mapped_column(server_default=text("0"))
+    run_after: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("clock_timestamp()")
+    )
+    locked_by: Mapped[str | None] = mapped_column(Text)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

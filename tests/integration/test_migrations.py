@@ -88,7 +88,24 @@ async def test_spec_schema_survives_to_head(pg_server: PgServer, database_url: s
 # What later revisions deliberately change in the spec's schema, each for a reason named in its
 # revision. Empty sets mean head still carries the spec's schema unchanged.
 DELIBERATE_CHANGES: dict[str, set[tuple[object, ...]]] = {
-    "columns": set(),
+    # 0003: a job always has a status, a priority and a creation time (NOT NULL).
+    "columns": {
+        ("symbol_onboarding_queue", "created_at", "timestamp with time zone", False, "now()"),
+        (
+            "symbol_onboarding_queue",
+            "priority",
+            "character varying(10)",
+            False,
+            "'normal'::character varying",
+        ),
+        (
+            "symbol_onboarding_queue",
+            "status",
+            "character varying(20)",
+            False,
+            "'pending'::character varying",
+        ),
+    },
     "indexes": set(),
     "constraints": set(),
 }

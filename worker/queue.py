@@ -1,0 +1,204 @@
+"""The queue store: one method per operation on `symbol_onboarding_queue`, plus the enqueue helpers.
+
+Crash recovery, the design: each worker process heartbeats the jobs it holds, with one UPDATE per
+interval (`HEARTBEAT`, keyed by its `locked_by` id), and any worker sweeps jobs whose heartbeat is
+older than the stall timeout back to pending (`RECOVER_STALLED`). Chosen over session advisory
+locks because it works through transaction-pooling proxies (PgBouncer), needs no connection held
+per job, survives a worker's own reconnects, and leaves the owner and its last sign of life in the
+row where an operator can see them. A job is only taken from a worker that stopped heartbeating
+for `stall_timeout_s`, so a live job is never stolen however long it runs; and every statement
+that ends a claim is fenced on `locked_by`, so a worker that was presumed dead cannot complete a
+job that has since been handed to someone else (it gets `JobLost` and its transaction rolls back).
+"""
+
+import os
+import random
+import socket
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from worker.sql import queue as sql
+from worker.symbols import check_priority, normalize_symbol
+
+
+class Executor(Protocol):
+    """An asyncpg Connection or Pool."""
+
+    async def execute(self, query: str, *args: Any) -> str: ...
+    async def fetch(self, query: str, *args: Any) -> list[Any]: ...
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
+
+
+class JobLost(RuntimeError):
+    """The job is no longer ours (it was recovered as stalled and may run elsewhere)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    id: uuid.UUID
+    symbol: str
+    priority: str
+    attempts: int  # including the current one
+    requested_by: uuid.UUID | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Recovered:
+    id: uuid.UUID
+    symbol: str
+    status: str  # pending again, or failed when that was its last attempt
+    attempts: int
+
+
+def new_worker_id(name: str | None = None) -> str:
+    """Unique per process and start, readable by an operator: `host:pid:random`."""
+    base = name or f"{socket.gethostname()}:{os.getpid()}"
+    return f"{base}:{uuid.uuid4().hex[:6]}"
+
+
+def retry_delay_s(attempt: int, base_s: float, max_s: float) -> float:
+    """Exponential backoff with jitter: base * 2^(attempt-1), capped, then between half and all of it."""
+    ceiling = min(max_s, base_s * 2 ** max(attempt - 1, 0))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+class Queue:
+    """Queue operations for one worker process (its id fences every state change)."""
+
+    def __init__(
+        self,
+        worker_id: str,
+        *,
+        max_attempts: int = 5,
+        retry_base_s: float = 10.0,
+        retry_max_s: float = 3600.0,
+    ) -> None:
+        self.worker_id = worker_id
+        self.max_attempts = max_attempts
+        self.retry_base_s = retry_base_s
+        self.retry_max_s = retry_max_s
+
+    async def claim(self, db: Executor, limit: int = 1) -> list[Job]:
+        """Claim up to `limit` runnable jobs, in claim order (high, normal, low; oldest first)."""
+        rows = await db.fetch(sql.CLAIM, self.worker_id, limit)
+        rows = sorted(rows, key=lambda r: (r["priority_rank"], r["run_after"]))
+        return [
+            Job(
+                id=r["id"],
+                symbol=r["symbol"],
+                priority=r["priority"],
+                attempts=r["attempts"],
+                requested_by=r["requested_by"],
+                created_at=r["created_at"],
+            )
+            for r in rows
+        ]
+
+    async def complete(self, db: Executor, job: Job) -> None:
+        """Mark the job completed; raises JobLost if it is no longer ours."""
+        self._check_owned(await db.execute(sql.COMPLETE, job.id, self.worker_id), job)
+
+    async def retry_later(self, db: Executor, job: Job, error: str) -> str:
+        """A transient failure: pending again after a backoff, or failed after the last attempt."""
+        delay = retry_delay_s(job.attempts, self.retry_base_s, self.retry_max_s)
+        status = await db.fetchval(
+            sql.RETRY_LATER, job.id, self.worker_id, self.max_attempts, delay, error
+        )
+        if status is None:
+            raise JobLost(f"job {job.id} ({job.symbol}) is no longer held by {self.worker_id}")
+        return status
+
+    async def fail(self, db: Executor, job: Job, error: str) -> None:
+        """A permanent failure: failed at once with `error` for a person to act on."""
+        self._check_owned(await db.execute(sql.FAIL, job.id, self.worker_id, error), job)
+
+    async def release(
+        self, db: Executor, job: Job, *, delay_s: float = 0.0, reason: str | None = None
+    ) -> None:
+        """Hand the job back to pending without spending an attempt."""
+        self._check_owned(
+            await db.execute(sql.RELEASE, job.id, self.worker_id, delay_s, reason), job
+        )
+
+    async def heartbeat(self, db: Executor) -> int:
+        """Refresh the heartbeat of every job this worker holds; returns how many."""
+        return _affected(await db.execute(sql.HEARTBEAT, self.worker_id))
+
+    async def recover_stalled(self, db: Executor, stall_timeout_s: float) -> list[Recovered]:
+        rows = await db.fetch(sql.RECOVER_STALLED, stall_timeout_s, self.max_attempts)
+        return [Recovered(r["id"], r["symbol"], r["status"], r["attempts"]) for r in rows]
+
+    def _check_owned(self, status: str, job: Job) -> None:
+        if _affected(status) != 1:
+            raise JobLost(f"job {job.id} ({job.symbol}) is no longer held by {self.worker_id}")
+
+
+async def prune(db: Executor, status: str, older_than_days: float, batch_size: int) -> int:
+    """Delete one batch of `status` rows that ended more than `older_than_days` ago."""
+    return _affected(await db.execute(sql.PRUNE, status, older_than_days, batch_size))
+
+
+async def retry_job(db: Executor, job_id: uuid.UUID) -> bool:
+    """Operator retry of one failed job; False if it is not failed or its symbol has a live job."""
+    return bool(await db.fetchval(sql.RETRY_JOB, job_id))
+
+
+async def retry_failed(db: Executor) -> int:
+    """Operator retry of every failed job whose symbol has no live job; returns how many."""
+    return int(await db.fetchval(sql.RETRY_FAILED))
+
+
+async def enqueue_symbol(
+    db: AsyncSession | AsyncConnection,
+    symbol: str,
+    *,
+    priority: str = "normal",
+    requested_by: uuid.UUID | None = None,
+) -> uuid.UUID:
+    """Enqueue one symbol in the caller's transaction (no commit); returns the live job's id.
+
+    Validated here first, so bad input raises before anything reaches the caller's transaction.
+    """
+    result = await db.execute(
+        text(sql.ENQUEUE),
+        {
+            "symbol": normalize_symbol(symbol),
+            "priority": check_priority(priority),
+            "requested_by": requested_by,
+        },
+    )
+    return result.scalar_one()
+
+
+async def enqueue_symbols(
+    db: AsyncSession | AsyncConnection,
+    symbols: Iterable[str],
+    *,
+    priority: str = "normal",
+    requested_by: uuid.UUID | None = None,
+) -> list[uuid.UUID]:
+    """Enqueue several symbols in one round trip; ids in input order. All or nothing."""
+    normalized: Sequence[str] = [normalize_symbol(s) for s in symbols]
+    if not normalized:
+        return []
+    result = await db.execute(
+        text(sql.ENQUEUE_MANY),
+        {
+            "symbols": list(normalized),
+            "priority": check_priority(priority),
+            "requested_by": requested_by,
+        },
+    )
+    return list(result.scalars())
+
+
+def _affected(status: str) -> int:
+    """asyncpg's command tag (`UPDATE 3`) -> 3."""
+    return int(status.rsplit(" ", 1)[-1])

@@ -1,0 +1,1 @@
+"""Runtime SQL: one module per concern, each statement a named constant."""

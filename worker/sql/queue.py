@@ -1,0 +1,157 @@
+"""Every runtime statement of the queue, named after its operation (worker/queue.py runs them).
+
+Parameters are positional ($1...) because the runner executes them on asyncpg directly: the
+claim loop is the hot path, and asyncpg's prepared-statement cache makes it cheap.
+"""
+
+# Claim up to $2 runnable jobs for worker $1, highest priority first, oldest first within one.
+# - The inner SELECT walks idx_queue_claim (status='pending', ordered by priority_rank, run_after)
+#   and stops after $2 rows: no sort of the pending set, however long it is.
+# - FOR UPDATE SKIP LOCKED: concurrent claimers skip each other's rows instead of waiting, so
+#   every row goes to exactly one claimer.
+# - attempts counts claims, so a job that keeps killing its worker still runs out of attempts.
+CLAIM = """
+WITH next AS (
+    SELECT id
+    FROM symbol_onboarding_queue
+    WHERE status = 'pending' AND run_after <= now()
+    ORDER BY priority_rank, run_after
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE symbol_onboarding_queue AS q
+SET status = 'processing', started_at = now(), heartbeat_at = now(),
+    attempts = q.attempts + 1, locked_by = $1
+FROM next
+WHERE q.id = next.id
+RETURNING q.id, q.symbol, q.priority, q.priority_rank, q.attempts, q.requested_by,
+          q.created_at, q.run_after
+"""
+
+# Every statement that ends a claim is fenced on (id, locked_by, status): a worker whose job was
+# recovered from it (it was presumed dead) changes nothing and learns it lost the job.
+COMPLETE = """
+UPDATE symbol_onboarding_queue
+SET status = 'completed', completed_at = now(), error_message = NULL, heartbeat_at = NULL
+WHERE id = $1 AND locked_by = $2 AND status = 'processing'
+"""
+
+# A transient failure: back to pending after $4 seconds, or failed once attempts reach $3.
+RETRY_LATER = """
+UPDATE symbol_onboarding_queue
+SET status = CASE WHEN attempts >= $3 THEN 'failed' ELSE 'pending' END,
+    completed_at = CASE WHEN attempts >= $3 THEN now() END,
+    run_after = CASE WHEN attempts >= $3 THEN run_after
+                     ELSE now() + make_interval(secs => $4) END,
+    error_message = $5, heartbeat_at = NULL
+WHERE id = $1 AND locked_by = $2 AND status = 'processing'
+RETURNING status
+"""
+
+FAIL = """
+UPDATE symbol_onboarding_queue
+SET status = 'failed', completed_at = now(), error_message = $3, heartbeat_at = NULL
+WHERE id = $1 AND locked_by = $2 AND status = 'processing'
+"""
+
+# Hand a job back without spending an attempt (shutdown, or its price source is paused):
+# runnable again after $3 seconds. $4, when not NULL, replaces error_message.
+RELEASE = """
+UPDATE symbol_onboarding_queue
+SET status = 'pending', attempts = greatest(attempts - 1, 0), started_at = NULL,
+    run_after = now() + make_interval(secs => $3),
+    error_message = coalesce($4, error_message), locked_by = NULL, heartbeat_at = NULL
+WHERE id = $1 AND locked_by = $2 AND status = 'processing'
+"""
+
+# One statement per worker per interval, however many jobs it runs.
+HEARTBEAT = """
+UPDATE symbol_onboarding_queue
+SET heartbeat_at = now()
+WHERE status = 'processing' AND locked_by = $1
+"""
+
+# Jobs whose worker stopped heartbeating for $1 seconds go back to pending (or fail, when that
+# was their last attempt). SKIP LOCKED: a job being completed right now is not touched.
+RECOVER_STALLED = """
+WITH stalled AS (
+    SELECT id
+    FROM symbol_onboarding_queue
+    WHERE status = 'processing'
+      AND coalesce(heartbeat_at, started_at, created_at) < now() - make_interval(secs => $1)
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE symbol_onboarding_queue AS q
+SET status = CASE WHEN q.attempts >= $2 THEN 'failed' ELSE 'pending' END,
+    completed_at = CASE WHEN q.attempts >= $2 THEN now() END,
+    run_after = now(),
+    error_message = format('worker %s stopped responding during attempt %s (last heartbeat %s)',
+                           coalesce(q.locked_by, 'unknown'), q.attempts, q.heartbeat_at),
+    locked_by = NULL, heartbeat_at = NULL
+FROM stalled
+WHERE q.id = stalled.id
+RETURNING q.id, q.symbol, q.status, q.attempts
+"""
+
+# Delete up to $3 rows in status $1 that ended more than $2 days ago (oldest first).
+PRUNE = """
+WITH doomed AS (
+    SELECT id
+    FROM symbol_onboarding_queue
+    WHERE status = $1 AND completed_at < now() - make_interval(secs => $2 * 86400)
+    ORDER BY completed_at
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM symbol_onboarding_queue AS q
+USING doomed
+WHERE q.id = doomed.id
+"""
+
+RETRY_JOB = "SELECT retry_symbol_onboarding($1)"
+RETRY_FAILED = "SELECT retry_failed_symbol_onboarding()"
+
+# The earliest moment a pending job becomes runnable (None: nothing pending).
+NEXT_RUN_AFTER = """
+SELECT min(run_after) FROM symbol_onboarding_queue WHERE status = 'pending'
+"""
+
+ENQUEUE = "SELECT enqueue_symbol_onboarding(:symbol, :priority, :requested_by)"
+
+# One round trip for a batch: the function runs once per symbol, in input order.
+ENQUEUE_MANY = """
+SELECT enqueue_symbol_onboarding(t.symbol, :priority, :requested_by)
+FROM (
+    SELECT symbol, position
+    FROM unnest(CAST(:symbols AS text[])) WITH ORDINALITY AS u(symbol, position)
+    ORDER BY position
+) AS t
+"""
+
+COUNTS = """
+SELECT status, priority, count(*) AS jobs
+FROM symbol_onboarding_queue
+GROUP BY status, priority
+"""
+
+OLDEST_PENDING_AGE_S = """
+SELECT extract(epoch FROM now() - min(created_at))::float8
+FROM symbol_onboarding_queue WHERE status = 'pending'
+"""
+
+RUNNING = """
+SELECT id, symbol, locked_by, attempts,
+       extract(epoch FROM now() - started_at)::float8 AS running_s,
+       extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age_s
+FROM symbol_onboarding_queue
+WHERE status = 'processing'
+ORDER BY started_at
+"""
+
+RECENT_FAILURES = """
+SELECT id, symbol, attempts, completed_at, error_message
+FROM symbol_onboarding_queue
+WHERE status = 'failed'
+ORDER BY completed_at DESC
+LIMIT $1
+"""
