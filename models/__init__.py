@@ -4,6 +4,7 @@ from models.accounts import Portfolio, User
 from models.analytics_cache import PortfolioAnalyticsCache
 from models.base import Base
 from models.onboarding_queue import SymbolOnboardingQueue
+from models.price_sources import PriceSourceState
 from models.symbols import MarketDataCache, SymbolFactorExposure, SymbolPricesDaily, SymbolUniverse
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "MarketDataCache",
     "Portfolio",
     "PortfolioAnalyticsCache",
+    "PriceSourceState",
     "SymbolFactorExposure",
     "SymbolOnboardingQueue",
     "SymbolPricesDaily",

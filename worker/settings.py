@@ -54,6 +54,23 @@ class Settings:
     fmp_base_url: str = _env("FMP_BASE_URL", "https://financialmodelingprep.com")
     fmp_api_key: str | None = _env("FMP_API_KEY", None, secret=True)
     price_csv_dir: Path | None = _env("PRICE_CSV_DIR", None)
+    # In-process retries of one source's fetch on a transient error (timeout, 5xx, bad body),
+    # exponential with jitter, before the job goes back to the queue's backoff.
+    http_retries: int = _env("PRICE_HTTP_RETRIES", 3)
+    http_retry_wait_s: float = _env("PRICE_HTTP_RETRY_WAIT_S", 1.0)
+    http_retry_max_wait_s: float = _env("PRICE_HTTP_RETRY_MAX_WAIT_S", 30.0)
+    # Request rate per source, shared by every worker process: "N/second|minute|hour|day"
+    # (requests evenly spaced), or "off". Checked by worker.prices.ratelimit.parse_rate.
+    rate_limit_yahoo: str = _env("PRICE_RATE_LIMIT_YAHOO", "2000/hour")
+    rate_limit_polygon: str = _env("PRICE_RATE_LIMIT_POLYGON", "5/minute")
+    rate_limit_tiingo: str = _env("PRICE_RATE_LIMIT_TIINGO", "off")
+    rate_limit_fmp: str = _env("PRICE_RATE_LIMIT_FMP", "off")
+    # A job waits at most this long for its request slot; longer, it is deferred instead.
+    rate_limit_max_wait_s: float = _env("PRICE_RATE_LIMIT_MAX_WAIT_S", 30.0)
+    # How long a source pauses after a rate-limit signal without Retry-After, and after it
+    # answered with a block, consent or challenge page.
+    rate_limit_pause_s: float = _env("PRICE_RATE_LIMIT_PAUSE_S", 300.0)
+    blocked_pause_s: float = _env("PRICE_BLOCKED_PAUSE_S", 900.0)
     # Logs
     log_format: str = _env("LOG_FORMAT", "auto")  # auto | json | console
     log_level: str = _env("LOG_LEVEL", "info")

@@ -1,0 +1,21 @@
+"""Shared state of each price source: a pause after a rate limit or block, and the request
+schedule of its rate limiter. One row per source, read and written by every worker process."""
+
+from datetime import datetime
+
+from sqlalchemy import DateTime, String, Text, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base
+
+
+class PriceSourceState(Base):
+    __tablename__ = "price_source_state"
+
+    source: Mapped[str] = mapped_column(String(20), primary_key=True)
+    # No request goes to the source before this moment (NULL or past: not paused).
+    paused_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    pause_reason: Mapped[str | None] = mapped_column(Text)
+    # The rate limiter's schedule: the earliest moment the next request may start.
+    next_request_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
