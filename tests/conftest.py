@@ -3,11 +3,12 @@
 import os
 from collections.abc import AsyncIterator, Iterator
 
+import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness import PgServer, build_template, run, start_test_server
-from worker.db import create_engine
+from worker.db import asyncpg_dsn, create_engine
 
 # Code under test must never reach a developer's real database through the environment.
 os.environ.pop("DATABASE_URL", None)
@@ -60,3 +61,13 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A plain asyncpg connection to the test's database (autocommit)."""
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        yield connection
+    finally:
+        await connection.close()

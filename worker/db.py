@@ -2,9 +2,21 @@
 
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 _SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
+
+# What a lost or refused database connection looks like from asyncpg: network errors (OSError,
+# which includes timeouts), SQLSTATE classes 08 (connection) and 57 (operator intervention:
+# shutdown, pg_terminate_backend, "starting up"), and the client's own broken-connection states.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
 
 
 class DatabaseUrlError(ValueError):

@@ -30,22 +30,41 @@ QUEUE = "symbol_onboarding_queue"
 
 FUNCTIONS = (
     r"""
+-- The one symbol rule in the database: trimmed, upper-cased, 1-20 of A-Z 0-9 . - ^ = /.
+-- worker/symbols.py mirrors it so Python callers fail before touching their transaction.
+CREATE FUNCTION symbol_onboarding_check_symbol(p_symbol text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_symbol text := upper(btrim(p_symbol, E' \t\r\n\f' || chr(11)));
+BEGIN
+    IF v_symbol IS NULL OR v_symbol !~ '^[A-Z0-9.^=/-]{1,20}$' THEN
+        RAISE EXCEPTION 'invalid symbol %: expected 1-20 letters, digits or . - ^ = /',
+            coalesce(quote_literal(p_symbol), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN v_symbol;
+END $$;
+""",
+    r"""
+CREATE FUNCTION symbol_onboarding_check_priority(p_priority text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF p_priority IS NULL OR p_priority NOT IN ('high', 'normal', 'low') THEN
+        RAISE EXCEPTION 'invalid priority %: expected high, normal or low',
+            coalesce(quote_literal(p_priority), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN p_priority;
+END $$;
+""",
+    r"""
+-- A plain INSERT of a value longer than 20 characters is refused by VARCHAR(20) itself
+-- ("value too long"), before this trigger runs; the enqueue function checks first.
 CREATE FUNCTION symbol_onboarding_normalize() RETURNS trigger
 LANGUAGE plpgsql AS $$
-DECLARE
-    raw_symbol text := NEW.symbol;
 BEGIN
-    NEW.symbol := upper(btrim(NEW.symbol, E' \t\r\n\f' || chr(11)));
-    IF NEW.symbol IS NULL OR NEW.symbol !~ '^[A-Z0-9.^=/-]{1,20}$' THEN
-        RAISE EXCEPTION 'invalid symbol %: expected 1-20 letters, digits or . - ^ = /',
-            coalesce(quote_literal(raw_symbol), 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF NEW.priority IS NULL OR NEW.priority NOT IN ('high', 'normal', 'low') THEN
-        RAISE EXCEPTION 'invalid priority %: expected high, normal or low',
-            coalesce(quote_literal(NEW.priority), 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    NEW.symbol := symbol_onboarding_check_symbol(NEW.symbol);
+    NEW.priority := symbol_onboarding_check_priority(NEW.priority);
     RETURN NEW;
 END $$;
 """,
@@ -93,7 +112,8 @@ CREATE FUNCTION enqueue_symbol_onboarding(
 ) RETURNS uuid
 LANGUAGE sql AS $$
     INSERT INTO symbol_onboarding_queue AS q (symbol, priority, requested_by)
-    VALUES (p_symbol, p_priority, p_requested_by)
+    VALUES (symbol_onboarding_check_symbol(p_symbol),
+            symbol_onboarding_check_priority(p_priority), p_requested_by)
     ON CONFLICT (symbol) WHERE status IN ('pending', 'processing')
     DO UPDATE SET priority = CASE
         WHEN (CASE EXCLUDED.priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END)
@@ -150,6 +170,8 @@ DROP_FUNCTIONS = (
     "DROP FUNCTION symbol_onboarding_notify();",
     "DROP FUNCTION symbol_onboarding_register_symbol();",
     "DROP FUNCTION symbol_onboarding_normalize();",
+    "DROP FUNCTION symbol_onboarding_check_priority(text);",
+    "DROP FUNCTION symbol_onboarding_check_symbol(text);",
 )
 
 PRIORITY_RANK = "CASE priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 WHEN 'low' THEN 2 END"
