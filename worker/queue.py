@@ -127,9 +127,9 @@ class Queue:
             await db.execute(sql.RELEASE, job.id, self.worker_id, delay_s, reason), job
         )
 
-    async def heartbeat(self, db: Executor) -> int:
-        """Refresh the heartbeat of every job this worker holds; returns how many."""
-        return _affected(await db.execute(sql.HEARTBEAT, self.worker_id))
+    async def heartbeat(self, db: Executor, job_ids: Sequence[uuid.UUID]) -> int:
+        """Refresh the heartbeat of the jobs this worker is running; returns how many."""
+        return _affected(await db.execute(sql.HEARTBEAT, self.worker_id, list(job_ids)))
 
     async def recover_stalled(self, db: Executor, stall_timeout_s: float) -> list[Recovered]:
         rows = await db.fetch(sql.RECOVER_STALLED, stall_timeout_s, self.max_attempts)

@@ -26,6 +26,8 @@ class Settings:
     listen_database_url: str | None = _env("LISTEN_DATABASE_URL", None, secret=True)
     listen_enabled: bool = _env("WORKER_LISTEN", True)
     embedded_pgdata: Path = _env("EMBEDDED_PGDATA", Path(".data/pg"))
+    # 0 behind a transaction-pooling proxy (PgBouncer), which cannot keep prepared statements.
+    statement_cache_size: int = _env("DATABASE_STATEMENT_CACHE_SIZE", 100)
     # Runner
     concurrency: int = _env("WORKER_CONCURRENCY", 4)
     poll_interval_s: float = _env("WORKER_POLL_INTERVAL_S", 2.0)

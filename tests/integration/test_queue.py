@@ -230,7 +230,7 @@ async def test_a_live_job_is_never_stolen_however_long_it_runs(conn) -> None:
     (job,) = await worker.claim(conn)
     # Started long ago, but its worker keeps heartbeating.
     await conn.execute("UPDATE symbol_onboarding_queue SET started_at = now() - interval '6 hours'")
-    assert await worker.heartbeat(conn) == 1
+    assert await worker.heartbeat(conn, [job.id]) == 1
     assert await Queue("other").recover_stalled(conn, stall_timeout_s=30) == []
     await worker.complete(conn, job)
 
@@ -282,7 +282,7 @@ CLAIM_AND_HANG = textwrap.dedent(
         jobs = await Queue("doomed").claim(conn)
         print(jobs[0].symbol, flush=True)
         while True:  # heartbeat like a live worker until killed
-            await Queue("doomed").heartbeat(conn)
+            await Queue("doomed").heartbeat(conn, [jobs[0].id])
             await asyncio.sleep(0.2)
 
     asyncio.run(main())

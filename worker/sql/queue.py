@@ -64,11 +64,12 @@ SET status = 'pending', attempts = greatest(attempts - 1, 0), started_at = NULL,
 WHERE id = $1 AND locked_by = $2 AND status = 'processing'
 """
 
-# One statement per worker per interval, however many jobs it runs.
+# One statement per worker per interval, however many jobs it runs. Only the jobs it is still
+# running ($2): a job it could not hand back (database outage) must go stale and be recovered.
 HEARTBEAT = """
 UPDATE symbol_onboarding_queue
 SET heartbeat_at = now()
-WHERE status = 'processing' AND locked_by = $1
+WHERE id = ANY($2::uuid[]) AND locked_by = $1 AND status = 'processing'
 """
 
 # Jobs whose worker stopped heartbeating for $1 seconds go back to pending (or fail, when that
@@ -155,3 +156,9 @@ WHERE status = 'failed'
 ORDER BY completed_at DESC
 LIMIT $1
 """
+
+# Housekeeping (pruning, cache expiry) is done by one worker at a time: a session-level advisory
+# lock, released explicitly or when its connection ends.
+HOUSEKEEPING_LOCK_KEY = 0x53594D4F4E42  # "SYMONB"
+TRY_LOCK_HOUSEKEEPING = "SELECT pg_try_advisory_lock($1)"
+UNLOCK_HOUSEKEEPING = "SELECT pg_advisory_unlock($1)"

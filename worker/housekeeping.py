@@ -1,0 +1,104 @@
+"""Housekeeping inside the worker: stalled-job recovery often, pruning at a low rate.
+
+Recovery runs in every worker (it is one cheap statement with SKIP LOCKED, and the recovery bound
+must not depend on one process). Pruning is taken by one worker at a time with an advisory lock,
+and does at most `max_batches` bounded batches per round so it never competes with the claim loop.
+"""
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import asyncpg
+import structlog
+
+from worker.queue import Queue, prune
+from worker.settings import Settings
+from worker.sql import queue as sql
+
+log = structlog.get_logger("worker.housekeeping")
+
+# An extra sweep run under the same lock: takes a connection, returns how many rows it removed.
+Sweep = Callable[[asyncpg.Connection, int], Awaitable[int]]
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    completed: int
+    failed: int
+    extra: dict[str, int]
+
+
+class Housekeeper:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        queue: Queue,
+        *,
+        extra_sweeps: dict[str, Sweep] | None = None,
+        max_batches: int = 10,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.queue = queue
+        self.extra_sweeps = extra_sweeps or {}
+        self.max_batches = max_batches
+        self._last_prune = float("-inf")
+
+    async def __call__(self) -> None:
+        await self.recover_stalled()
+        if time.monotonic() - self._last_prune >= self.settings.housekeeping_interval_s:
+            self._last_prune = time.monotonic()
+            await self.prune(max_batches=self.max_batches)
+
+    async def recover_stalled(self) -> int:
+        recovered = await self.queue.recover_stalled(self.pool, self.settings.stall_timeout_s)
+        for job in recovered:
+            log.warning(
+                "job_recovered",
+                job_id=str(job.id),
+                symbol=job.symbol,
+                attempt=job.attempts,
+                status=job.status,
+            )
+        return len(recovered)
+
+    async def prune(self, *, max_batches: int | None = None) -> PruneResult | None:
+        """Prune old finished jobs (and extra sweeps); None if another worker holds the lock."""
+        async with self.pool.acquire() as conn:
+            if not await conn.fetchval(sql.TRY_LOCK_HOUSEKEEPING, sql.HOUSEKEEPING_LOCK_KEY):
+                return None
+            try:
+                result = PruneResult(
+                    completed=await self._batches(
+                        conn, "completed", self.settings.prune_completed_days, max_batches
+                    ),
+                    failed=await self._batches(
+                        conn, "failed", self.settings.prune_failed_days, max_batches
+                    ),
+                    extra={
+                        name: await sweep(conn, self.settings.prune_batch_size)
+                        for name, sweep in self.extra_sweeps.items()
+                    },
+                )
+            finally:
+                await conn.execute(sql.UNLOCK_HOUSEKEEPING, sql.HOUSEKEEPING_LOCK_KEY)
+        if result.completed or result.failed or any(result.extra.values()):
+            log.info(
+                "jobs_pruned", completed=result.completed, failed=result.failed, **result.extra
+            )
+        return result
+
+    async def _batches(
+        self, conn: asyncpg.Connection, status: str, days: float, max_batches: int | None
+    ) -> int:
+        total, batches = 0, 0
+        batch = self.settings.prune_batch_size
+        while max_batches is None or batches < max_batches:
+            deleted = await prune(conn, status, days, batch)
+            total += deleted
+            batches += 1
+            if deleted < batch:
+                break
+        return total

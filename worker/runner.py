@@ -1,0 +1,294 @@
+"""The runner: claim loop, concurrency, LISTEN wake-up, heartbeats, housekeeping, shutdown.
+
+It holds no SQL (worker/queue.py does) and no job logic (the handler does); it decides when to
+claim, runs up to `concurrency` jobs at once, and writes one log line per job outcome.
+
+Shutdown contract: the first SIGTERM/SIGINT stops claiming and lets in-flight jobs finish for up
+to `shutdown_grace_s`; jobs still running then are cancelled and handed back to pending at once
+(no attempt spent). A second signal skips the grace period. Then connections close and the
+process exits 0.
+"""
+
+import asyncio
+import contextlib
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import asyncpg
+import structlog
+
+from worker.db import CONNECTION_ERRORS
+from worker.queue import Job, JobLost, Queue
+from worker.settings import Settings
+
+CHANNEL = "symbol_onboarding"
+LISTENER_PROBE_S = 10.0
+log = structlog.get_logger("worker.runner")
+
+
+class JobResultLike(Protocol):
+    outcome: str
+    rows: int | None
+    error: str | None
+
+
+class Handler(Protocol):
+    """Runs one claimed job and performs its queue transition (see worker/onboarding.py)."""
+
+    async def run(self, job: Job) -> JobResultLike: ...
+
+
+Housekeeping = Callable[[], Awaitable[None]]
+
+
+class Runner:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        queue: Queue,
+        handler: Handler,
+        *,
+        listen_dsn: str | None = None,
+        burst: bool = False,
+        housekeeping: Housekeeping | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.queue = queue
+        self.handler = handler
+        self.listen_dsn = listen_dsn
+        self.burst = burst
+        self.housekeeping = housekeeping
+        self._in_flight: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._abort = asyncio.Event()
+        self.listening = asyncio.Event()  # set while the LISTEN connection is up
+        self.listener_connects = 0
+
+    # --- control ---------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """First call: graceful stop. Second call: abort (hand unfinished jobs back now)."""
+        if self._stopping.is_set():
+            log.warning("shutdown_abort", in_flight=len(self._in_flight))
+            self._abort.set()
+        else:
+            log.info("shutdown_requested", in_flight=len(self._in_flight))
+            self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        background = [asyncio.create_task(self._heartbeat_loop(), name="heartbeat")]
+        if self.housekeeping is not None:
+            background.append(asyncio.create_task(self._housekeeping_loop(), name="housekeeping"))
+        if self.listen_dsn is not None:
+            background.append(asyncio.create_task(self._listen_loop(), name="listen"))
+        log.info(
+            "worker_started",
+            worker_id=self.queue.worker_id,
+            concurrency=self.settings.concurrency,
+            listen=self.listen_dsn is not None,
+            burst=self.burst,
+        )
+        try:
+            await self._claim_loop()
+        finally:
+            await self._drain()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            log.info("worker_stopped", worker_id=self.queue.worker_id)
+
+    # --- claiming --------------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        outage = _Backoff(self.settings.reconnect_max_wait_s)
+        while not self._stopping.is_set():
+            # Cleared before claiming: a NOTIFY that lands during the claim still wakes us.
+            self._wake.clear()
+            free = self.settings.concurrency - len(self._in_flight)
+            jobs: list[Job] = []
+            if free > 0:
+                try:
+                    jobs = await self.queue.claim(self.pool, free)
+                except CONNECTION_ERRORS as exc:
+                    await self._sleep(outage.next_delay(), reason="database_unavailable", exc=exc)
+                    continue
+                if outage.failures:
+                    log.info("database_available", after_failures=outage.failures)
+                    outage.reset()
+                for job in jobs:
+                    self._start(job)
+            if self.burst and not jobs and not self._in_flight:
+                log.info("burst_done")
+                return
+            if jobs and len(jobs) == free:
+                continue
+            await self._wait(self.settings.poll_interval_s)
+
+    def _start(self, job: Job) -> None:
+        task = asyncio.create_task(self._execute(job), name=f"job-{job.symbol}")
+        self._in_flight[job.id] = task
+
+    async def _execute(self, job: Job) -> None:
+        bound = log.bind(job_id=str(job.id), symbol=job.symbol, attempt=job.attempts)
+        started = time.perf_counter()
+
+        def elapsed_ms() -> float:
+            return round((time.perf_counter() - started) * 1000, 1)
+
+        try:
+            result = await self.handler.run(job)
+            level = "info" if result.outcome == "completed" else "warning"
+            getattr(bound, level)(
+                "job_finished",
+                outcome=result.outcome,
+                duration_ms=elapsed_ms(),
+                rows=result.rows,
+                error=result.error,
+            )
+        except asyncio.CancelledError:
+            await asyncio.shield(self._hand_back(job, "worker shut down before the job finished"))
+            bound.warning("job_finished", outcome="handed_back", duration_ms=elapsed_ms())
+            raise
+        except JobLost as exc:
+            bound.warning("job_finished", outcome="lost", duration_ms=elapsed_ms(), error=str(exc))
+        except CONNECTION_ERRORS as exc:
+            bound.warning(
+                "job_finished",
+                outcome="interrupted",
+                duration_ms=elapsed_ms(),
+                error=_describe(exc),
+            )
+            await self._hand_back(job, f"interrupted by a database outage: {_describe(exc)}")
+        except Exception as exc:  # a bug in the handler: keep the job, count the attempt
+            bound.exception("job_finished", outcome="crashed", duration_ms=elapsed_ms())
+            with contextlib.suppress(JobLost, *CONNECTION_ERRORS):
+                await self.queue.retry_later(self.pool, job, f"worker error: {_describe(exc)}")
+        finally:
+            self._in_flight.pop(job.id, None)
+            self._wake.set()
+
+    async def _hand_back(self, job: Job, reason: str) -> None:
+        """Return the job to pending now; if the database is away, recovery will do it later."""
+        backoff = _Backoff(1.0)
+        deadline = time.monotonic() + self.settings.stall_timeout_s
+        while True:
+            try:
+                await self.queue.release(self.pool, job, reason=reason)
+                log.info("job_handed_back", job_id=str(job.id), symbol=job.symbol)
+                return
+            except JobLost:
+                return
+            except CONNECTION_ERRORS as exc:
+                if time.monotonic() > deadline or self._abort.is_set():
+                    # Not heartbeated any more, so the stalled-job sweep returns it.
+                    log.warning("job_hand_back_failed", job_id=str(job.id), error=_describe(exc))
+                    return
+                await asyncio.sleep(backoff.next_delay())
+
+    # --- waiting, listening, heartbeats, housekeeping --------------------------------------------
+
+    async def _wait(self, timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout_s)
+
+    async def _sleep(self, delay_s: float, *, reason: str, exc: BaseException) -> None:
+        log.warning(reason, error=_describe(exc), retry_in_s=round(delay_s, 2))
+        await self._wait(delay_s)
+
+    async def _drain(self) -> None:
+        tasks = list(self._in_flight.values())
+        if not tasks:
+            return
+        if not self._abort.is_set():
+            grace = self.settings.shutdown_grace_s
+            log.info("shutdown_waiting", in_flight=len(tasks), grace_s=grace)
+            abort = asyncio.create_task(self._abort.wait())
+            finished = asyncio.ensure_future(asyncio.wait(tasks))
+            await asyncio.wait(
+                [finished, abort], timeout=grace, return_when=asyncio.FIRST_COMPLETED
+            )
+            abort.cancel()
+            finished.cancel()
+        for task in tasks:
+            task.cancel()  # a no-op for jobs that finished; the rest hand their job back
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _listen_loop(self) -> None:
+        backoff = _Backoff(self.settings.reconnect_max_wait_s)
+        assert self.listen_dsn is not None
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self.listen_dsn)
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _conn: lost.set())
+                await conn.add_listener(CHANNEL, lambda *_: self._wake.set())
+                self.listening.set()
+                self.listener_connects += 1
+                self._wake.set()  # anything enqueued while we were not listening
+                log.info("listener_connected")
+                backoff.reset()
+                while not lost.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), LISTENER_PROBE_S)
+                    # A network cut is silent on an idle connection: probe it now and then.
+                    await conn.execute("SELECT 1", timeout=5)
+                raise ConnectionResetError("LISTEN connection closed")
+            except CONNECTION_ERRORS as exc:
+                self.listening.clear()
+                delay = backoff.next_delay()
+                log.warning("listener_lost", error=_describe(exc), retry_in_s=round(delay, 2))
+                await asyncio.sleep(delay)
+            finally:
+                self.listening.clear()
+                if conn is not None:
+                    conn.terminate()
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval_s)
+            if not self._in_flight:
+                continue
+            try:
+                await self.queue.heartbeat(self.pool, list(self._in_flight))
+            except CONNECTION_ERRORS as exc:
+                log.warning("heartbeat_failed", error=_describe(exc))
+
+    async def _housekeeping_loop(self) -> None:
+        assert self.housekeeping is not None
+        interval = min(self.settings.stall_timeout_s / 3, self.settings.housekeeping_interval_s)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.housekeeping()
+            except CONNECTION_ERRORS as exc:
+                log.warning("housekeeping_failed", error=_describe(exc))
+            self._wake.set()  # recovered jobs are claimable at once
+
+
+class _Backoff:
+    """Exponential backoff with jitter for reconnects: 0.1 s doubling up to `max_s`."""
+
+    def __init__(self, max_s: float) -> None:
+        self.max_s = max_s
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        self.failures += 1
+        ceiling = min(self.max_s, 0.1 * 2 ** (self.failures - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
