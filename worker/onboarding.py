@@ -1,0 +1,297 @@
+"""The onboarding job for one claimed symbol: fetch about a year of daily bars, validate them,
+and store them, mark the symbol active and complete the job in one transaction.
+
+`Onboarder.run` is the one place that classifies a job's outcome and moves it in the queue:
+- completed: prices upserted, `symbol_universe` active with `last_price_date`, job completed,
+  all in one transaction (all of it commits or none of it);
+- retried: a transient failure (after the in-process retries) or an unexpected exception (a
+  bug: retried so nothing is lost); `Queue.retry_later` may turn it into failed on the last
+  attempt;
+- failed: a permanent failure (unknown symbol, no data, bad key, invalid data) with a message a
+  person can act on; a `pending` symbol becomes `error`, an `active` one keeps its status;
+- deferred: every usable source is paused (rate limit, block) or its next request slot is too
+  far away: the job is released without spending an attempt.
+It lets cancellation, `JobLost` and database connection errors propagate to the runner. A
+database connection is held only for short statements and the write transaction, never while
+waiting on a provider.
+"""
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal
+
+import asyncpg
+import httpx
+import structlog
+from structlog.typing import FilteringBoundLogger
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from worker.prices import (
+    HTTP_SOURCES,
+    build_sources,
+    check_source_config,
+    source_rates,
+    source_secrets,
+)
+from worker.prices.base import (
+    Bar,
+    PriceSource,
+    RateLimited,
+    SourceBlocked,
+    SourceError,
+    SourcePaused,
+    TransientSourceError,
+    Window,
+)
+from worker.prices.http import MaskSecrets, scrub
+from worker.prices.ratelimit import SourceGate
+from worker.queue import Job, JobLost, Queue
+from worker.settings import Settings
+from worker.sql import prices as sql
+
+logger = structlog.get_logger()
+
+# The runner handles these (shutdown, lost jobs, database outages); run() never swallows them.
+PROPAGATE: tuple[type[BaseException], ...] = (
+    asyncio.CancelledError,
+    JobLost,
+    OSError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,
+)
+MAX_ERROR_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class JobResult:
+    outcome: Literal["completed", "retried", "failed", "deferred"]
+    rows: int | None = None  # rows stored, when known
+    error: str | None = None
+
+
+class Onboarder:
+    """Runs onboarding jobs; safe to share between concurrent jobs of one process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        queue: Queue,
+        pool: asyncpg.Pool,
+        *,
+        sources: str | None = None,
+        today: Callable[[], date] | None = None,
+    ) -> None:
+        """`sources` overrides settings.price_source (the --source flag); `today` the clock
+        that ends the window (tests). Raises SettingsError for a chain it cannot run."""
+        names = check_source_config(settings, sources)
+        self._settings = settings
+        self._queue = queue
+        self._pool = pool
+        self._today = today or (lambda: datetime.now(UTC).date())
+        self._secrets = source_secrets(settings, names)
+        self._client: httpx.AsyncClient | None = None
+        if any(name in HTTP_SOURCES for name in names):
+            timeout = settings.http_timeout_s
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+                follow_redirects=False,  # a redirect is a consent or login page: classified
+            )
+        self._mask = MaskSecrets(self._secrets)
+        self._mask.attach()
+        self._gate = SourceGate(
+            pool, source_rates(settings, names), max_wait_s=settings.rate_limit_max_wait_s
+        )
+        self.sources: list[PriceSource] = build_sources(
+            settings, names, pool=pool, client=self._client, gate=self._gate
+        )
+
+    async def aclose(self) -> None:
+        self._mask.detach()
+        if self._client is not None:
+            await self._client.aclose()
+
+    def window(self) -> Window:
+        end = self._today()
+        return Window(end - timedelta(days=self._settings.price_lookback_days), end)
+
+    async def run(self, job: Job) -> JobResult:
+        """Onboard one claimed job and move it in the queue; see the module docstring."""
+        log = logger.bind(job_id=str(job.id), symbol=job.symbol, attempt=job.attempts)
+        started = time.monotonic()
+        try:
+            result = await self._onboard(job, log)
+        except PROPAGATE:
+            raise
+        except Exception as exc:
+            # A bug, not a provider problem: retried with its type and message, so an operator
+            # sees it and the job is not lost.
+            error = _clip(f"unexpected {type(exc).__name__}: {exc}")
+            log.exception("onboarding_unexpected_error", error=error)
+            result = await self._retry_later(job, error)
+        log.info(
+            f"job_{result.outcome}",
+            elapsed_s=round(time.monotonic() - started, 3),
+            rows=result.rows,
+            error=result.error,
+        )
+        return result
+
+    async def _onboard(self, job: Job, log: FilteringBoundLogger) -> JobResult:
+        window = self.window()
+        paused = await self._gate.paused([s.name for s in self.sources])
+        deferrals: list[SourcePaused] = []
+        failures: list[SourceError] = []
+        for source in self.sources:
+            if source.name in paused:
+                deferrals.append(paused[source.name])
+                log.info("price_source_skipped", source=source.name, reason="paused")
+                continue
+            try:
+                bars = await self._fetch(source, job.symbol, window, log)
+            except SourcePaused as exc:
+                deferrals.append(exc)
+            except RateLimited as exc:
+                seconds = (
+                    max(exc.retry_after_s, 1.0)
+                    if exc.retry_after_s is not None
+                    else self._settings.rate_limit_pause_s
+                )
+                deferrals.append(await self._gate.pause(source.name, seconds, str(exc)))
+            except SourceBlocked as exc:
+                deferrals.append(
+                    await self._gate.pause(source.name, self._settings.blocked_pause_s, str(exc))
+                )
+            except SourceError as exc:
+                failures.append(exc)
+                log.info("price_source_failed", source=source.name, error=str(exc))
+            else:
+                return await self._store(job, source, bars, log)
+        errors = "; ".join(str(scrub(f, self._secrets)) for f in failures)
+        if deferrals:
+            # Some source may still serve the symbol once its pause ends: come back then.
+            first = min(deferrals, key=lambda d: d.delay_s)
+            reason = "; ".join(
+                [
+                    f"deferred, {d.source} paused for {d.delay_s:.0f} s: {d.reason}"
+                    for d in deferrals
+                ]
+                + ([errors] if errors else [])
+            )
+            await self._queue.release(self._pool, job, delay_s=first.delay_s, reason=_clip(reason))
+            return JobResult("deferred", error=_clip(reason))
+        if any(isinstance(f, TransientSourceError) for f in failures):
+            return await self._retry_later(job, _clip(errors))
+        return await self._fail(job, _clip(errors))
+
+    async def _fetch(
+        self,
+        source: PriceSource,
+        symbol: str,
+        window: Window,
+        log: FilteringBoundLogger,
+    ) -> list[Bar]:
+        """Bars from one source, retrying transient errors in-process a few times."""
+        settings = self._settings
+
+        def before_sleep(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            log.warning(
+                "price_fetch_retry",
+                source=source.name,
+                attempt=state.attempt_number,
+                wait_s=round(state.next_action.sleep, 3) if state.next_action else None,
+                error=str(error),
+            )
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(TransientSourceError),
+            stop=stop_after_attempt(settings.http_retries + 1),
+            wait=wait_exponential_jitter(
+                initial=settings.http_retry_wait_s,
+                max=settings.http_retry_max_wait_s,
+                jitter=settings.http_retry_wait_s,
+            ),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        started = time.monotonic()
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    bars = await source.fetch(symbol, window)
+        except TransientSourceError as exc:
+            tries = settings.http_retries + 1
+            raise TransientSourceError(exc.source, f"{exc.detail} ({tries} attempts)") from None
+        log.info(
+            "prices_fetched",
+            source=source.name,
+            rows=len(bars),
+            first_date=bars[0].price_date.isoformat(),
+            last_date=bars[-1].price_date.isoformat(),
+            elapsed_s=round(time.monotonic() - started, 3),
+        )
+        return bars
+
+    async def _store(
+        self, job: Job, source: PriceSource, bars: list[Bar], log: FilteringBoundLogger
+    ) -> JobResult:
+        """Upsert the bars, mark the symbol active and complete the job: one transaction."""
+        columns = _columns(bars)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(sql.ENSURE_SYMBOL, job.symbol)
+            written = _affected(await conn.execute(sql.UPSERT_PRICES, job.symbol, *columns))
+            last_price_date = await conn.fetchval(sql.MARK_ACTIVE, job.symbol)
+            await self._queue.complete(conn, job)
+        log.info(
+            "prices_stored",
+            source=source.name,
+            rows=len(bars),
+            rows_written=written,
+            last_price_date=last_price_date.isoformat() if last_price_date else None,
+        )
+        return JobResult("completed", rows=len(bars))
+
+    async def _fail(self, job: Job, error: str) -> JobResult:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(sql.MARK_ERROR, job.symbol)
+            await self._queue.fail(conn, job, error)
+        return JobResult("failed", error=error)
+
+    async def _retry_later(self, job: Job, error: str) -> JobResult:
+        async with self._pool.acquire() as conn, conn.transaction():
+            status = await self._queue.retry_later(conn, job, error)
+            if status == "failed":  # that was its last attempt
+                await conn.execute(sql.MARK_ERROR, job.symbol)
+        return JobResult("retried" if status == "pending" else "failed", error=error)
+
+
+def _columns(bars: list[Bar]) -> tuple[list[object], ...]:
+    """Bars as parallel column arrays for UPSERT_PRICES's unnest."""
+    return (
+        [b.price_date for b in bars],
+        [b.open for b in bars],
+        [b.high for b in bars],
+        [b.low for b in bars],
+        [b.close for b in bars],
+        [b.adj_close for b in bars],
+        [b.volume for b in bars],
+    )
+
+
+def _affected(status: str) -> int:
+    """asyncpg's command tag (`INSERT 0 252`) -> 252."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"

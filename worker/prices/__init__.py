@@ -1,0 +1,135 @@
+"""Price sources: one module per provider behind `PriceSource` (base.py), and the chain builder.
+
+`PRICE_SOURCE` (or `--source`) names one source or a comma-separated fallback chain, tried in
+order for each symbol: e.g. `database,yahoo` onboards from the local cache when it has the
+symbol and from Yahoo otherwise. `check_source_config` rejects a chain the worker cannot run
+(unknown name, missing key or directory, bad rate) with one SettingsError line, before anything
+starts.
+"""
+
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+import structlog
+
+from worker.prices.base import PriceSource
+from worker.prices.csv_files import CsvSource
+from worker.prices.database import DatabaseSource
+from worker.prices.fmp import FmpSource
+from worker.prices.polygon import PolygonSource
+from worker.prices.ratelimit import Rate, SourceGate, parse_rate
+from worker.prices.synthetic import SyntheticSource
+from worker.prices.tiingo import TiingoSource
+from worker.prices.yahoo import YahooSource
+from worker.settings import Settings, SettingsError, env_name
+
+log = structlog.get_logger()
+
+SOURCE_NAMES = ("yahoo", "polygon", "tiingo", "fmp", "database", "csv", "synthetic")
+HTTP_SOURCES = {
+    # name: (class, base URL field, API key field or None, rate limit field)
+    "yahoo": (YahooSource, "yahoo_base_url", None, "rate_limit_yahoo"),
+    "polygon": (PolygonSource, "polygon_base_url", "polygon_api_key", "rate_limit_polygon"),
+    "tiingo": (TiingoSource, "tiingo_base_url", "tiingo_api_key", "rate_limit_tiingo"),
+    "fmp": (FmpSource, "fmp_base_url", "fmp_api_key", "rate_limit_fmp"),
+}
+
+
+def parse_source_names(spec: str) -> tuple[str, ...]:
+    """`"database, yahoo"` -> ("database", "yahoo"); raises SettingsError."""
+    names = tuple(part.strip().lower() for part in spec.split(","))
+    if not spec.strip() or "" in names:
+        raise SettingsError(
+            f"price source list {spec!r} is empty or has an empty entry: "
+            f"name one or more of {', '.join(SOURCE_NAMES)}, comma-separated"
+        )
+    for name in names:
+        if name not in SOURCE_NAMES:
+            raise SettingsError(
+                f"unknown price source {name!r} in {spec!r}: expected {', '.join(SOURCE_NAMES)}"
+            )
+    if len(set(names)) != len(names):
+        raise SettingsError(f"price source list {spec!r} names a source twice")
+    return names
+
+
+def check_source_config(settings: Settings, sources: str | None = None) -> tuple[str, ...]:
+    """The source chain (`sources`, else PRICE_SOURCE), checked; raises SettingsError."""
+    names = parse_source_names(sources if sources is not None else settings.price_source)
+    for name in names:
+        if name in HTTP_SOURCES:
+            _, url_field, key_field, rate_field = HTTP_SOURCES[name]
+            url = getattr(settings, url_field)
+            if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+                raise SettingsError(f"{env_name(url_field)}={url!r} is not an http(s) URL")
+            if key_field is not None and not getattr(settings, key_field):
+                raise SettingsError(
+                    f"price source {name} needs {env_name(key_field)}, which is not set"
+                )
+            parse_rate(env_name(rate_field), getattr(settings, rate_field))
+        if name == "csv":
+            directory = settings.price_csv_dir
+            if directory is None:
+                raise SettingsError("price source csv needs PRICE_CSV_DIR, which is not set")
+            if not directory.is_dir():
+                raise SettingsError(f"PRICE_CSV_DIR={str(directory)!r} is not a directory")
+    _check_numbers(settings)
+    return names
+
+
+def source_rates(settings: Settings, names: Sequence[str]) -> dict[str, Rate | None]:
+    return {
+        name: parse_rate(env_name(HTTP_SOURCES[name][3]), getattr(settings, HTTP_SOURCES[name][3]))
+        for name in names
+        if name in HTTP_SOURCES
+    }
+
+
+def source_secrets(settings: Settings, names: Sequence[str]) -> list[str]:
+    """The API keys the chain uses (to mask them wherever text could leak them)."""
+    keys = (HTTP_SOURCES[n][2] for n in names if n in HTTP_SOURCES and HTTP_SOURCES[n][2])
+    return [getattr(settings, key) for key in keys if getattr(settings, key)]
+
+
+def build_sources(
+    settings: Settings,
+    names: Sequence[str],
+    *,
+    pool: asyncpg.Pool,
+    client: httpx.AsyncClient | None,
+    gate: SourceGate,
+) -> list[PriceSource]:
+    """The chain's source objects, in order (names already checked by check_source_config)."""
+    sources: list[PriceSource] = []
+    for name in names:
+        if name in HTTP_SOURCES:
+            cls, url_field, key_field, _ = HTTP_SOURCES[name]
+            assert client is not None, "HTTP sources need a client"
+            secret = getattr(settings, key_field) if key_field else None
+            sources.append(cls(client, gate, getattr(settings, url_field), secret=secret))
+        elif name == "database":
+            sources.append(DatabaseSource(pool))
+        elif name == "csv":
+            assert settings.price_csv_dir is not None
+            sources.append(CsvSource(settings.price_csv_dir))
+        elif name == "synthetic":
+            log.warning(
+                "synthetic_source_configured",
+                source=name,
+                note="prices will be generated, not real market data",
+            )
+            sources.append(SyntheticSource())
+    return sources
+
+
+def _check_numbers(settings: Settings) -> None:
+    if settings.http_retries < 0:
+        raise SettingsError(f"PRICE_HTTP_RETRIES must be >= 0, got {settings.http_retries}")
+    for field in ("http_retry_wait_s", "http_retry_max_wait_s", "rate_limit_max_wait_s"):
+        if getattr(settings, field) < 0:
+            raise SettingsError(f"{env_name(field)} must be >= 0, got {getattr(settings, field)}")
+    for field in ("rate_limit_pause_s", "blocked_pause_s"):
+        if getattr(settings, field) <= 0:
+            raise SettingsError(f"{env_name(field)} must be > 0, got {getattr(settings, field)}")

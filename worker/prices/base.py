@@ -1,0 +1,266 @@
+"""The price-source interface: the window asked for, bars, replies, and the errors sources raise.
+
+Every source classifies its own failures into these classes, and the onboarding job acts on the
+class alone:
+- `PermanentSourceError` (and its kinds): retrying cannot help; the job fails with the message.
+- `TransientSourceError`: retried in-process, then by the queue's backoff.
+- `RateLimited`: the whole source pauses (for every worker process); jobs are deferred.
+- `SourceBlocked`: the source answered with a page meant for a browser (consent, challenge,
+  outage); treated like a rate limit, with a longer pause.
+`str()` of each is a message a person can act on, prefixed with the source's name. Messages
+never contain an API key or a URL.
+"""
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from decimal import Decimal
+from email.utils import parsedate_to_datetime
+from typing import TypeVar
+
+
+@dataclass(frozen=True)
+class Window:
+    """The trading dates asked for, both ends inclusive."""
+
+    start: date
+    end: date
+
+    def __contains__(self, day: object) -> bool:
+        return isinstance(day, date) and self.start <= day <= self.end
+
+    def __str__(self) -> str:
+        return f"{self.start.isoformat()}..{self.end.isoformat()}"
+
+
+@dataclass(frozen=True, slots=True)
+class RawBar:
+    """One row as a provider sent it (Decimal, int, str or None values), before validation."""
+
+    price_date: date
+    open: object
+    high: object
+    low: object
+    close: object
+    adj_close: object
+    volume: object
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One validated daily bar, ready for `symbol_prices_daily` (prices at 4 decimals)."""
+
+    price_date: date
+    open: Decimal | None
+    high: Decimal | None
+    low: Decimal | None
+    close: Decimal
+    adj_close: Decimal | None
+    volume: int | None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP response as the parsers see it: pure data, so they can be tested and fuzzed."""
+
+    status: int
+    body: bytes
+    content_type: str = ""
+    retry_after: str | None = None
+    location: str | None = None
+
+
+class SourceError(Exception):
+    """A source could not deliver bars for a symbol."""
+
+    def __init__(self, source: str, detail: str) -> None:
+        super().__init__(f"{source}: {detail}")
+        self.source = source
+        self.detail = detail
+
+
+class PermanentSourceError(SourceError):
+    """Retrying will not help (bad request, unsupported answer)."""
+
+
+class SymbolNotFound(PermanentSourceError):
+    """The source does not know the symbol."""
+
+
+class NoData(PermanentSourceError):
+    """The source knows nothing for the symbol in the window (no bars at all)."""
+
+
+class SourceAuthError(PermanentSourceError):
+    """The API key is missing, wrong, or its plan does not cover the request."""
+
+
+class InvalidData(PermanentSourceError):
+    """The answer arrived whole but its content is wrong (bad value, unexpected shape)."""
+
+
+class TransientSourceError(SourceError):
+    """Worth retrying: timeout, connection error, 5xx, a truncated or unparseable body."""
+
+
+class RateLimited(SourceError):
+    """The source asks us to slow down; `retry_after_s` when it said how long."""
+
+    def __init__(self, source: str, detail: str, retry_after_s: float | None = None) -> None:
+        super().__init__(source, detail)
+        self.retry_after_s = retry_after_s
+
+
+class SourceBlocked(SourceError):
+    """The source refuses automated clients for now (challenge, consent or outage page)."""
+
+
+class SourcePaused(Exception):
+    """Not a provider error: the source is paused, or the next request slot is too far away."""
+
+    def __init__(self, source: str, delay_s: float, reason: str) -> None:
+        super().__init__(f"{source} paused for {delay_s:.0f} s: {reason}")
+        self.source = source
+        self.delay_s = max(delay_s, 0.0)
+        self.reason = reason
+
+
+class PriceSource(ABC):
+    """One provider of daily bars. `fetch` returns validated bars, oldest first, or raises."""
+
+    name: str
+
+    @abstractmethod
+    async def fetch(self, symbol: str, window: Window) -> list[Bar]: ...
+
+
+# --- helpers shared by the HTTP parsers -------------------------------------------------------
+
+_SPACE = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+MAX_RETRY_AFTER_S = 31 * 86400.0
+MAX_EPOCH_S = 10**11  # about the year 5138: beyond it, a timestamp is garbage
+T = TypeVar("T")
+
+
+def excerpt(body: bytes | str, limit: int = 160) -> str:
+    """A short single-line, printable excerpt of a body for an error message."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = _SPACE.sub(" ", _CONTROL.sub("", text[: limit * 4])).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def looks_like_html(reply: Reply) -> bool:
+    if "html" in reply.content_type.lower():
+        return True
+    return reply.body.lstrip()[:1] == b"<"
+
+
+def retry_after_s(value: str | None, now: datetime | None = None) -> float | None:
+    """`Retry-After` in seconds (delta-seconds or HTTP-date), or None when absent or unreadable."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def seconds_until_next(period: str, now: datetime | None = None) -> float:
+    """Seconds until the next UTC hour, day or month starts (when a quota of that period resets)."""
+    now = now or datetime.now(UTC)
+    if period == "hour":
+        nxt = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    elif period == "day":
+        nxt = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    elif period == "month":
+        first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        nxt = (first + timedelta(days=32)).replace(day=1)
+    else:
+        raise ValueError(f"unknown period {period!r}")
+    return (nxt - now).total_seconds()
+
+
+def classify_status(source: str, reply: Reply) -> None:
+    """The HTTP statuses every source treats alike: 429, 408 and 5xx, redirects, HTML pages."""
+    status = reply.status
+    if status == 429:
+        raise RateLimited(
+            source,
+            f"rate limited (HTTP 429: {excerpt(reply.body) or 'no body'})",
+            retry_after_s(reply.retry_after),
+        )
+    if status == 408 or status >= 500:
+        raise TransientSourceError(
+            source, f"server error (HTTP {status}: {excerpt(reply.body) or 'no body'})"
+        )
+    if 300 <= status < 400:
+        target = _host(reply.location)
+        raise SourceBlocked(
+            source, f"redirected (HTTP {status}) to {target}, probably a consent or login page"
+        )
+    if looks_like_html(reply) and (200 <= status < 300 or status in (401, 403)):
+        raise SourceBlocked(
+            source,
+            f"answered HTTP {status} with an HTML page instead of data "
+            f"(a challenge, consent or outage page): {excerpt(reply.body, 80)!r}",
+        )
+    if not 100 <= status < 600:
+        raise TransientSourceError(source, f"invalid HTTP status {status}")
+
+
+def _host(location: str | None) -> str:
+    if not location:
+        return "an unknown location"
+    # Only the host: the rest of a URL may carry tokens.
+    match = re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://([^/?#]+)", location)
+    return match.group(1).rsplit("@", 1)[-1] if match else "a relative location"
+
+
+def expect(source: str, value: object, kind: type[T], what: str) -> T:
+    """`value` if it is a `kind`, else InvalidData naming `what` (an unexpected response shape)."""
+    if isinstance(value, kind) and not isinstance(value, bool):
+        return value
+    raise InvalidData(
+        source,
+        f"unexpected response shape: {what} is {type(value).__name__}, expected {kind.__name__}",
+    )
+
+
+def local_date(source: str, epoch_s: object, tz: tzinfo) -> date:
+    """The calendar date in `tz` of a Unix time in seconds (int or integral Decimal)."""
+    # Bounded before int(): int(Decimal("1E+999999")) would build a million-digit number.
+    if isinstance(epoch_s, Decimal) and epoch_s.is_finite() and abs(epoch_s) < MAX_EPOCH_S:
+        if epoch_s == epoch_s.to_integral_value():
+            epoch_s = int(epoch_s)
+    if not isinstance(epoch_s, int) or isinstance(epoch_s, bool):
+        raise InvalidData(source, f"timestamp {str(epoch_s)[:40]!r} is not a whole number")
+    try:
+        return datetime.fromtimestamp(epoch_s, tz).date()
+    except (OverflowError, OSError, ValueError):
+        raise InvalidData(source, f"timestamp {epoch_s} is not a valid time") from None
+
+
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:$|[T ])")
+
+
+def iso_date(source: str, value: object, what: str) -> date:
+    """`YYYY-MM-DD`, optionally followed by a time (`2023-01-03T00:00:00.000Z`): the date part."""
+    match = _ISO_DATE.match(value) if isinstance(value, str) else None
+    if match is not None:
+        try:
+            return date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+        except ValueError:
+            pass
+    raise InvalidData(source, f"{what} has date {str(value)[:40]!r}, expected YYYY-MM-DD")

@@ -1,0 +1,109 @@
+"""Per-source pauses and request rates, shared by every worker process through the database.
+
+A pause (after a rate limit or a block) stops every process from calling the source until it
+ends; jobs that need the source are deferred without spending an attempt. The request rate
+limiter spaces requests evenly: "2000/hour" lets one request start every 1.8 s, across all
+processes, because providers count per API key or per IP, not per process. Each request
+reserves the next free slot in one statement (`RESERVE_REQUEST`); a job whose slot is further
+away than `max_wait_s` is deferred instead of holding a worker that long.
+"""
+
+import asyncio
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+import structlog
+
+from worker.prices.base import SourcePaused
+from worker.settings import SettingsError
+from worker.sql import prices as sql
+
+log = structlog.get_logger()
+
+PERIODS_S = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
+
+
+@dataclass(frozen=True)
+class Rate:
+    requests: int
+    period: str
+
+    @property
+    def spacing_s(self) -> float:
+        return PERIODS_S[self.period] / self.requests
+
+    def __str__(self) -> str:
+        return f"{self.requests}/{self.period}"
+
+
+def parse_rate(env_name: str, text: str) -> Rate | None:
+    """`"2000/hour"` -> Rate(2000, "hour"); `"off"` -> None. Raises SettingsError."""
+    if text.strip().lower() in ("off", "none", "unlimited"):
+        return None
+    match = _RATE.match(text.lower())
+    if match is None or int(match.group(1)) <= 0:
+        raise SettingsError(
+            f"{env_name}={text!r} is not a rate: expected N/second, N/minute, N/hour or N/day "
+            "(e.g. 2000/hour), or off"
+        )
+    return Rate(int(match.group(1)), match.group(2))
+
+
+class SourceGate:
+    """Checks and records pauses, and reserves request slots, for the configured sources."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, rates: Mapping[str, Rate | None], *, max_wait_s: float
+    ) -> None:
+        self._pool = pool
+        self._rates = dict(rates)
+        self._max_wait_s = max_wait_s
+
+    async def paused(self, sources: Sequence[str]) -> dict[str, SourcePaused]:
+        """The sources among `sources` that are paused right now."""
+        rows = await self._pool.fetch(sql.PAUSED_SOURCES, list(sources))
+        return {
+            r["source"]: SourcePaused(r["source"], r["paused_s"], r["pause_reason"] or "paused")
+            for r in rows
+        }
+
+    async def pause(self, source: str, seconds: float, reason: str) -> SourcePaused:
+        """Pause `source` for every process for `seconds` (an existing longer pause stays)."""
+        row = await self._pool.fetchrow(sql.PAUSE_SOURCE, source, seconds, reason)
+        log.warning(
+            "price_source_paused",
+            source=source,
+            paused_s=round(row["paused_s"], 1),
+            reason=row["pause_reason"],
+        )
+        return SourcePaused(source, row["paused_s"], row["pause_reason"])
+
+    async def acquire(self, source: str) -> None:
+        """Wait for `source`'s next request slot; SourcePaused when paused or the slot is too far."""
+        rate = self._rates.get(source)
+        if rate is None:
+            return
+        wait_s = await self._pool.fetchval(
+            sql.RESERVE_REQUEST, source, rate.spacing_s, self._max_wait_s
+        )
+        if wait_s is None:
+            state = await self._pool.fetchrow(sql.SOURCE_STATE, source)
+            if state is not None and state["paused_s"] > 0:
+                raise SourcePaused(source, state["paused_s"], state["pause_reason"] or "paused")
+            delay = state["wait_s"] if state is not None else self._max_wait_s
+            raise SourcePaused(
+                source,
+                delay,
+                f"request rate {rate} reached; the next free slot is {delay:.0f} s away",
+            )
+        if wait_s > 0:
+            log.debug("price_request_slot_wait", source=source, wait_s=round(wait_s, 3))
+            await asyncio.sleep(wait_s)
+
+
+async def resume(pool: asyncpg.Pool | asyncpg.Connection, source: str) -> bool:
+    """End a source's pause now (operator action); False if it was not paused."""
+    return await pool.fetchval(sql.RESUME_SOURCE, source) is not None

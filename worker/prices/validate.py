@@ -1,0 +1,200 @@
+"""Validation and normalisation of provider rows: the one place that decides what gets stored.
+
+Rules (the README repeats them):
+- Numbers are read as `Decimal` (JSON with `parse_float=Decimal`, CSV text straight to Decimal),
+  never through a binary float.
+- Prices are rounded to 4 decimals with ROUND_HALF_EVEN (banker's rounding: ties go to the even
+  last digit, so rounding errors do not drift one way over many values). A price must be finite,
+  positive, and fit NUMERIC(12,4) (below 100,000,000) after rounding; one that rounds to 0.0000
+  is refused too. Any violation fails the whole fetch, naming the date and column.
+- Volume becomes an integer, rounded half-even (it arrives as `1.12117471e+08` from Polygon or
+  fractional from Stooq); it must be finite, not negative, and fit BIGINT.
+- A row without a close is skipped (logged); open, high, low, adj close and volume may be null.
+- Rows outside the requested window are dropped; providers append live or extra bars.
+- Duplicate dates in one response: the row that comes last in the response wins (Yahoo appends
+  the live bar as a later duplicate of the same date).
+"""
+
+import json
+from collections.abc import Iterable
+from datetime import date
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
+from typing import Any
+
+import structlog
+
+from worker.prices.base import Bar, InvalidData, NoData, RawBar, TransientSourceError, Window
+
+log = structlog.get_logger()
+
+PRICE_QUANTUM = Decimal("0.0001")
+PRICE_LIMIT = Decimal("100000000")  # NUMERIC(12,4) holds 8 digits before the point
+BIGINT_MAX = 2**63 - 1
+ROUNDING = ROUND_HALF_EVEN
+# Wide enough for any value below the limits; immutable after creation.
+_CONTEXT = Context(prec=40, rounding=ROUNDING)
+
+COLUMNS = {
+    "open": "open_price",
+    "high": "high_price",
+    "low": "low_price",
+    "close": "close_price",
+    "adj_close": "adj_close_price",
+}
+
+
+class ValueProblem(ValueError):
+    """A single value that cannot be stored; the caller adds the date and column."""
+
+
+def load_json(source: str, body: bytes) -> Any:
+    """Decode a JSON body with every non-integer number as Decimal; a broken body is transient
+    (a truncated or garbled transfer is the common cause)."""
+    try:
+        return json.loads(body, parse_float=Decimal, parse_constant=Decimal)
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError, UnicodeDecodeError and over-long integers.
+        raise TransientSourceError(
+            source, f"malformed JSON in the response ({type(exc).__name__}: {str(exc)[:120]})"
+        ) from None
+
+
+def to_decimal(value: object) -> Decimal | None:
+    """A provider value as Decimal; None, "" and "null" are missing. Raises ValueProblem."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueProblem(f"{value!r} is not a number")
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text == "" or text.lower() == "null":
+            return None
+        try:
+            return Decimal(text)
+        except InvalidOperation:
+            raise ValueProblem(f"{text[:40]!r} is not a number") from None
+    if isinstance(value, float):
+        # Parsers never produce floats (that would lose the provider's decimal digits).
+        raise ValueProblem(f"{value!r} arrived as a binary float")
+    raise ValueProblem(f"a {type(value).__name__} is not a number")
+
+
+def price(value: object) -> Decimal | None:
+    """A price rounded to 4 decimals, or None when missing. Raises ValueProblem."""
+    number = to_decimal(value)
+    if number is None:
+        return None
+    if not number.is_finite():
+        raise ValueProblem(f"{number} is not a finite number")
+    if number <= 0:
+        raise ValueProblem(f"{number} is not positive")
+    if number >= PRICE_LIMIT:
+        raise ValueProblem(f"{number} does not fit NUMERIC(12,4) (at most 99999999.9999)")
+    rounded = number.quantize(PRICE_QUANTUM, rounding=ROUNDING, context=_CONTEXT)
+    if rounded >= PRICE_LIMIT:
+        raise ValueProblem(f"{number} does not fit NUMERIC(12,4) once rounded to 4 decimals")
+    if rounded == 0:
+        raise ValueProblem(f"{number} rounds to 0.0000 at 4 decimals")
+    return rounded
+
+
+def volume(value: object) -> int | None:
+    """A volume as an integer, or None when missing. Raises ValueProblem."""
+    number = to_decimal(value)
+    if number is None:
+        return None
+    if not number.is_finite():
+        raise ValueProblem(f"{number} is not a finite number")
+    if number < 0:
+        raise ValueProblem(f"{number} is negative")
+    # Compare before converting: int(Decimal('1E+999999999')) would take forever.
+    if number > BIGINT_MAX:
+        raise ValueProblem(f"{number} does not fit BIGINT")
+    whole = int(number.to_integral_value(rounding=ROUNDING, context=_CONTEXT))
+    if whole > BIGINT_MAX:
+        raise ValueProblem(f"{number} does not fit BIGINT once rounded")
+    return whole
+
+
+def normalize(source: str, symbol: str, rows: Iterable[RawBar], window: Window) -> list[Bar]:
+    """Validated bars inside `window`, one per date, oldest first. Raises InvalidData naming the
+    date and column of the first bad value, or NoData when nothing is left."""
+    kept: dict[date, Bar] = {}
+    without_close: list[date] = []
+    outside = duplicates = inconsistent = 0
+    for row in rows:
+        day = row.price_date
+        if day not in window:
+            outside += 1
+            continue
+        close = _field(source, symbol, day, "close", row.close, price)
+        if close is None:
+            without_close.append(day)
+            continue
+        bar = Bar(
+            price_date=day,
+            open=_field(source, symbol, day, "open", row.open, price),
+            high=_field(source, symbol, day, "high", row.high, price),
+            low=_field(source, symbol, day, "low", row.low, price),
+            close=close,
+            adj_close=_field(source, symbol, day, "adj_close", row.adj_close, price),
+            volume=_field(source, symbol, day, "volume", row.volume, volume),
+        )
+        if day in kept:
+            duplicates += 1
+            del kept[day]  # re-insert: the last occurrence wins
+        kept[day] = bar
+        if not _consistent(bar):
+            inconsistent += 1
+    if without_close:
+        log.info(
+            "price_rows_without_close_skipped",
+            source=source,
+            symbol=symbol,
+            rows=len(without_close),
+            dates=[d.isoformat() for d in without_close[:10]],
+        )
+    if outside or duplicates:
+        log.info(
+            "price_rows_dropped",
+            source=source,
+            symbol=symbol,
+            outside_window=outside,
+            duplicate_dates=duplicates,
+            window=str(window),
+        )
+    if inconsistent:
+        # Flagged, not refused: providers do publish such bars, and the close is still right.
+        log.warning(
+            "price_bars_inconsistent",
+            source=source,
+            symbol=symbol,
+            bars=inconsistent,
+            rule="low <= open, close <= high",
+        )
+    if not kept:
+        skipped = f" ({len(without_close)} rows had no close)" if without_close else ""
+        raise NoData(source, f"no daily prices for {symbol} between {window}{skipped}")
+    return [kept[day] for day in sorted(kept)]
+
+
+def _field(source: str, symbol: str, day: date, name: str, value: object, convert: Any) -> Any:
+    try:
+        return convert(value)
+    except ValueProblem as exc:
+        column = COLUMNS.get(name, name)
+        raise InvalidData(
+            source, f"invalid {column} for {symbol} on {day.isoformat()}: {exc}"
+        ) from None
+
+
+def _consistent(bar: Bar) -> bool:
+    body = [v for v in (bar.open, bar.close) if v is not None]
+    if bar.high is not None:
+        if any(v > bar.high for v in body) or (bar.low is not None and bar.low > bar.high):
+            return False
+    return not (bar.low is not None and any(v < bar.low for v in body))
