@@ -17,6 +17,8 @@ waiting on a provider.
 """
 
 import asyncio
+import functools
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from worker.db import CONNECTION_ERRORS
 from worker.prices import (
     HTTP_SOURCES,
     build_sources,
@@ -64,10 +67,7 @@ logger = structlog.get_logger()
 PROPAGATE: tuple[type[BaseException], ...] = (
     asyncio.CancelledError,
     JobLost,
-    OSError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.InterfaceError,
+    *CONNECTION_ERRORS,  # OSError, PostgresConnectionError, InterfaceError (incl. ...DoesNotExist)
 )
 MAX_ERROR_CHARS = 2000
 
@@ -103,6 +103,7 @@ class Onboarder:
         if any(name in HTTP_SOURCES for name in names):
             timeout = settings.http_timeout_s
             self._client = httpx.AsyncClient(
+                verify=tls_context(),
                 timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
                 follow_redirects=False,  # a redirect is a consent or login page: classified
             )
@@ -217,7 +218,7 @@ class Onboarder:
             retry=retry_if_exception_type(TransientSourceError),
             stop=stop_after_attempt(settings.http_retries + 1),
             wait=wait_exponential_jitter(
-                initial=settings.http_retry_wait_s,
+                multiplier=settings.http_retry_wait_s,
                 max=settings.http_retry_max_wait_s,
                 jitter=settings.http_retry_wait_s,
             ),
@@ -273,6 +274,13 @@ class Onboarder:
             if status == "failed":  # that was its last attempt
                 await conn.execute(sql.MARK_ERROR, job.symbol)
         return JobResult("retried" if status == "pending" else "failed", error=error)
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """httpx's default verifying TLS context, built once per process (loading the CA bundle
+    takes tens of milliseconds; the context is not modified afterwards)."""
+    return httpx.create_ssl_context()
 
 
 def _columns(bars: list[Bar]) -> tuple[list[object], ...]:

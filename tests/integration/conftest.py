@@ -1,0 +1,149 @@
+"""Fixtures for the onboarding tests: the fake provider server, a pool, settings and a claimer."""
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
+from datetime import date
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.fakeprovider import FakeProvider
+from tests.harness import PgServer, run
+from worker.db import asyncpg_dsn
+from worker.onboarding import Onboarder
+from worker.queue import Job, Queue
+from worker.settings import Settings
+
+TABLES = (
+    "symbol_onboarding_queue",
+    "symbol_prices_daily",
+    "symbol_universe",
+    "market_data_cache",
+    "price_source_state",
+)
+KEYS = {
+    "polygon_api_key": "pk-SECRET-polygon-0001",
+    "tiingo_api_key": "tk-SECRET-tiingo-0002",
+    "fmp_api_key": "fk-SECRET-fmp-0003",
+}
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[FakeProvider]:
+    fake = FakeProvider()
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
+
+
+@pytest.fixture(scope="module")
+def module_database_url(pg_server: PgServer, template_database: str) -> Iterator[str]:
+    """One migrated database per module: `pool` empties its tables before each test, which is
+    much cheaper than a database per test. Tests that change the schema use `database_url`."""
+    name = pg_server.new_name("onboarding")
+    url = run(pg_server.create_database(name, template=template_database))
+    try:
+        yield url
+    finally:
+        run(pg_server.drop_database(name))
+
+
+@pytest.fixture
+async def pool(module_database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the module's database, every table the onboarding touches emptied first."""
+    pool = await asyncpg.create_pool(asyncpg_dsn(module_database_url), min_size=1, max_size=4)
+    try:
+        await pool.execute(f"TRUNCATE {', '.join(TABLES)} CASCADE")
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+async def private_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on a database of the test's own (for tests that add triggers and the like)."""
+    pool = await asyncpg.create_pool(asyncpg_dsn(database_url), min_size=1, max_size=4)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+def settings(provider: FakeProvider) -> Settings:
+    """Every HTTP source pointed at the fake provider; tiny timeouts and waits; no rate limits."""
+    return Settings(
+        yahoo_base_url=provider.url,
+        polygon_base_url=provider.url,
+        tiingo_base_url=provider.url,
+        fmp_base_url=provider.url,
+        http_timeout_s=0.1,
+        http_retries=1,
+        http_retry_wait_s=0.001,
+        http_retry_max_wait_s=0.002,
+        rate_limit_yahoo="off",
+        rate_limit_polygon="off",
+        rate_limit_tiingo="off",
+        rate_limit_fmp="off",
+        **KEYS,
+    )
+
+
+@pytest.fixture
+def queue() -> Queue:
+    return Queue("test-worker", max_attempts=3, retry_base_s=30.0, retry_max_s=60.0)
+
+
+@pytest.fixture
+async def onboarder_for(
+    pool: asyncpg.Pool, queue: Queue, settings: Settings
+) -> AsyncIterator[Callable[..., Onboarder]]:
+    """Build Onboarders (closed after the test): `onboarder_for("yahoo", today=..., **settings)`."""
+    made: list[Onboarder] = []
+
+    def make(
+        sources: str, *, today: date, queue_: Queue | None = None, **overrides: Any
+    ) -> Onboarder:
+        onboarder = Onboarder(
+            replace(settings, **overrides),
+            queue_ or queue,
+            pool,
+            sources=sources,
+            today=lambda: today,
+        )
+        made.append(onboarder)
+        return onboarder
+
+    yield make
+    for onboarder in made:
+        await onboarder.aclose()
+
+
+async def claim(pool: asyncpg.Pool, queue: Queue, symbol: str) -> Job:
+    """Enqueue `symbol` the way any caller would, and claim it."""
+    await pool.execute("SELECT enqueue_symbol_onboarding($1)", symbol)
+    jobs = await queue.claim(pool)
+    assert [j.symbol for j in jobs] == [symbol]
+    return jobs[0]
+
+
+async def job_row(pool: asyncpg.Pool, job: Job) -> asyncpg.Record:
+    return await pool.fetchrow("SELECT * FROM symbol_onboarding_queue WHERE id = $1", job.id)
+
+
+async def symbol_row(pool: asyncpg.Pool, symbol: str) -> asyncpg.Record | None:
+    return await pool.fetchrow("SELECT * FROM symbol_universe WHERE symbol = $1", symbol)
+
+
+async def stored(pool: asyncpg.Pool, symbol: str) -> list[tuple[Any, ...]]:
+    """The symbol's stored rows as (date, open, high, low, close, adj_close, volume), by date."""
+    rows = await pool.fetch(
+        """SELECT price_date, open_price, high_price, low_price, close_price, adj_close_price,
+                  volume
+           FROM symbol_prices_daily WHERE symbol = $1 ORDER BY price_date""",
+        symbol,
+    )
+    return [tuple(r) for r in rows]
