@@ -52,6 +52,7 @@ class Runner:
         queue: Queue,
         handler: Handler,
         *,
+        claim_dsn: str,
         listen_dsn: str | None = None,
         burst: bool = False,
         housekeeping: Housekeeping | None = None,
@@ -60,7 +61,9 @@ class Runner:
         self.pool = pool
         self.queue = queue
         self.handler = handler
+        self.claim_dsn = claim_dsn
         self.listen_dsn = listen_dsn
+        self._claim_conn: asyncpg.Connection | None = None
         self.burst = burst
         self.housekeeping = housekeeping
         self._in_flight: dict[uuid.UUID, asyncio.Task[None]] = {}
@@ -99,6 +102,8 @@ class Runner:
             await self._claim_loop()
         finally:
             await self._drain()
+            if self._claim_conn is not None:
+                await self._claim_conn.close()
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
@@ -115,7 +120,7 @@ class Runner:
             jobs: list[Job] = []
             if free > 0:
                 try:
-                    jobs = await self.queue.claim(self.pool, free)
+                    jobs = await self.queue.claim(await self._claim_connection(), free)
                 except CONNECTION_ERRORS as exc:
                     await self._sleep(outage.next_delay(), reason="database_unavailable", exc=exc)
                     continue
@@ -130,6 +135,25 @@ class Runner:
             if jobs and len(jobs) == free:
                 continue
             await self._wait(self.settings.poll_interval_s)
+
+    async def _claim_connection(self) -> asyncpg.Connection:
+        """A connection of its own for claims, committing with synchronous_commit=off.
+
+        A claim then returns in about 0.5 ms instead of waiting ~4 ms for the WAL flush. It is
+        safe: a claim lost in a server crash leaves the job pending, and this worker's later
+        completion of it is fenced on `locked_by`, so it rolls back and the job simply runs again.
+        Completions keep the default, durable commit.
+        """
+        if self._claim_conn is None or self._claim_conn.is_closed():
+            if self._claim_conn is not None:
+                self._claim_conn.terminate()
+            self._claim_conn = None
+            self._claim_conn = await asyncpg.connect(
+                self.claim_dsn,
+                server_settings={"synchronous_commit": "off"},
+                statement_cache_size=self.settings.statement_cache_size,
+            )
+        return self._claim_conn
 
     def _start(self, job: Job) -> None:
         task = asyncio.create_task(self._execute(job), name=f"job-{job.symbol}")
@@ -228,7 +252,7 @@ class Runner:
             try:
                 conn = await asyncpg.connect(self.listen_dsn)
                 lost = asyncio.Event()
-                conn.add_termination_listener(lambda _conn: lost.set())
+                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
                 await conn.add_listener(CHANNEL, lambda *_: self._wake.set())
                 self.listening.set()
                 self.listener_connects += 1

@@ -72,7 +72,13 @@ def runner_for(pool, database_url, *, delay_s=0.0, burst=False, **overrides):
     queue = Queue(f"test-{uuid.uuid4().hex[:6]}")
     handler = RecordingHandler(queue, pool, delay_s=delay_s)
     runner = Runner(
-        settings, pool, queue, handler, listen_dsn=asyncpg_dsn(database_url), burst=burst
+        settings,
+        pool,
+        queue,
+        handler,
+        claim_dsn=asyncpg_dsn(database_url),
+        listen_dsn=asyncpg_dsn(database_url),
+        burst=burst,
     )
     return runner, handler
 
@@ -90,7 +96,7 @@ async def wait_until(predicate, timeout_s: float = 10.0) -> None:
 
 
 async def test_plain_insert_wakes_an_idle_worker(pool, database_url, conn) -> None:
-    runner, handler = runner_for(pool, database_url)
+    runner, _handler = runner_for(pool, database_url)
     task = asyncio.create_task(runner.run())
     await asyncio.wait_for(runner.listening.wait(), 10)
     await asyncio.sleep(0.1)  # idle: waiting on NOTIFY, next poll 30 s away
@@ -168,7 +174,7 @@ async def test_heartbeats_keep_a_long_job_and_recovery_takes_an_abandoned_one(
 
 
 async def test_listener_and_pool_survive_terminated_backends(pool, database_url, conn) -> None:
-    runner, handler = runner_for(pool, database_url)
+    runner, _handler = runner_for(pool, database_url)
     task = asyncio.create_task(runner.run())
     await asyncio.wait_for(runner.listening.wait(), 10)
     await conn.execute(

@@ -1,0 +1,143 @@
+"""Latency from a committed plain-SQL INSERT to the job starting on an idle worker.
+
+Baseline in the same run: a bare asyncpg LISTEN loop (INSERT commit -> notification callback),
+the floor any LISTEN-based worker can reach. The inserter runs in its own thread and event loop
+with its own connection; times come from time.perf_counter (CLOCK_MONOTONIC, one clock for both).
+
+    python bench/wake_latency.py [--samples 200]
+"""
+
+import argparse
+import asyncio
+import statistics
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+from common import throwaway_database
+
+from worker.db import asyncpg_dsn
+from worker.queue import Job, Queue
+from worker.runner import Runner
+from worker.settings import Settings
+
+
+@dataclass(frozen=True)
+class Done:
+    outcome: str = "completed"
+    rows: int | None = None
+    error: str | None = None
+
+
+class StampingHandler:
+    """Records when each job starts, then completes it."""
+
+    def __init__(self, queue: Queue, pool: asyncpg.Pool) -> None:
+        self.queue, self.pool = queue, pool
+        self.started: dict[str, float] = {}
+        self.arrived = asyncio.Event()
+
+    async def run(self, job: Job) -> Done:
+        self.started[job.symbol] = time.perf_counter()
+        self.arrived.set()
+        await self.queue.complete(self.pool, job)
+        return Done()
+
+
+def insert_in_thread(dsn: str, symbols: list[str], go: threading.Event, ready, commits) -> None:
+    async def main() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            for symbol in symbols:
+                go.wait()
+                go.clear()
+                await conn.execute(
+                    "INSERT INTO symbol_onboarding_queue (symbol) VALUES ($1)", symbol
+                )
+                commits[symbol] = time.perf_counter()
+                ready.set()
+        finally:
+            await conn.close()
+
+    asyncio.run(main())
+
+
+async def measure_runner(url: str, samples: int) -> list[float]:
+    dsn = asyncpg_dsn(url)
+    pool = await asyncpg.create_pool(dsn, min_size=2, max_size=3)
+    queue = Queue("bench")
+    handler = StampingHandler(queue, pool)
+    settings = Settings(concurrency=1, poll_interval_s=30.0)
+    runner = Runner(settings, pool, queue, handler, claim_dsn=dsn, listen_dsn=dsn)
+    task = asyncio.create_task(runner.run())
+    await runner.listening.wait()
+    latencies = await drive(dsn, samples, handler.started, handler.arrived)
+    runner.request_stop()
+    await task
+    await pool.close()
+    return latencies
+
+
+async def measure_bare_listen(url: str, samples: int) -> list[float]:
+    dsn = asyncpg_dsn(url)
+    listener = await asyncpg.connect(dsn)
+    stamps: dict[str, float] = {}
+    arrived = asyncio.Event()
+    counter = iter(range(10**9))
+
+    def on_notify(*_: object) -> None:
+        stamps[f"N{next(counter)}"] = time.perf_counter()
+        arrived.set()
+
+    await listener.add_listener("symbol_onboarding", on_notify)
+    latencies = await drive(dsn, samples, stamps, arrived, names=lambda i: f"N{i}")
+    await listener.execute("DELETE FROM symbol_onboarding_queue")  # not jobs for the next run
+    await listener.close()
+    return latencies
+
+
+async def drive(
+    dsn, samples, stamps, arrived, names=lambda i: f"L{uuid.uuid4().hex[:8].upper()}"
+) -> list[float]:
+    symbols = [names(i) for i in range(samples)]
+    go, ready = threading.Event(), threading.Event()
+    commits: dict[str, float] = {}
+    thread = threading.Thread(target=insert_in_thread, args=(dsn, symbols, go, ready, commits))
+    thread.start()
+    latencies = []
+    for symbol in symbols:
+        arrived.clear()
+        await asyncio.sleep(0.01)  # idle worker
+        go.set()
+        await asyncio.wait_for(arrived.wait(), 10)
+        await asyncio.to_thread(ready.wait)
+        ready.clear()
+        latencies.append((stamps[symbol] - commits[symbol]) * 1000)
+    thread.join()
+    return latencies
+
+
+def describe(name: str, ms: list[float]) -> str:
+    q = statistics.quantiles(ms, n=100)
+    return f"{name:<28} median {statistics.median(ms):6.2f} ms  p90 {q[89]:6.2f} ms  p99 {q[98]:6.2f} ms"
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--samples", type=int, default=200)
+    args = parser.parse_args()
+    async with throwaway_database("wake") as url:
+        bare = await measure_bare_listen(url, args.samples)
+        ours = await measure_runner(url, args.samples)
+    print(f"INSERT commit -> start, {args.samples} samples each, idle worker, same server")
+    print(describe("bare asyncpg LISTEN", bare))
+    print(describe("worker (LISTEN+claim+start)", ours))
+    print(
+        f"ratio of medians (worker / bare LISTEN): {statistics.median(ours) / statistics.median(bare):.2f}"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
