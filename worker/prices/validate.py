@@ -114,10 +114,8 @@ def volume(value: object) -> int | None:
     # Compare before converting: int(Decimal('1E+999999999')) would take forever.
     if number > BIGINT_MAX:
         raise ValueProblem(f"{number} does not fit BIGINT")
-    whole = int(number.to_integral_value(rounding=ROUNDING, context=_CONTEXT))
-    if whole > BIGINT_MAX:
-        raise ValueProblem(f"{number} does not fit BIGINT once rounded")
-    return whole
+    # At most BIGINT_MAX, so rounding cannot push it over (BIGINT_MAX is a whole number).
+    return int(number.to_integral_value(rounding=ROUNDING, context=_CONTEXT))
 
 
 def normalize(source: str, symbol: str, rows: Iterable[RawBar], window: Window) -> list[Bar]:

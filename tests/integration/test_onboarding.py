@@ -1,0 +1,440 @@
+"""The onboarding job against real PostgreSQL: one transaction for prices, status and the job;
+status rules; the upsert; fallback chains; the local sources; pauses and the rate limiter."""
+
+import asyncio
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.fakeprovider import FakeProvider, Reply, fixture, recorded
+from tests.integration.conftest import claim, job_row, stored, symbol_row
+from worker.onboarding import Onboarder
+from worker.prices import synthetic
+from worker.prices.base import Window
+from worker.prices.ratelimit import SourceGate, resume
+from worker.queue import JobLost, Queue
+from worker.settings import SettingsError
+from worker.sql import prices as sql
+
+MSFT = "yahoo/chart-MSFT-1d-2021-02-01_2022-01-31-dividends.json"
+MSFT_PATH = "/v8/finance/chart/MSFT"
+MSFT_TODAY = date(2022, 1, 31)
+NOT_FOUND = recorded("yahoo/error-404-unknown-symbol.TRANSCRIBED.json", status=404)
+
+
+# --- atomicity ---------------------------------------------------------------------------------
+
+
+async def test_failure_after_the_price_insert_leaves_nothing_behind(
+    provider, private_pool, queue, settings
+) -> None:
+    """Injected failure: the status update after the upsert raises, inside the transaction."""
+    pool = private_pool
+    await pool.execute(
+        """
+        CREATE FUNCTION refuse_activation() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'injected failure after the price insert'; END $$;
+        CREATE TRIGGER refuse_activation BEFORE UPDATE ON symbol_universe
+            FOR EACH ROW WHEN (NEW.status = 'active') EXECUTE FUNCTION refuse_activation();
+        """
+    )
+    provider.route(MSFT_PATH, recorded(MSFT))
+    job = await claim(pool, queue, "MSFT")
+    onboarder = Onboarder(settings, queue, pool, sources="yahoo", today=lambda: MSFT_TODAY)
+    try:
+        result = await onboarder.run(job)
+    finally:
+        await onboarder.aclose()
+
+    # An unexpected error is a bug: retried (not lost), with its type and message.
+    assert result.outcome == "retried"
+    assert result.error == "unexpected RaiseError: injected failure after the price insert"
+    assert await stored(pool, "MSFT") == []
+    assert (await symbol_row(pool, "MSFT"))["status"] == "pending"
+    row = await job_row(pool, job)
+    assert (row["status"], row["error_message"]) == ("pending", result.error)
+
+
+async def test_a_lost_job_rolls_back_its_prices_and_propagates(
+    provider, pool, queue, onboarder_for
+) -> None:
+    provider.route(MSFT_PATH, recorded(MSFT))
+    job = await claim(pool, queue, "MSFT")
+    # Meanwhile the job was recovered as stalled and claimed by another worker.
+    await pool.execute("UPDATE symbol_onboarding_queue SET locked_by = 'other-worker'")
+    with pytest.raises(JobLost):
+        await onboarder_for("yahoo", today=MSFT_TODAY).run(job)
+
+    assert await stored(pool, "MSFT") == []
+    assert (await symbol_row(pool, "MSFT"))["status"] == "pending"
+    assert (await job_row(pool, job))["status"] == "processing"
+
+
+async def test_database_connection_errors_propagate(
+    provider, queue, settings, database_url
+) -> None:
+    pool = await asyncpg.create_pool(dsn=_dsn(database_url), min_size=1, max_size=2)
+    job = await claim(pool, queue, "DEMO")
+    onboarder = Onboarder(settings, queue, pool, sources="synthetic")
+    await pool.close()  # the runner's business: the job is untouched, the error surfaces
+    try:
+        with pytest.raises(asyncpg.exceptions.InterfaceError):
+            await onboarder.run(job)
+    finally:
+        await onboarder.aclose()
+
+
+def _dsn(url: str) -> str:
+    from worker.db import asyncpg_dsn
+
+    return asyncpg_dsn(url)
+
+
+# --- symbol status rules -----------------------------------------------------------------------
+
+
+async def test_an_active_symbol_is_never_downgraded_by_a_failed_refresh(
+    provider, pool, queue, onboarder_for
+) -> None:
+    await pool.execute(
+        "INSERT INTO symbol_universe (symbol, status, last_price_date) VALUES ('MSFT', 'active', '2022-01-28')"
+    )
+    await pool.execute(
+        "INSERT INTO symbol_prices_daily (symbol, price_date, close_price) VALUES ('MSFT', '2022-01-28', 308.26)"
+    )
+    provider.route(MSFT_PATH, NOT_FOUND)
+    job = await claim(pool, queue, "MSFT")
+    result = await onboarder_for("yahoo", today=MSFT_TODAY).run(job)
+
+    assert result.outcome == "failed"
+    universe = await symbol_row(pool, "MSFT")
+    assert (universe["status"], universe["last_price_date"]) == ("active", date(2022, 1, 28))
+    assert await stored(pool, "MSFT") == [
+        (date(2022, 1, 28), None, None, None, Decimal("308.2600"), None, None)
+    ]
+
+
+async def test_a_missing_universe_row_is_created(provider, pool, queue, onboarder_for) -> None:
+    provider.route(MSFT_PATH, recorded(MSFT))
+    provider.route("/v8/finance/chart/ZZZZ", NOT_FOUND)
+    ok, bad = await claim(pool, queue, "MSFT"), await claim(pool, queue, "ZZZZ")
+    # Someone deleted the rows the enqueue trigger made.
+    await pool.execute("DELETE FROM symbol_universe")
+    onboarder = onboarder_for("yahoo", today=MSFT_TODAY)
+
+    assert (await onboarder.run(ok)).outcome == "completed"
+    assert (await onboarder.run(bad)).outcome == "failed"
+    ok_row, bad_row = await symbol_row(pool, "MSFT"), await symbol_row(pool, "ZZZZ")
+    assert (ok_row["status"], ok_row["added_source"]) == ("active", "onboarding")
+    assert (bad_row["status"], bad_row["added_source"]) == ("error", "onboarding")
+
+
+async def test_the_last_transient_attempt_fails_the_job_and_marks_the_symbol_error(
+    provider, pool, onboarder_for
+) -> None:
+    provider.route(MSFT_PATH, Reply(502, b"bad gateway", "text/plain"))
+    one_try = Queue("test-worker", max_attempts=1)
+    job = await claim(pool, one_try, "MSFT")
+    result = await onboarder_for("yahoo", today=MSFT_TODAY, queue_=one_try).run(job)
+
+    assert result.outcome == "failed"
+    assert result.error == "yahoo: server error (HTTP 502: bad gateway) (2 attempts)"
+    assert (await job_row(pool, job))["status"] == "failed"
+    assert (await symbol_row(pool, "MSFT"))["status"] == "error"
+
+
+async def test_invalid_data_fails_permanently_naming_date_and_field(
+    provider, pool, queue, onboarder_for
+) -> None:
+    body = fixture(MSFT).replace(b'"close":[239.64999389648438', b'"close":[-239.64999389648438')
+    provider.route(MSFT_PATH, Reply(body=body))
+    job = await claim(pool, queue, "MSFT")
+    result = await onboarder_for("yahoo", today=MSFT_TODAY).run(job)
+
+    assert result.outcome == "failed"
+    assert result.error == (
+        "yahoo: invalid close_price for MSFT on 2021-02-01: -239.64999389648438 is not positive"
+    )
+    assert await stored(pool, "MSFT") == []
+    assert len(provider.hits(MSFT_PATH)) == 1
+
+
+# --- the upsert --------------------------------------------------------------------------------
+
+
+async def test_changed_values_are_updated_and_unchanged_rows_are_not_rewritten(
+    provider, pool, queue, onboarder_for
+) -> None:
+    provider.route(MSFT_PATH, recorded(MSFT))
+    onboarder = onboarder_for("yahoo", today=MSFT_TODAY)
+    assert (await onboarder.run(await claim(pool, queue, "MSFT"))).outcome == "completed"
+    first = await stored(pool, "MSFT")
+    # A provider rewrote adjusted history for one day; another day is untouched.
+    await pool.execute(
+        "UPDATE symbol_prices_daily SET adj_close_price = 1 WHERE price_date = '2021-02-01'"
+    )
+    before = dict(
+        await pool.fetch(
+            "SELECT price_date, xmin::text FROM symbol_prices_daily WHERE symbol = 'MSFT'"
+        )
+    )
+    assert (await onboarder.run(await claim(pool, queue, "MSFT"))).outcome == "completed"
+
+    assert await stored(pool, "MSFT") == first
+    after = dict(
+        await pool.fetch(
+            "SELECT price_date, xmin::text FROM symbol_prices_daily WHERE symbol = 'MSFT'"
+        )
+    )
+    changed = {day for day in after if after[day] != before[day]}
+    assert changed == {date(2021, 2, 1)}
+
+
+# --- fallback chains ---------------------------------------------------------------------------
+
+
+async def test_chain_falls_back_to_the_next_source(provider, pool, queue, onboarder_for) -> None:
+    polygon_path = "/v2/aggs/ticker/AAPL/range/1/day/2023-01-01/2023-01-10"
+    provider.route("/v8/finance/chart/AAPL", Reply(429, b"Too Many Requests", "text/plain"))
+    provider.route(polygon_path, recorded("polygon/aggs-AAPL-1-day-2023-01-01_2023-01-10.json"))
+    job = await claim(pool, queue, "AAPL")
+    onboarder = onboarder_for("yahoo,polygon", today=date(2023, 1, 10), price_lookback_days=9)
+    result = await onboarder.run(job)
+
+    assert (result.outcome, result.rows) == ("completed", 6)
+    assert await pool.fetchval(
+        "SELECT paused_until > now() FROM price_source_state WHERE source = 'yahoo'"
+    )
+    # The next job skips the paused source without calling it.
+    job = await claim(pool, queue, "AAPL")
+    assert (await onboarder.run(job)).outcome == "completed"
+    assert len(provider.hits("/v8/finance/chart/AAPL")) == 1
+    assert len(provider.hits(polygon_path)) == 2
+
+
+async def test_chain_with_only_permanent_failures_names_each(
+    provider, pool, queue, onboarder_for
+) -> None:
+    provider.route("/v8/finance/chart/ZZZZ", NOT_FOUND)
+    provider.route(
+        "/tiingo/daily/ZZZZ/prices", Reply(404, b'{"detail":"Error: Ticker \'ZZZZ\' not found"}')
+    )
+    job = await claim(pool, queue, "ZZZZ")
+    result = await onboarder_for("database,yahoo,tiingo", today=MSFT_TODAY).run(job)
+
+    assert result.outcome == "failed"
+    assert result.error == (
+        "database: no rows for ZZZZ in market_data_cache between 2021-01-31..2022-01-31; "
+        "yahoo: unknown symbol ZZZZ (HTTP 404: Not Found: No data found, symbol may be delisted); "
+        "tiingo: unknown ticker ZZZZ (HTTP 404: Error: Ticker 'ZZZZ' not found)"
+    )
+
+
+async def test_chain_with_a_transient_failure_is_retried(
+    provider, pool, queue, onboarder_for
+) -> None:
+    provider.route("/v8/finance/chart/ZZZZ", NOT_FOUND)
+    provider.route("/tiingo/daily/ZZZZ/prices", Reply(500, b"oops", "text/plain"))
+    job = await claim(pool, queue, "ZZZZ")
+    result = await onboarder_for("yahoo,tiingo", today=MSFT_TODAY).run(job)
+
+    assert result.outcome == "retried"
+    assert (await symbol_row(pool, "ZZZZ"))["status"] == "pending"
+
+
+# --- the local sources -------------------------------------------------------------------------
+
+
+async def test_database_source_onboards_from_the_cache_without_network(
+    provider, pool, queue, onboarder_for
+) -> None:
+    await pool.execute(
+        """
+        INSERT INTO market_data_cache (symbol, date, open, high, low, close, volume, data_source)
+        VALUES ('IBM', '2023-01-03', 141.1, 141.9, 140.48, 141.55, 3338800, 'polygon'),
+               ('IBM', '2023-01-04', 142.07, 143.615, 141.3675, 142.6, 3591500, 'polygon'),
+               ('IBM', '2022-01-03', 1, 1, 1, 1, 1, 'polygon')  -- outside the window
+        """
+    )
+    job = await claim(pool, queue, "IBM")
+    result = await onboarder_for("database", today=date(2023, 1, 10), price_lookback_days=30).run(
+        job
+    )
+
+    assert (result.outcome, result.rows) == ("completed", 2)
+    assert await stored(pool, "IBM") == [
+        (date(2023, 1, 3), Decimal("141.1000"), Decimal("141.9000"), Decimal("140.4800"),
+         Decimal("141.5500"), None, 3338800),
+        (date(2023, 1, 4), Decimal("142.0700"), Decimal("143.6150"), Decimal("141.3675"),
+         Decimal("142.6000"), None, 3591500),
+    ]  # fmt: skip
+    assert provider.requests == []
+
+
+async def test_database_then_yahoo_uses_yahoo_when_the_cache_lacks_the_symbol(
+    provider, pool, queue, onboarder_for
+) -> None:
+    provider.route(MSFT_PATH, recorded(MSFT))
+    job = await claim(pool, queue, "MSFT")
+    result = await onboarder_for("database,yahoo", today=MSFT_TODAY).run(job)
+    assert (result.outcome, result.rows) == ("completed", 252)
+
+
+STOOQ = "stooq/aapl_us_d-2025-02-03_2026-02-03.csv"
+
+
+async def test_csv_source_reads_a_stooq_download(
+    provider, pool, queue, onboarder_for, tmp_path: Path
+) -> None:
+    (tmp_path / "AAPL.csv").write_bytes(fixture(STOOQ))
+    job = await claim(pool, queue, "AAPL")
+    result = await onboarder_for("csv", today=date(2026, 2, 3), price_csv_dir=tmp_path).run(job)
+
+    assert (result.outcome, result.rows) == ("completed", 252)
+    lines = fixture(STOOQ).decode().splitlines()[1:]
+    expected = []
+    for line in lines:
+        day, o, h, lo, c, v = line.split(",")
+        expected.append(
+            (
+                date.fromisoformat(day),
+                *(Decimal(x).quantize(Decimal("0.0001")) for x in (o, h, lo, c)),
+                None,
+                int(v),
+            )
+        )
+    assert await stored(pool, "AAPL") == expected
+    assert provider.requests == []
+
+
+async def test_csv_source_reads_a_yahoo_download_and_reports_missing_files(
+    pool, queue, onboarder_for, tmp_path: Path
+) -> None:
+    (tmp_path / "brk_b.csv").write_text(
+        "Date,Open,High,Low,Close,Adj Close,Volume\n"
+        "2023-01-03,459.01,463.19,456.15,459.78,459.78,3343000\n"
+        "2023-01-04,null,null,null,null,null,null\n"
+        "2023-01-05,461.5,462.0,455.7,458.52,458.52,2.5e6\n"
+    )
+    onboarder = onboarder_for("csv", today=date(2023, 1, 10), price_csv_dir=tmp_path)
+    result = await onboarder.run(await claim(pool, queue, "BRK/B"))
+    assert (result.outcome, result.rows) == ("completed", 2)
+    assert await stored(pool, "BRK/B") == [
+        (date(2023, 1, 3), Decimal("459.0100"), Decimal("463.1900"), Decimal("456.1500"),
+         Decimal("459.7800"), Decimal("459.7800"), 3343000),
+        (date(2023, 1, 5), Decimal("461.5000"), Decimal("462.0000"), Decimal("455.7000"),
+         Decimal("458.5200"), Decimal("458.5200"), 2500000),
+    ]  # fmt: skip
+
+    missing = await onboarder.run(await claim(pool, queue, "NOPE"))
+    assert missing.outcome == "failed"
+    assert (
+        missing.error
+        == "csv: no price file for NOPE in PRICE_CSV_DIR (looked for NOPE.csv or nope.csv)"
+    )
+
+
+async def test_synthetic_source_is_deterministic(pool, queue, onboarder_for) -> None:
+    onboarder = onboarder_for("synthetic", today=date(2024, 6, 28))
+    assert (await onboarder.run(await claim(pool, queue, "DEMO"))).outcome == "completed"
+    first = await stored(pool, "DEMO")
+    window = Window(date(2023, 6, 29), date(2024, 6, 28))
+    weekdays = sum(1 for i in range(366) if (window.start + timedelta(days=i)).weekday() < 5)
+    assert len(first) == weekdays
+    assert synthetic.generate("DEMO", window) == synthetic.generate("DEMO", window)
+    # A later onboarding over an overlapping window stores the same values for the same days.
+    later = onboarder_for("synthetic", today=date(2024, 7, 31))
+    assert (await later.run(await claim(pool, queue, "DEMO"))).outcome == "completed"
+    again = {r[0]: r for r in await stored(pool, "DEMO")}
+    assert all(again[r[0]] == r for r in first)
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sources", "overrides", "message"),
+    [
+        ("yahoo,bloomberg", {}, "unknown price source 'bloomberg' in 'yahoo,bloomberg'"),
+        ("polygon", {"polygon_api_key": None}, "price source polygon needs POLYGON_API_KEY"),
+        ("csv", {"price_csv_dir": None}, "price source csv needs PRICE_CSV_DIR"),
+        ("yahoo", {"rate_limit_yahoo": "fast"}, "PRICE_RATE_LIMIT_YAHOO='fast' is not a rate"),
+        ("yahoo,yahoo", {}, "names a source twice"),
+        ("yahoo", {"yahoo_base_url": "ftp://x"}, "YAHOO_BASE_URL='ftp://x' is not an http(s) URL"),
+    ],
+)
+async def test_configuration_errors_are_caught_at_construction(
+    pool, queue, settings, sources, overrides, message
+) -> None:
+    from dataclasses import replace
+
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Onboarder(replace(settings, **overrides), queue, pool, sources=sources)
+
+
+# --- pauses and the shared rate limiter ----------------------------------------------------------
+
+
+async def test_rate_limiter_defers_a_job_whose_slot_is_too_far(
+    provider, pool, queue, onboarder_for
+) -> None:
+    provider.route(MSFT_PATH, recorded(MSFT))
+    provider.route("/v8/finance/chart/AAPL", recorded(MSFT))
+    onboarder = onboarder_for("yahoo", today=MSFT_TODAY, rate_limit_yahoo="1/hour")
+    assert (await onboarder.run(await claim(pool, queue, "MSFT"))).outcome == "completed"
+
+    job = await claim(pool, queue, "AAPL")
+    result = await onboarder.run(job)
+    assert result.outcome == "deferred"
+    assert "request rate 1/hour reached" in (result.error or "")
+    row = await job_row(pool, job)
+    assert row["attempts"] == 0
+    assert await pool.fetchval(
+        "SELECT run_after > now() + interval '50 minutes' FROM symbol_onboarding_queue WHERE id = $1",
+        job.id,
+    )
+    assert provider.hits("/v8/finance/chart/AAPL") == []
+
+
+async def test_reserve_request_spaces_slots_across_callers(pool) -> None:
+    """Three callers reserve slots of a 60 s spacing; the third is refused at a 100 s limit."""
+    waits = [await pool.fetchval(sql.RESERVE_REQUEST, "polygon", 60.0, 100.0) for _ in range(3)]
+    assert waits[0] == 0.0
+    assert 59.0 < waits[1] <= 60.0
+    assert waits[2] is None
+    state = await pool.fetchrow(sql.SOURCE_STATE, "polygon")
+    assert 119.0 < state["wait_s"] <= 120.0 and state["paused_s"] == 0.0
+
+
+async def test_concurrent_reservations_never_share_a_slot(pool) -> None:
+    waits = await asyncio.gather(
+        *(pool.fetchval(sql.RESERVE_REQUEST, "yahoo", 1.0, 1000.0) for _ in range(8))
+    )
+    slots = sorted(round(w) for w in waits)
+    assert slots == list(range(8))
+
+
+async def test_pause_keeps_the_longest_and_resume_ends_it(pool) -> None:
+    gate = SourceGate(pool, {}, max_wait_s=30.0)
+    await gate.pause("yahoo", 600.0, "yahoo: rate limited (long)")
+    shorter = await gate.pause("yahoo", 60.0, "yahoo: rate limited (short)")
+    assert shorter.delay_s > 590 and shorter.reason == "yahoo: rate limited (long)"
+    assert set(await gate.paused(["yahoo", "polygon"])) == {"yahoo"}
+    assert await resume(pool, "yahoo") is True
+    assert await gate.paused(["yahoo"]) == {}
+    assert await resume(pool, "yahoo") is False
+
+
+async def test_a_paused_source_defers_before_any_request(
+    provider: FakeProvider, pool, queue, onboarder_for
+) -> None:
+    await SourceGate(pool, {}, max_wait_s=30.0).pause("yahoo", 300.0, "yahoo: rate limited")
+    provider.route(MSFT_PATH, recorded(MSFT))
+    job = await claim(pool, queue, "MSFT")
+    result = await onboarder_for("yahoo", today=MSFT_TODAY).run(job)
+    assert result.outcome == "deferred"
+    assert result.error is not None and result.error.startswith("deferred, yahoo paused for 300 s")
+    assert provider.requests == []
