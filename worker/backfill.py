@@ -1,0 +1,487 @@
+"""Backfill `symbol_prices_daily` from the legacy `market_data_cache`, set-based and resumable.
+
+The spec's version inserts row by row in one transaction; this one copies a batch of whole symbols
+per statement (`INSERT ... SELECT ... ON CONFLICT DO NOTHING`), one short transaction per batch:
+1. add the batch's symbols missing from `symbol_universe` (status `active`, added_source `batch`,
+   last_price_date from the data), which the foreign key needs;
+2. copy the batch's prices, skipping rows already there;
+3. move `last_price_date` of the batch's existing symbols forward to their latest cached date.
+Batches walk the symbols in order (keyset on symbol), so a live database sees only short
+transactions, an interrupted run keeps every committed batch, and rerunning skips what is done.
+With `jobs` > 1, that many connections take batches off the same cursor side by side.
+`adjusted_close` is copied when the cache has that column (read from the catalog at run time);
+deployed caches do not, and then `adj_close_price` stays NULL.
+"""
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import Any, TextIO
+
+import structlog
+from sqlalchemy import pool, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from worker.db import create_engine
+from worker.sql import backfill as sql
+from worker.symbols import normalize_symbol
+
+DEFAULT_BATCH_SIZE = 50_000
+# Bounds how long one batch holds its locks and how much one transaction writes.
+MAX_BATCH_SIZE = 1_000_000
+# Connections side by side; the deployment has 20-30 in total for every process.
+MAX_JOBS = 8
+LOG_INTERVAL_S = 10.0
+
+log = structlog.get_logger()
+
+
+class BackfillError(RuntimeError):
+    """The database cannot be backfilled as it is (e.g. it has no `market_data_cache`)."""
+
+
+@dataclass(frozen=True)
+class BackfillProgress:
+    """Where a running backfill stands after a committed batch."""
+
+    rows_done: int
+    rows_total: int  # counted before the first batch; rows added meanwhile may exceed it
+    rows_inserted: int
+    symbols_added: int
+    batches: int
+    last_symbol: str  # the end of the batch just committed (with jobs > 1, others may be running)
+    elapsed_s: float
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows_done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left at the average rate so far; None before there is a rate."""
+        if self.rows_per_s <= 0:
+            return None
+        return max(self.rows_total - self.rows_done, 0) / self.rows_per_s
+
+
+@dataclass(frozen=True)
+class BackfillSummary:
+    """What a backfill did (or, with dry_run, would do)."""
+
+    rows_seen: int
+    rows_inserted: int
+    symbols_added: int
+    symbols_updated: int  # existing universe rows whose last_price_date moved forward
+    batches: int
+    elapsed_s: float
+    dry_run: bool
+    adjusted_close: bool  # the cache had an adjusted_close column, and it was copied
+    symbols_not_found: tuple[str, ...]  # requested with --symbols, but absent from the cache
+
+    @property
+    def rows_skipped(self) -> int:
+        return self.rows_seen - self.rows_inserted
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows_seen / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def log_fields(self) -> dict[str, Any]:
+        fields = asdict(self)
+        fields["symbols_not_found"] = list(self.symbols_not_found)
+        fields["rows_skipped"] = self.rows_skipped
+        fields["rows_per_s"] = round(self.rows_per_s, 1)
+        fields["elapsed_s"] = round(self.elapsed_s, 3)
+        return fields
+
+
+ProgressCallback = Callable[[BackfillProgress], None]
+
+
+def check_batch_size(batch_size: object) -> int:
+    """A batch size in 1..MAX_BATCH_SIZE, or ValueError saying why not."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise ValueError(f"invalid batch size {batch_size!r}: expected an integer")
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ValueError(f"invalid batch size {batch_size}: expected 1 to {MAX_BATCH_SIZE:,}")
+    return batch_size
+
+
+def check_jobs(jobs: object) -> int:
+    """A number of connections in 1..MAX_JOBS, or ValueError saying why not."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int):
+        raise ValueError(f"invalid jobs {jobs!r}: expected an integer")
+    if not 1 <= jobs <= MAX_JOBS:
+        raise ValueError(f"invalid jobs {jobs}: expected 1 to {MAX_JOBS}")
+    return jobs
+
+
+def parse_symbols(raw: str) -> list[str]:
+    """`"aapl, BRK.B"` -> `["AAPL", "BRK.B"]` (sorted, deduplicated); ValueError on a bad entry."""
+    parts = raw.split(",")
+    if any(not part.strip() for part in parts):
+        raise ValueError(f"invalid symbol list {raw!r}: empty entry (expected A,B,C)")
+    return sorted({normalize_symbol(part) for part in parts})
+
+
+async def backfill(
+    database: str | AsyncEngine,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    symbols: Iterable[str] | None = None,
+    dry_run: bool = False,
+    jobs: int = 1,
+    progress: ProgressCallback | None = None,
+) -> BackfillSummary:
+    """Backfill in batches of about `batch_size` rows (whole symbols), one transaction each.
+
+    `database` is a URL in any form worker.db accepts, or an AsyncEngine (left open).
+    `symbols` limits the run to those symbols (normalized; ValueError on a bad one).
+    `jobs` connections run batches side by side (disjoint symbol ranges, so they never wait
+    for each other). `progress` is called after each committed batch; an exception from it
+    stops the run, with every committed batch kept. With `dry_run`, nothing is written and
+    the summary says what a real run would do.
+    """
+    batch_size = check_batch_size(batch_size)
+    jobs = check_jobs(jobs)
+    if isinstance(symbols, str):
+        raise TypeError(
+            f"symbols={symbols!r}: expected a list of symbols (parse_symbols splits A,B)"
+        )
+    wanted = None if symbols is None else sorted({normalize_symbol(s) for s in symbols})
+    if wanted is not None and not wanted:
+        raise ValueError("invalid symbol list: empty (omit it to backfill every symbol)")
+    if isinstance(database, AsyncEngine):
+        return await _Backfill(database, batch_size, wanted, dry_run, progress).run(jobs)
+    engine = create_engine(database, poolclass=pool.NullPool)
+    try:
+        return await _Backfill(engine, batch_size, wanted, dry_run, progress).run(jobs)
+    finally:
+        await engine.dispose()
+
+
+@dataclass
+class _Counts:
+    seen: int = 0
+    inserted: int = 0
+    added: int = 0
+    updated: int = 0
+
+
+class _Backfill:
+    """One run: the keyset cursor its connections share, and the running totals."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        batch_size: int,
+        symbols: list[str] | None,
+        dry_run: bool,
+        progress: ProgressCallback | None,
+    ) -> None:
+        self.engine = engine
+        self.batch_size = batch_size
+        self.symbols = symbols
+        self.dry_run = dry_run
+        self.progress = progress
+        self.started = time.monotonic()
+        self.after = ""  # every symbol up to here is taken by a batch
+        self.exhausted = False
+        self.cursor_lock = asyncio.Lock()
+        self.totals = _Counts()
+        self.batches = 0
+        self.rows_total = 0
+        self.has_adjusted_close = False
+        self.not_found: tuple[str, ...] = ()
+
+    async def run(self, jobs: int) -> BackfillSummary:
+        async with self.engine.connect() as conn, conn.begin():
+            await conn.execute(text(sql.READ_ONLY))
+            has_table, self.has_adjusted_close = (await conn.execute(text(sql.CACHE_COLUMNS))).one()
+            if not has_table:
+                raise BackfillError(
+                    "no market_data_cache table in this database: nothing to backfill"
+                )
+            params = {"symbols": self.symbols}
+            self.rows_total = (await conn.execute(text(sql.COUNT_ROWS), params)).scalar_one()
+            if self.symbols is not None:
+                result = await conn.execute(text(sql.SYMBOLS_NOT_FOUND), params)
+                self.not_found = tuple(result.scalars())
+        if jobs == 1:
+            await self._work()
+        else:
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(jobs):
+                        group.create_task(self._work())
+            except BaseExceptionGroup as failures:
+                # The first failure cancelled the other jobs; raise it as a single run would.
+                if len(failures.exceptions) == 1:
+                    raise failures.exceptions[0] from None
+                raise
+        return BackfillSummary(
+            rows_seen=self.totals.seen,
+            rows_inserted=self.totals.inserted,
+            symbols_added=self.totals.added,
+            symbols_updated=self.totals.updated,
+            batches=self.batches,
+            elapsed_s=time.monotonic() - self.started,
+            dry_run=self.dry_run,
+            adjusted_close=bool(self.has_adjusted_close),
+            symbols_not_found=self.not_found,
+        )
+
+    async def _work(self) -> None:
+        """Take the next batch and run it, on one connection, until no rows are left."""
+        async with self.engine.connect() as conn:
+            while (batch := await self._next_batch(conn)) is not None:
+                after, upto = batch
+                params = {"after": after, "upto": upto, "symbols": self.symbols}
+                counts = await (
+                    self._preview(conn, params) if self.dry_run else self._copy(conn, params)
+                )
+                self.totals.seen += counts.seen
+                self.totals.inserted += counts.inserted
+                self.totals.added += counts.added
+                self.totals.updated += counts.updated
+                self.batches += 1
+                if self.progress is not None:
+                    self.progress(
+                        BackfillProgress(
+                            rows_done=self.totals.seen,
+                            rows_total=self.rows_total,
+                            rows_inserted=self.totals.inserted,
+                            symbols_added=self.totals.added,
+                            batches=self.batches,
+                            last_symbol=upto,
+                            elapsed_s=time.monotonic() - self.started,
+                        )
+                    )
+
+    async def _next_batch(self, conn: AsyncConnection) -> tuple[str, str] | None:
+        """The next symbol range `(after, upto]`, or None when every row is taken."""
+        # One connection at a time moves the cursor, so no two batches overlap.
+        async with self.cursor_lock:
+            if self.exhausted:
+                return None
+            async with conn.begin():
+                await conn.execute(text(sql.READ_ONLY))
+                upto = (
+                    await conn.execute(
+                        text(sql.NEXT_BATCH_END),
+                        {
+                            "after": self.after,
+                            "symbols": self.symbols,
+                            "batch_size": self.batch_size,
+                        },
+                    )
+                ).scalar_one()
+            if upto is None:
+                self.exhausted = True
+                return None
+            after, self.after = self.after, upto
+            return after, upto
+
+    async def _copy(self, conn: AsyncConnection, params: dict[str, Any]) -> _Counts:
+        """Write one batch in one transaction."""
+        insert_prices = (
+            sql.INSERT_PRICES_WITH_ADJUSTED_CLOSE if self.has_adjusted_close else sql.INSERT_PRICES
+        )
+        async with conn.begin():
+            # Symbols first: the prices' foreign key needs them.
+            added = (await conn.execute(text(sql.ADD_MISSING_SYMBOLS), params)).rowcount
+            seen, inserted = (await conn.execute(text(insert_prices), params)).one()
+            updated = (await conn.execute(text(sql.ADVANCE_LAST_PRICE_DATE), params)).rowcount
+        return _Counts(seen=seen, inserted=inserted, added=added, updated=updated)
+
+    async def _preview(self, conn: AsyncConnection, params: dict[str, Any]) -> _Counts:
+        """What `_copy` would do to one batch, in a read-only transaction."""
+        async with conn.begin():
+            await conn.execute(text(sql.READ_ONLY))
+            seen, inserted, added, updated = (
+                await conn.execute(text(sql.PREVIEW_BATCH), params)
+            ).one()
+        return _Counts(seen=seen, inserted=inserted, added=added, updated=updated)
+
+
+def format_duration(seconds: float | None) -> str:
+    """`3725.2` -> `1:02:05`; None -> `--:--`."""
+    if seconds is None:
+        return "--:--"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def format_progress(p: BackfillProgress) -> str:
+    """One terminal line: rows done of total, percentage, rows/s and ETA."""
+    percent = 100.0 * p.rows_done / p.rows_total if p.rows_total else 100.0
+    return (
+        f"backfill {p.rows_done:,}/{p.rows_total:,} rows ({percent:.1f}%), "
+        f"{p.rows_inserted:,} inserted, {p.symbols_added:,} symbols added, "
+        f"{p.rows_per_s:,.0f} rows/s, ETA {format_duration(p.eta_s)}"
+    )
+
+
+def format_summary(s: BackfillSummary) -> str:
+    """The end-of-run summary, for a person at a terminal."""
+    verb = "would insert" if s.dry_run else "inserted"
+    lines = [
+        f"backfill {'dry run ' if s.dry_run else ''}done in {format_duration(s.elapsed_s)}: "
+        f"{s.rows_seen:,} cache rows in {s.batches:,} batches ({s.rows_per_s:,.0f} rows/s)",
+        f"  rows {verb}: {s.rows_inserted:,}, skipped (already there): {s.rows_skipped:,}",
+        f"  symbols {'to add' if s.dry_run else 'added'} to symbol_universe: {s.symbols_added:,}, "
+        f"last_price_date {'to move' if s.dry_run else 'moved'} forward: {s.symbols_updated:,}",
+        "  adj_close_price: "
+        + ("copied from adjusted_close" if s.adjusted_close else "NULL (no adjusted_close column)"),
+    ]
+    if s.symbols_not_found:
+        lines.append(f"  not in market_data_cache: {', '.join(s.symbols_not_found)}")
+    return "\n".join(lines)
+
+
+class TerminalProgress:
+    """Redraws one progress line in place on a terminal."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._drawn = False
+
+    def __call__(self, p: BackfillProgress) -> None:
+        self.stream.write(f"\r\x1b[K{format_progress(p)}")
+        self.stream.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        """End the progress line, so what follows starts on its own line."""
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
+
+
+class LogProgress:
+    """A `backfill_progress` log line at most every `interval_s` (the first batch always logs)."""
+
+    def __init__(
+        self, interval_s: float = LOG_INTERVAL_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.interval_s = interval_s
+        self.clock = clock
+        self._last: float | None = None
+
+    def __call__(self, p: BackfillProgress) -> None:
+        now = self.clock()
+        if self._last is not None and now - self._last < self.interval_s:
+            return
+        self._last = now
+        eta = p.eta_s
+        log.info(
+            "backfill_progress",
+            rows_done=p.rows_done,
+            rows_total=p.rows_total,
+            rows_inserted=p.rows_inserted,
+            symbols_added=p.symbols_added,
+            batches=p.batches,
+            last_symbol=p.last_symbol,
+            rows_per_s=round(p.rows_per_s, 1),
+            eta_s=None if eta is None else round(eta, 1),
+        )
+
+    def close(self) -> None:
+        """Nothing to end: log lines are complete."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `backfill` subcommand's options."""
+    parser.add_argument(
+        "--batch-size",
+        type=_batch_size_arg,
+        default=DEFAULT_BATCH_SIZE,
+        metavar="N",
+        help=f"cache rows per transaction, rounded up to whole symbols "
+        f"(1 to {MAX_BATCH_SIZE:,}; default {DEFAULT_BATCH_SIZE:,})",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=_jobs_arg,
+        default=1,
+        metavar="N",
+        help=f"connections running batches side by side (1 to {MAX_JOBS}; default 1)",
+    )
+    parser.add_argument(
+        "--symbols",
+        type=_symbols_arg,
+        default=None,
+        metavar="A,B,...",
+        help="only these symbols (comma-separated); exit status 1 if one has no cache rows",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="write nothing; report what a real run would insert, skip and add",
+    )
+
+
+async def command(args: argparse.Namespace, database_url: str) -> int:
+    """Run `python -m worker backfill`; 0 when done, 1 when it could not run or missed a symbol."""
+    on_terminal = sys.stderr.isatty()
+    reporter: TerminalProgress | LogProgress = (
+        TerminalProgress(sys.stderr) if on_terminal else LogProgress()
+    )
+    try:
+        summary = await backfill(
+            database_url,
+            batch_size=args.batch_size,
+            symbols=args.symbols,
+            dry_run=args.dry_run,
+            jobs=args.jobs,
+            progress=reporter,
+        )
+    except BackfillError as exc:
+        reporter.close()
+        log.error("backfill_failed", error=str(exc))
+        return 1
+    except asyncio.CancelledError:
+        reporter.close()
+        # Every committed batch stays; a rerun skips those rows at ON CONFLICT speed.
+        log.warning("backfill_interrupted", hint="rerun the same command to resume")
+        raise
+    reporter.close()
+    if on_terminal:
+        print(format_summary(summary), file=sys.stderr)
+    else:
+        log.info("backfill_finished", **summary.log_fields())
+    if summary.symbols_not_found:
+        log.error("backfill_symbols_not_found", symbols=list(summary.symbols_not_found))
+        return 1
+    return 0
+
+
+def _batch_size_arg(raw: str) -> int:
+    return _int_arg(raw, "batch size", check_batch_size)
+
+
+def _jobs_arg(raw: str) -> int:
+    return _int_arg(raw, "jobs", check_jobs)
+
+
+def _int_arg(raw: str, name: str, check: Callable[[object], int]) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid {name} {raw!r}: expected an integer") from None
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _symbols_arg(raw: str) -> list[str]:
+    try:
+        return parse_symbols(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -1,0 +1,135 @@
+"""Every statement of the `symbol_prices_daily` backfill (worker/backfill.py runs them).
+
+A batch is a range of symbols, `symbol > :after AND symbol <= :upto`, optionally narrowed to the
+`:symbols` list (NULL: every symbol). Whole symbols per batch make the keyset cursor a symbol and
+keep each symbol's universe row and prices in one transaction. Both range ends are always bound
+(no `:after IS NULL OR ...`), so even a generic prepared plan is a range scan of the
+`(symbol, date)` unique index rather than a scan from the start of the table on every batch.
+Rows with an empty symbol name no symbol and are left out (`symbol > ''`).
+"""
+
+# Whether the cache table exists, and whether it has the `adjusted_close` column the spec's code
+# reads (deployed databases do not have it). to_regclass follows search_path, as the queries do.
+CACHE_COLUMNS = """
+SELECT to_regclass('market_data_cache') IS NOT NULL AS has_table,
+       EXISTS (
+           SELECT 1 FROM pg_attribute
+           WHERE attrelid = to_regclass('market_data_cache')
+             AND attname = 'adjusted_close' AND attnum > 0 AND NOT attisdropped
+       ) AS has_adjusted_close
+"""
+
+# The rows to go through, for progress and ETA (one pass over the index, before the first batch).
+COUNT_ROWS = """
+SELECT count(*)
+FROM market_data_cache
+WHERE symbol > '' AND (CAST(:symbols AS varchar[]) IS NULL OR symbol = ANY(:symbols))
+"""
+
+# Requested symbols that have no cache rows at all: reported, never silently ignored.
+SYMBOLS_NOT_FOUND = """
+SELECT s.symbol
+FROM unnest(CAST(:symbols AS varchar[])) AS s(symbol)
+WHERE NOT EXISTS (SELECT 1 FROM market_data_cache AS c WHERE c.symbol = s.symbol)
+ORDER BY s.symbol
+"""
+
+# The next batch's last symbol: the symbol of the `:batch_size`-th row after `:after` (or of the
+# last row). The batch then runs through that symbol's last row, so it holds whole symbols and at
+# least `:batch_size` rows. NULL when no rows are left. An index-only walk of `:batch_size` entries.
+NEXT_BATCH_END = """
+SELECT max(symbol)
+FROM (
+    SELECT symbol
+    FROM market_data_cache
+    WHERE symbol > :after AND (CAST(:symbols AS varchar[]) IS NULL OR symbol = ANY(:symbols))
+    ORDER BY symbol
+    LIMIT :batch_size
+) AS next_rows
+"""
+
+# Symbols the cache has and the universe lacks; without them the prices would violate the foreign
+# key. DO NOTHING: a symbol that is there (or was added concurrently, e.g. by onboarding) is kept
+# exactly as it is.
+ADD_MISSING_SYMBOLS = """
+INSERT INTO symbol_universe (symbol, status, added_source, last_price_date)
+SELECT symbol, 'active', 'batch', max(date)
+FROM market_data_cache
+WHERE symbol > :after AND symbol <= :upto
+  AND (CAST(:symbols AS varchar[]) IS NULL OR symbol = ANY(:symbols))
+GROUP BY symbol
+ON CONFLICT (symbol) DO NOTHING
+"""
+
+# Copy the batch; rows already there (an earlier run, or onboarding, even one committing while
+# this runs) are skipped, never changed. ON CONFLICT rather than a NOT EXISTS anti-join: the
+# anti-join's plan rests on statistics of the very table being filled (a seq-scan anti-join
+# chosen on "empty" made a 100,000-row run 20x slower), while ON CONFLICT always probes the
+# primary key. Returns both counts, so skipped = seen - inserted.
+_INSERT_PRICES = """
+WITH inserted AS (
+    INSERT INTO symbol_prices_daily (
+        symbol, price_date, open_price, high_price, low_price, close_price, adj_close_price, volume
+    )
+    SELECT symbol, date, open, high, low, close, {adjusted_close}, volume
+    FROM market_data_cache
+    WHERE symbol > :after AND symbol <= :upto
+      AND (CAST(:symbols AS varchar[]) IS NULL OR symbol = ANY(:symbols))
+    ON CONFLICT (symbol, price_date) DO NOTHING
+    RETURNING 1
+)
+SELECT
+    (SELECT count(*) FROM market_data_cache
+     WHERE symbol > :after AND symbol <= :upto
+       AND (CAST(:symbols AS varchar[]) IS NULL OR symbol = ANY(:symbols))) AS rows_seen,
+    (SELECT count(*) FROM inserted) AS rows_inserted
+"""
+INSERT_PRICES_WITH_ADJUSTED_CLOSE = _INSERT_PRICES.format(adjusted_close="adjusted_close")
+# Deployed caches have no adjusted close: NULL says "unknown" (a close is not an adjusted close).
+INSERT_PRICES = _INSERT_PRICES.format(adjusted_close="NULL::numeric")
+
+# Move last_price_date forward to the batch's latest date, never back (a later date may come from
+# onboarding). Only this column changes on rows that were already in the universe.
+ADVANCE_LAST_PRICE_DATE = """
+UPDATE symbol_universe AS u
+SET last_price_date = latest.price_date
+FROM (
+    SELECT symbol, max(date) AS price_date
+    FROM market_data_cache
+    WHERE symbol > :after AND symbol <= :upto
+      AND (CAST(:symbols AS varchar[]) IS NULL OR symbol = ANY(:symbols))
+    GROUP BY symbol
+) AS latest
+WHERE u.symbol = latest.symbol
+  AND (u.last_price_date IS NULL OR u.last_price_date < latest.price_date)
+"""
+
+# Reads (and every --dry-run batch) run read-only: a bug there errors instead of writing.
+READ_ONLY = "SET TRANSACTION READ ONLY"
+
+# --dry-run: what the three statements above would do to the batch, read-only.
+PREVIEW_BATCH = """
+WITH batch AS (
+    SELECT symbol, date
+    FROM market_data_cache
+    WHERE symbol > :after AND symbol <= :upto
+      AND (CAST(:symbols AS varchar[]) IS NULL OR symbol = ANY(:symbols))
+),
+latest AS (
+    SELECT symbol, max(date) AS price_date FROM batch GROUP BY symbol
+)
+SELECT
+    (SELECT count(*) FROM batch) AS rows_seen,
+    (SELECT count(*) FROM batch AS b
+     WHERE NOT EXISTS (
+         SELECT 1 FROM symbol_prices_daily AS p
+         WHERE p.symbol = b.symbol AND p.price_date = b.date
+     )) AS rows_inserted,
+    (SELECT count(*) FROM latest AS l
+     WHERE NOT EXISTS (SELECT 1 FROM symbol_universe AS u WHERE u.symbol = l.symbol)
+    ) AS symbols_added,
+    (SELECT count(*) FROM latest AS l
+     JOIN symbol_universe AS u ON u.symbol = l.symbol
+     WHERE u.last_price_date IS NULL OR u.last_price_date < l.price_date
+    ) AS symbols_updated
+"""
