@@ -3,8 +3,8 @@
 `get`, `put`, `invalidate` and `delete_expired` take the caller's SQLAlchemy AsyncSession or
 AsyncConnection and run in its transaction: they never commit (nor roll back). Arguments are
 checked before any SQL runs, so bad input raises without spoiling the caller's transaction.
-`purge_expired` is the worker's housekeeping hook: batches of `delete_expired`, one
-transaction each. Expiry is judged by the database clock (`valid_until > now()`).
+`sweep_expired` is the worker's housekeeping hook (a `Housekeeper` extra sweep, on asyncpg):
+bounded batches of the same DELETE, one transaction each. Expiry is judged by the database clock (`valid_until > now()`).
 
 JSON encoding of `put`'s data, and so what `get` returns:
 - dict (str keys only), list, str, int, bool, None and finite float: as they are; a tuple is
@@ -29,9 +29,9 @@ from datetime import date, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple, Protocol
 
-import structlog
+import asyncpg
 from sqlalchemy import CursorResult, Result, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from worker.sql import analytics_cache as sql
 
@@ -41,8 +41,7 @@ Number = Decimal | int | float | str
 CACHE_TYPE_MAX_LEN = 50  # the columns' VARCHAR lengths
 CACHE_KEY_MAX_LEN = 255
 CACHE_KEY_VERSION = "v1"
-
-log = structlog.get_logger()
+SWEEP_MAX_BATCHES = 10  # like the queue's pruning: a housekeeping round stays short
 
 
 class CacheDataError(ValueError):
@@ -116,22 +115,26 @@ async def invalidate(
 
 async def delete_expired(db: Db, batch_size: int) -> int:
     """Delete up to `batch_size` expired entries (oldest first); returns how many."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"invalid batch size {batch_size!r}: expected a positive integer")
+    batch_size = _checked_batch_size(batch_size)
     return _rowcount(await db.execute(text(sql.DELETE_EXPIRED), {"batch_size": batch_size}))
 
 
-async def purge_expired(engine: AsyncEngine, *, batch_size: int = 1000) -> int:
-    """Housekeeping: delete every expired entry, `batch_size` per transaction; returns how many."""
+async def sweep_expired(
+    conn: asyncpg.Connection, batch_size: int, *, max_batches: int = SWEEP_MAX_BATCHES
+) -> int:
+    """Housekeeping: delete expired entries, a batch per statement, until done; returns how many.
+
+    Outside a transaction each batch commits on its own, so no long lock or transaction is held.
+    At most `max_batches` per call keeps one round short; the next round takes the rest.
+    """
+    batch_size = _checked_batch_size(batch_size)
     total = 0
-    while True:
-        async with engine.begin() as conn:
-            deleted = await delete_expired(conn, batch_size)
+    for _ in range(max_batches):
+        status = await conn.execute(sql.DELETE_EXPIRED_POSITIONAL, batch_size)
+        deleted = int(status.rsplit(" ", 1)[-1])  # the command tag: "DELETE 42"
         total += deleted
         if deleted < batch_size:
             break
-    if total:
-        log.info("analytics_cache_expired_deleted", rows=total, batch_size=batch_size)
     return total
 
 
@@ -268,6 +271,12 @@ def _checked_str(name: str, value: object, max_len: int) -> str:
             f"invalid {name} {value!r}: expected a string of 1 to {max_len} characters"
         )
     return value
+
+
+def _checked_batch_size(batch_size: object) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"invalid batch size {batch_size!r}: expected a positive integer")
+    return batch_size
 
 
 def _rowcount(result: Result[Any]) -> int:

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from worker import analytics_cache as cache
 from worker.analytics_cache import CacheDataError
+from worker.db import asyncpg_dsn
 
 HOUR = timedelta(hours=1)
 KEY = "v1:" + "ab" * 32
@@ -233,8 +235,8 @@ async def test_delete_expired_takes_bounded_batches_of_expired_rows_only(
     assert [(r["portfolio_id"], r["cache_type"]) for r in await rows(engine)] == [(b, "fresh")]
 
 
-async def test_purge_expired_deletes_everything_expired_in_batches(
-    conn: AsyncConnection, engine: AsyncEngine, portfolios: list[uuid.UUID]
+async def test_sweep_expired_deletes_expired_rows_in_bounded_rounds(
+    conn: AsyncConnection, engine: AsyncEngine, database_url: str, portfolios: list[uuid.UUID]
 ) -> None:
     a, b = portfolios
     for n in range(7):
@@ -242,11 +244,17 @@ async def test_purge_expired_deletes_everything_expired_in_batches(
     await cache.put(conn, b, "fresh", KEY, [1], HOUR)
     await conn.commit()
     await expire(engine, a, "stale")
+    housekeeping = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        # Two batches of 3 per round: the round stops there, the next one takes the rest.
+        assert await cache.sweep_expired(housekeeping, 3, max_batches=2) == 6
+        assert len(await rows(engine)) == 2
+        assert await cache.sweep_expired(housekeeping, 3, max_batches=2) == 1
+        assert await cache.sweep_expired(housekeeping, 3) == 0
+    finally:
+        await housekeeping.close()
 
-    assert await cache.purge_expired(engine, batch_size=3) == 7
-    assert await cache.purge_expired(engine, batch_size=3) == 0
-
-    assert len(await rows(engine)) == 1
+    assert [(r["portfolio_id"], r["cache_type"]) for r in await rows(engine)] == [(b, "fresh")]
 
 
 async def test_an_unknown_portfolio_fails_on_the_foreign_key(conn: AsyncConnection) -> None:

@@ -222,6 +222,7 @@ KEY = "v1:key"
         (lambda: cache.delete_expired(None, 0), ValueError, "batch size 0"),
         (lambda: cache.delete_expired(None, True), ValueError, "batch size True"),
         (lambda: cache.delete_expired(None, "10"), ValueError, "batch size '10'"),
+        (lambda: cache.sweep_expired(None, 0), ValueError, "batch size 0"),
     ],
 )
 async def test_bad_arguments_are_refused_before_the_database(

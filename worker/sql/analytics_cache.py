@@ -1,6 +1,7 @@
 """Every statement of the portfolio analytics cache (worker/analytics_cache.py runs them).
 
-Named parameters: they run through SQLAlchemy, on the backend's session or connection. Each
+Named parameters: they run through SQLAlchemy, on the backend's session or connection (the
+housekeeping sweep's one statement also has a positional twin for asyncpg). Each
 invalidate variant is its own statement rather than one with `:x IS NULL OR ...`: a generic plan
 of that form could not use `idx_cache_portfolio`, and would scan the table on every call.
 """
@@ -57,3 +58,5 @@ DELETE FROM portfolio_analytics_cache AS c
 USING expired
 WHERE c.id = expired.id
 """
+# The same statement for the worker's housekeeping sweep, which runs on asyncpg directly.
+DELETE_EXPIRED_POSITIONAL = DELETE_EXPIRED.replace(":batch_size", "$1")
