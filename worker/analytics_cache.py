@@ -120,19 +120,20 @@ async def delete_expired(db: Db, batch_size: int) -> int:
 
 
 async def sweep_expired(
-    conn: asyncpg.Connection, batch_size: int, *, max_batches: int = SWEEP_MAX_BATCHES
+    conn: asyncpg.Connection, batch_size: int, *, max_batches: int | None = SWEEP_MAX_BATCHES
 ) -> int:
     """Housekeeping: delete expired entries, a batch per statement, until done; returns how many.
 
     Outside a transaction each batch commits on its own, so no long lock or transaction is held.
-    At most `max_batches` per call keeps one round short; the next round takes the rest.
+    At most `max_batches` per call (None: no limit) keeps one round short; the next takes the rest.
     """
     batch_size = _checked_batch_size(batch_size)
-    total = 0
-    for _ in range(max_batches):
+    total, batches = 0, 0
+    while max_batches is None or batches < max_batches:
         status = await conn.execute(sql.DELETE_EXPIRED_POSITIONAL, batch_size)
         deleted = int(status.rsplit(" ", 1)[-1])  # the command tag: "DELETE 42"
         total += deleted
+        batches += 1
         if deleted < batch_size:
             break
     return total
