@@ -1,40 +1,424 @@
-"""`python -m worker ...`: argument parsing and wiring."""
+"""`python -m worker COMMAND`: argument parsing and wiring; the work lives in the modules it calls.
+
+Exit codes: 0 success; 1 a fatal error, printed as one line on stderr (bad configuration, database
+unreachable for a one-shot command, schema not migrated); 2 bad usage.
+"""
 
 import argparse
 import asyncio
-import os
+import contextlib
+import functools
+import json
 import signal
 import sys
-from pathlib import Path
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
-from worker import embedded, migrate
-from worker.db import redact
+import asyncpg
+import structlog
+from sqlalchemy.exc import IntegrityError
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_never,
+    wait_exponential_jitter,
+)
 
-DEFAULT_PGDATA = Path(".data/pg")
+from worker import analytics_cache, backfill, embedded, logs, migrate
+from worker import queue as queue_ops
+from worker.db import CONNECTION_ERRORS, DatabaseUrlError, asyncpg_dsn, redact
+from worker.settings import Settings, SettingsError
+from worker.sql import queue as sql
+from worker.symbols import InvalidPriorityError, InvalidSymbolError
+
+log = structlog.get_logger("worker.cli")
+
+# Errors no retry can fix: say what is wrong in one line and exit 1.
+FATAL_DB_ERRORS = (
+    asyncpg.InvalidPasswordError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidCatalogNameError,
+)
+
+
+class FatalError(Exception):
+    """Stop with exit code 1 and this one-line message."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m worker")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="migrate (embedded database only) and run the worker")
-    args = parser.parse_args(argv)
-    if args.command == "run":
-        return _run()
-    return 2
-
-
-def _run() -> int:
-    url = os.environ.get("DATABASE_URL")
-    server = None
-    if not url:
-        # SIGTERM would skip atexit handlers; turn it into a normal exit so the server stops.
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        server = embedded.start(Path(os.environ.get("EMBEDDED_PGDATA", DEFAULT_PGDATA)))
-        url = server.url("postgres")
-        asyncio.run(migrate.upgrade(url))
+    args = _parser().parse_args(argv)
     try:
-        print(f"worker ready: database {redact(url)} at revision {migrate.head_revision()}")
-        return 0
+        settings = Settings.from_env(
+            concurrency=getattr(args, "concurrency", None),
+            price_source=getattr(args, "source", None),
+        )
+        logs.configure(settings, stream=sys.stderr if args.command != "run" else sys.stdout)
+        return asyncio.run(_dispatch(args, settings))
+    except (FatalError, SettingsError, DatabaseUrlError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the worker until SIGTERM/SIGINT")
+    run.add_argument(
+        "--concurrency", type=_positive_int, help="jobs in flight (WORKER_CONCURRENCY)"
+    )
+    run.add_argument("--burst", action="store_true", help="exit 0 once no runnable job remains")
+    run.add_argument(
+        "--source", help="price source or fallback chain, e.g. yahoo,polygon (PRICE_SOURCE)"
+    )
+
+    status = sub.add_parser("status", help="queue counts, running jobs, recent failures")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sub.add_parser("health", help="exit 0 if the database is reachable and migrated to head")
+
+    enqueue = sub.add_parser("enqueue", help="enqueue symbols; prints each job id")
+    enqueue.add_argument("symbols", nargs="+", metavar="SYMBOL")
+    enqueue.add_argument("--priority", default="normal", choices=["high", "normal", "low"])
+    enqueue.add_argument("--requested-by", type=uuid.UUID, metavar="UUID")
+
+    retry = sub.add_parser("retry", help="retry a failed job, or every failed job")
+    target = retry.add_mutually_exclusive_group(required=True)
+    target.add_argument("job_id", nargs="?", type=uuid.UUID, metavar="JOB_ID")
+    target.add_argument("--failed", action="store_true", help="every failed job")
+
+    sub.add_parser("prune", help="delete old completed/failed jobs now (QUEUE_PRUNE_*)")
+
+    backfill.add_arguments(
+        sub.add_parser("backfill", help="copy market_data_cache into symbol_prices_daily")
+    )
+    return parser
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    commands: dict[str, Callable[[argparse.Namespace, Settings, str], Awaitable[int]]] = {
+        "run": _run,
+        "status": _status,
+        "health": _health,
+        "enqueue": _enqueue,
+        "retry": _retry,
+        "prune": _prune,
+        "backfill": lambda a, _s, url: backfill.command(a, url),
+    }
+    async with _database(settings, migrate_embedded=args.command == "run") as url:
+        return await commands[args.command](args, settings, url)
+
+
+@contextlib.asynccontextmanager
+async def _database(settings: Settings, *, migrate_embedded: bool) -> AsyncIterator[str]:
+    """DATABASE_URL, or the embedded server (started here and stopped on the way out)."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    server = await asyncio.to_thread(embedded.start, settings.embedded_pgdata)
+    try:
+        url = server.url("postgres")
+        if migrate_embedded:
+            await migrate.upgrade(url)
+        log.info("embedded_postgres_started", pgdata=str(server.pgdata))
+        yield url
     finally:
-        if server is not None:
-            server.stop()
+        await asyncio.to_thread(server.stop)
+
+
+# --- run -----------------------------------------------------------------------------------------
+
+
+async def _run(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    from worker.housekeeping import Housekeeper
+    from worker.onboarding import Onboarder
+    from worker.runner import Runner
+
+    stop_requests: list[Callable[[], None]] = []
+
+    def on_signal() -> None:
+        for stop in list(stop_requests):
+            stop()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+
+    startup = asyncio.Event()
+    stop_requests.append(startup.set)  # a signal during start-up ends the start-up
+    pool = await _wait_for(_connect_pool(settings, url, retry=True), startup)
+    if pool is None:
+        return 0
+    try:
+        await _check_schema(pool)
+        queue = queue_ops.Queue(
+            queue_ops.new_worker_id(settings.worker_name),
+            max_attempts=settings.max_attempts,
+            retry_base_s=settings.retry_base_s,
+            retry_max_s=settings.retry_max_s,
+        )
+        handler = Onboarder(settings, queue, pool, sources=args.source)
+        try:
+            runner = Runner(
+                settings,
+                pool,
+                queue,
+                handler,
+                claim_dsn=asyncpg_dsn(url),
+                listen_dsn=_listen_dsn(settings, url),
+                burst=args.burst,
+                housekeeping=Housekeeper(
+                    settings,
+                    pool,
+                    queue,
+                    extra_sweeps={"expired_analytics_cache": analytics_cache.sweep_expired},
+                ),
+            )
+            stop_requests[:] = [runner.request_stop]
+            if startup.is_set():
+                return 0
+            await runner.run()
+        finally:
+            await handler.aclose()
+    finally:
+        await pool.close()
+    return 0
+
+
+def _listen_dsn(settings: Settings, url: str) -> str | None:
+    if not settings.listen_enabled:
+        return None
+    return asyncpg_dsn(settings.listen_database_url or url)
+
+
+async def _wait_for(coro: Awaitable[Any], cancelled: asyncio.Event) -> Any:
+    """Await `coro` unless `cancelled` is set first (then None)."""
+    task = asyncio.ensure_future(coro)
+    stopper = asyncio.create_task(cancelled.wait())
+    await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, *CONNECTION_ERRORS):
+        await task
+    return None
+
+
+async def _connect_pool(settings: Settings, url: str, *, retry: bool) -> asyncpg.Pool:
+    """A pool of concurrency + 1 connections (claims, completions, heartbeats, housekeeping)."""
+
+    async def connect() -> asyncpg.Pool:
+        return await asyncpg.create_pool(
+            asyncpg_dsn(url),
+            min_size=1,
+            max_size=settings.concurrency + 1,
+            statement_cache_size=settings.statement_cache_size,
+        )
+
+    try:
+        if not retry:
+            return await connect()
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(CONNECTION_ERRORS),
+            wait=wait_exponential_jitter(initial=0.2, max=settings.reconnect_max_wait_s),
+            stop=stop_never,
+            reraise=True,
+            before_sleep=lambda state: log.warning(
+                "database_unavailable",
+                database=redact(url),
+                attempt=state.attempt_number,
+                error=str(state.outcome.exception()) if state.outcome else None,
+            ),
+        ):
+            with attempt:
+                return await connect()
+    except FATAL_DB_ERRORS as exc:
+        raise FatalError(f"cannot use database {redact(url)}: {exc}") from None
+    except CONNECTION_ERRORS as exc:
+        raise FatalError(f"database {redact(url)} is unreachable: {exc}") from None
+    except ValueError as exc:  # asyncpg's DSN parser
+        raise FatalError(f"invalid database URL {redact(url)}: {exc}") from None
+    raise AssertionError("unreachable")
+
+
+async def _check_schema(db: asyncpg.Pool | asyncpg.Connection) -> None:
+    head = migrate.head_revision()
+    try:
+        current = await db.fetchval("SELECT version_num FROM alembic_version")
+    except asyncpg.UndefinedTableError:
+        current = None
+    if current != head:
+        raise FatalError(
+            f"database schema is at revision {current or 'none'}, expected {head}: "
+            "run `alembic upgrade head`"
+        )
+
+
+# --- one-shot commands ---------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _connection(settings: Settings, url: str) -> AsyncIterator[asyncpg.Connection]:
+    try:
+        conn = await asyncpg.connect(asyncpg_dsn(url), timeout=10)
+    except FATAL_DB_ERRORS as exc:
+        raise FatalError(f"cannot use database {redact(url)}: {exc}") from None
+    except CONNECTION_ERRORS as exc:
+        raise FatalError(f"database {redact(url)} is unreachable: {exc}") from None
+    except ValueError as exc:
+        raise FatalError(f"invalid database URL {redact(url)}: {exc}") from None
+    try:
+        await _check_schema(conn)
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def _health(_args: argparse.Namespace, settings: Settings, url: str) -> int:
+    async with _connection(settings, url):
+        print(f"ok: database {redact(url)} reachable, schema at {migrate.head_revision()}")
+    return 0
+
+
+async def _enqueue(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    from worker.db import create_engine
+
+    engine = create_engine(url)
+    try:
+        async with _connection(settings, url):
+            pass  # reachable and migrated, or a one-line error
+        async with engine.begin() as db:
+            ids = await queue_ops.enqueue_symbols(
+                db, args.symbols, priority=args.priority, requested_by=args.requested_by
+            )
+    except (InvalidSymbolError, InvalidPriorityError) as exc:
+        raise FatalError(str(exc)) from None
+    except IntegrityError as exc:
+        if "requested_by" in str(exc.orig):
+            raise FatalError(f"--requested-by {args.requested_by}: no such user") from None
+        raise FatalError(str(exc.orig).splitlines()[0]) from None
+    finally:
+        await engine.dispose()
+    for symbol, job_id in zip(args.symbols, ids, strict=True):
+        print(f"{job_id}\t{symbol.strip().upper()}")
+    return 0
+
+
+async def _retry(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    async with _connection(settings, url) as conn:
+        if args.failed:
+            print(f"retried {await queue_ops.retry_failed(conn)} failed job(s)")
+            return 0
+        if await queue_ops.retry_job(conn, args.job_id):
+            print(f"retried {args.job_id}")
+            return 0
+        status = await conn.fetchval(
+            "SELECT status FROM symbol_onboarding_queue WHERE id = $1", args.job_id
+        )
+    if status is None:
+        raise FatalError(f"no job {args.job_id}")
+    if status != "failed":
+        raise FatalError(f"job {args.job_id} is {status}, not failed: nothing to retry")
+    raise FatalError(f"job {args.job_id}: its symbol already has a pending or processing job")
+
+
+async def _prune(_args: argparse.Namespace, settings: Settings, url: str) -> int:
+    from worker.housekeeping import Housekeeper
+
+    async with _connection(settings, url):
+        pass
+    pool = await _connect_pool(settings, url, retry=False)
+    try:
+        housekeeper = Housekeeper(
+            settings,
+            pool,
+            queue_ops.Queue("prune"),
+            extra_sweeps={
+                "expired_analytics_cache": functools.partial(
+                    analytics_cache.sweep_expired, max_batches=None
+                )
+            },
+        )
+        result = await housekeeper.prune(max_batches=None)
+    finally:
+        await pool.close()
+    if result is None:
+        raise FatalError("another worker is pruning right now; try again later")
+    print(f"pruned {result.completed} completed and {result.failed} failed job(s)")
+    for name, count in result.extra.items():
+        print(f"pruned {count} {name.replace('_', ' ')} row(s)")
+    return 0
+
+
+async def _status(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    async with _connection(settings, url) as conn:
+        counts = await conn.fetch(sql.COUNTS)
+        oldest = await conn.fetchval(sql.OLDEST_PENDING_AGE_S)
+        running = await conn.fetch(sql.RUNNING)
+        failures = await conn.fetch(sql.RECENT_FAILURES, 10)
+    report = {
+        "counts": {
+            status: {r["priority"]: r["jobs"] for r in counts if r["status"] == status}
+            for status in ("pending", "processing", "completed", "failed")
+        },
+        "oldest_pending_age_s": round(oldest, 1) if oldest is not None else None,
+        "running": [
+            {
+                "job_id": str(r["id"]),
+                "symbol": r["symbol"],
+                "owner": r["locked_by"],
+                "attempt": r["attempts"],
+                "running_s": round(r["running_s"] or 0, 1),
+                "heartbeat_age_s": round(r["heartbeat_age_s"], 1)
+                if r["heartbeat_age_s"] is not None
+                else None,
+            }
+            for r in running
+        ],
+        "recent_failures": [
+            {
+                "job_id": str(r["id"]),
+                "symbol": r["symbol"],
+                "attempts": r["attempts"],
+                "failed_at": r["completed_at"].isoformat() if r["completed_at"] else None,
+                "error": r["error_message"],
+            }
+            for r in failures
+        ],
+    }
+    print(json.dumps(report, indent=2) if args.json else _format_status(report))
+    return 0
+
+
+def _format_status(report: dict[str, Any]) -> str:
+    lines = ["jobs by status (high/normal/low):"]
+    for status, by_priority in report["counts"].items():
+        parts = "/".join(str(by_priority.get(p, 0)) for p in ("high", "normal", "low"))
+        lines.append(f"  {status:<11} {sum(by_priority.values()):>8}  ({parts})")
+    age = report["oldest_pending_age_s"]
+    lines.append(f"oldest pending job: {'none' if age is None else f'{age:.1f} s old'}")
+    lines.append(f"running: {len(report['running'])}")
+    for r in report["running"]:
+        lines.append(
+            f"  {r['symbol']:<12} {r['job_id']}  owner {r['owner']}  attempt {r['attempt']}"
+            f"  running {r['running_s']:.1f} s  heartbeat {r['heartbeat_age_s']} s ago"
+        )
+    lines.append(f"recent failures: {len(report['recent_failures'])}")
+    for r in report["recent_failures"]:
+        lines.append(f"  {r['symbol']:<12} {r['job_id']}  {r['failed_at']}  {r['error']}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
