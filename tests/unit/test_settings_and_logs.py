@@ -1,0 +1,86 @@
+"""Settings from the environment, and log redaction (no database)."""
+
+import io
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import structlog
+
+from worker import logs
+from worker.settings import Settings, SettingsError
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def test_defaults_need_no_environment() -> None:
+    settings = Settings.from_env({})
+    assert settings.concurrency == 4 and settings.database_url is None
+    assert settings.max_attempts == 5 and settings.stall_timeout_s == 30.0
+
+
+def test_values_are_parsed_and_flags_win() -> None:
+    env = {"WORKER_CONCURRENCY": "8", "WORKER_LISTEN": "off", "QUEUE_STALL_TIMEOUT_S": "45.5"}
+    settings = Settings.from_env(env, concurrency=2)
+    assert (settings.concurrency, settings.listen_enabled, settings.stall_timeout_s) == (
+        2,
+        False,
+        45.5,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"WORKER_CONCURRENCY": "many"}, "WORKER_CONCURRENCY='many' is not a valid int"),
+        ({"WORKER_CONCURRENCY": "0"}, "WORKER_CONCURRENCY must be > 0"),
+        ({"WORKER_LISTEN": "maybe"}, "WORKER_LISTEN='maybe'"),
+        ({"QUEUE_STALL_TIMEOUT_S": "5"}, "QUEUE_STALL_TIMEOUT_S must exceed twice"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(")):
+        Settings.from_env(env)
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    settings = Settings.from_env(
+        {"DATABASE_URL": "postgresql://u:topsecret@h/db", "POLYGON_API_KEY": "pk_abcdef"}
+    )
+    assert "topsecret" not in repr(settings) and "pk_abcdef" not in repr(settings)
+
+
+def test_every_setting_has_a_line_in_the_readme() -> None:
+    for f in fields(Settings):
+        name = f.metadata["env"]
+        assert f"`{name}`" in README, f"{name} is not documented in README.md"
+
+
+def test_log_lines_are_json_without_secrets() -> None:
+    settings = Settings.from_env(
+        {
+            "LOG_FORMAT": "json",
+            "DATABASE_URL": "postgresql://app:db-pass-123@db.internal/prod",
+            "TIINGO_API_KEY": "tiingo-key-xyz",
+        }
+    )
+    out = io.StringIO()
+    logs.configure(settings, stream=out)
+    log = structlog.get_logger()
+    log.info("connect", url=settings.database_url, detail={"headers": "Token tiingo-key-xyz"})
+    log.warning("fetch", url="https://api.example.com/x?apikey=abc123&symbol=AAPL")
+    try:
+        raise RuntimeError("failed for postgresql://app:db-pass-123@db.internal/prod")
+    except RuntimeError:
+        log.exception("boom")
+    lines = out.getvalue().strip().splitlines()
+    assert len(lines) == 3
+    events = [json.loads(line) for line in lines]
+    text = out.getvalue()
+    for secret in ("db-pass-123", "tiingo-key-xyz", "abc123"):
+        assert secret not in text
+    assert events[0]["url"] == "postgresql://app:***@db.internal/prod"
+    assert "symbol=AAPL" in events[1]["url"]
+    assert "RuntimeError" in events[2]["exception"]
