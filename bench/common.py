@@ -1,9 +1,14 @@
 """Shared by the benchmarks: a throwaway migrated database on the test server or the embedded one."""
 
+import asyncio
 import contextlib
 import os
+import statistics
 import sys
 import tempfile
+import threading
+import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -27,3 +32,54 @@ async def throwaway_database(label: str, *, migrated: bool = True) -> AsyncItera
     finally:
         await server.drop_database(name)
         server.stop()
+
+
+def insert_in_thread(dsn: str, symbols: list[str], go: threading.Event, ready, commits) -> None:
+    """Plain-SQL INSERTs from another thread and event loop, one per `go`, stamping each commit."""
+    import asyncpg
+
+    async def main() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            for symbol in symbols:
+                go.wait()
+                go.clear()
+                await conn.execute(
+                    "INSERT INTO symbol_onboarding_queue (symbol) VALUES ($1)", symbol
+                )
+                commits[symbol] = time.perf_counter()
+                ready.set()
+        finally:
+            await conn.close()
+
+    asyncio.run(main())
+
+
+async def drive(
+    dsn, samples, stamps, arrived, names=lambda i: f"L{uuid.uuid4().hex[:8].upper()}"
+) -> list[float]:
+    """Per sample: idle 10 ms, INSERT, wait for `arrived`; latency = stamps[symbol] - commit."""
+    symbols = [names(i) for i in range(samples)]
+    go, ready = threading.Event(), threading.Event()
+    commits: dict[str, float] = {}
+    thread = threading.Thread(target=insert_in_thread, args=(dsn, symbols, go, ready, commits))
+    thread.start()
+    latencies = []
+    for symbol in symbols:
+        arrived.clear()
+        await asyncio.sleep(0.01)  # idle worker
+        go.set()
+        await asyncio.wait_for(arrived.wait(), 10)
+        await asyncio.to_thread(ready.wait)
+        ready.clear()
+        latencies.append((stamps[symbol] - commits[symbol]) * 1000)
+    thread.join()
+    return latencies
+
+
+def describe(name: str, ms: list[float]) -> str:
+    q = statistics.quantiles(ms, n=100)
+    return (
+        f"{name:<30} median {statistics.median(ms):7.2f} ms  p90 {q[89]:7.2f} ms"
+        f"  p99 {q[98]:7.2f} ms"
+    )

@@ -10,13 +10,11 @@ with its own connection; times come from time.perf_counter (CLOCK_MONOTONIC, one
 import argparse
 import asyncio
 import statistics
-import threading
 import time
-import uuid
 from dataclasses import dataclass
 
 import asyncpg
-from common import throwaway_database
+from common import describe, drive, throwaway_database
 
 from worker.db import asyncpg_dsn
 from worker.queue import Job, Queue
@@ -44,24 +42,6 @@ class StampingHandler:
         self.arrived.set()
         await self.queue.complete(self.pool, job)
         return Done()
-
-
-def insert_in_thread(dsn: str, symbols: list[str], go: threading.Event, ready, commits) -> None:
-    async def main() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            for symbol in symbols:
-                go.wait()
-                go.clear()
-                await conn.execute(
-                    "INSERT INTO symbol_onboarding_queue (symbol) VALUES ($1)", symbol
-                )
-                commits[symbol] = time.perf_counter()
-                ready.set()
-        finally:
-            await conn.close()
-
-    asyncio.run(main())
 
 
 async def measure_runner(url: str, samples: int) -> list[float]:
@@ -96,32 +76,6 @@ async def measure_bare_listen(url: str, samples: int) -> list[float]:
     await listener.execute("DELETE FROM symbol_onboarding_queue")  # not jobs for the next run
     await listener.close()
     return latencies
-
-
-async def drive(
-    dsn, samples, stamps, arrived, names=lambda i: f"L{uuid.uuid4().hex[:8].upper()}"
-) -> list[float]:
-    symbols = [names(i) for i in range(samples)]
-    go, ready = threading.Event(), threading.Event()
-    commits: dict[str, float] = {}
-    thread = threading.Thread(target=insert_in_thread, args=(dsn, symbols, go, ready, commits))
-    thread.start()
-    latencies = []
-    for symbol in symbols:
-        arrived.clear()
-        await asyncio.sleep(0.01)  # idle worker
-        go.set()
-        await asyncio.wait_for(arrived.wait(), 10)
-        await asyncio.to_thread(ready.wait)
-        ready.clear()
-        latencies.append((stamps[symbol] - commits[symbol]) * 1000)
-    thread.join()
-    return latencies
-
-
-def describe(name: str, ms: list[float]) -> str:
-    q = statistics.quantiles(ms, n=100)
-    return f"{name:<28} median {statistics.median(ms):6.2f} ms  p90 {q[89]:6.2f} ms  p99 {q[98]:6.2f} ms"
 
 
 async def main() -> None:

@@ -1,0 +1,123 @@
+"""Latency from a plain-SQL INSERT to `completed` for one symbol, served by the local Yahoo replay.
+
+The whole path: NOTIFY wake-up, claim, HTTP GET to a 127.0.0.1 server replaying the recorded MSFT
+year (252 bars), parse, validate, upsert of prices + symbol status + job completion in one
+transaction. The clock ends the window on 2022-01-31 so the recording is inside the lookback.
+Baseline in the same run: the same INSERT -> job start with a no-op job (the queue's share).
+
+    python bench/onboarding_latency.py [--samples 100]
+"""
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import asyncpg
+from common import describe, drive, throwaway_database
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.fakeprovider import FakeProvider, recorded
+from worker.db import asyncpg_dsn
+from worker.onboarding import Onboarder
+from worker.queue import Job, Queue
+from worker.runner import Runner
+from worker.settings import Settings
+
+RECORDING = "yahoo/chart-MSFT-1d-2021-02-01_2022-01-31-dividends.json"
+
+
+@dataclass(frozen=True)
+class Done:
+    outcome: str = "completed"
+    rows: int | None = None
+    error: str | None = None
+
+
+class Stamp:
+    """Wraps a handler: stamps the moment its job ended (committed) or, for no-op, started."""
+
+    def __init__(self, inner, queue: Queue | None = None, pool=None) -> None:
+        self.inner, self.queue, self.pool = inner, queue, pool
+        self.stamps: dict[str, float] = {}
+        self.arrived = asyncio.Event()
+        self.outcomes: list[str] = []
+
+    async def run(self, job: Job):
+        if self.inner is None:  # no-op baseline: the queue's share of the latency
+            self.stamps[job.symbol] = time.perf_counter()
+            await self.queue.complete(self.pool, job)
+            result = Done()
+        else:
+            result = await self.inner.run(job)
+            self.stamps[job.symbol] = time.perf_counter()
+        self.outcomes.append(result.outcome)
+        self.arrived.set()
+        return result
+
+
+async def measure(
+    url: str, provider: FakeProvider | None, samples: int, names
+) -> tuple[list[float], list[str]]:
+    dsn = asyncpg_dsn(url)
+    settings = Settings(
+        concurrency=1,
+        poll_interval_s=30.0,
+        price_source="yahoo",
+        yahoo_base_url=provider.url if provider else "http://127.0.0.1:9",
+        rate_limit_yahoo="off",
+        log_level="warning",
+    )
+    pool = await asyncpg.create_pool(dsn, min_size=2, max_size=2)
+    queue = Queue("bench")
+    if provider is None:
+        handler = Stamp(None, queue, pool)
+        onboarder = None
+    else:
+        onboarder = Onboarder(settings, queue, pool, today=lambda: date(2022, 1, 31))
+        handler = Stamp(onboarder)
+    runner = Runner(settings, pool, queue, handler, claim_dsn=dsn, listen_dsn=dsn)
+    task = asyncio.create_task(runner.run())
+    await runner.listening.wait()
+    latencies = await drive(dsn, samples, handler.stamps, handler.arrived, names=names)
+    runner.request_stop()
+    await task
+    if onboarder is not None:
+        await onboarder.aclose()
+    await pool.close()
+    return latencies, handler.outcomes
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--samples", type=int, default=100)
+    args = parser.parse_args()
+    from worker import logs
+
+    logs.configure(Settings(log_format="json", log_level="warning"))
+    provider = FakeProvider()
+    await provider.start()
+    for i in range(args.samples):
+        provider.route(f"/v8/finance/chart/Y{i}", recorded(RECORDING))
+    try:
+        async with throwaway_database("onboard_latency") as url:
+            noop, _ = await measure(url, None, args.samples, lambda i: f"N{i}")
+            full, outcomes = await measure(url, provider, args.samples, lambda i: f"Y{i}")
+            rows = await (await asyncpg.connect(asyncpg_dsn(url))).fetchval(
+                "SELECT count(*) FROM symbol_prices_daily"
+            )
+    finally:
+        await provider.stop()
+    print(f"plain-SQL INSERT -> job, {args.samples} samples each, idle worker, concurrency 1")
+    print(describe("no-op job: INSERT -> start", noop))
+    print(describe("onboarding: INSERT -> completed", full))
+    print(f"outcomes: {dict((o, outcomes.count(o)) for o in set(outcomes))}; rows stored: {rows}")
+    print(f"onboarding median is {statistics.median(full) / 50:.1%} of the 50 ms target")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
