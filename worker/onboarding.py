@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Literal
 
 import asyncpg
@@ -115,6 +116,9 @@ class Onboarder:
         self.sources: list[PriceSource] = build_sources(
             settings, names, pool=pool, client=self._client, gate=self._gate
         )
+        # Only the HTTP sources are ever paused (rate limits, blocks): the local ones need no
+        # pause check, which saves the job a round trip.
+        self._pausable = [name for name in names if name in HTTP_SOURCES]
 
     async def aclose(self) -> None:
         self._mask.detach()
@@ -149,7 +153,7 @@ class Onboarder:
 
     async def _onboard(self, job: Job, log: FilteringBoundLogger) -> JobResult:
         window = self.window()
-        paused = await self._gate.paused([s.name for s in self.sources])
+        paused = await self._gate.paused(self._pausable) if self._pausable else {}
         deferrals: list[SourcePaused] = []
         failures: list[SourceError] = []
         for source in self.sources:
@@ -249,10 +253,9 @@ class Onboarder:
         """Upsert the bars, mark the symbol active and complete the job: one transaction."""
         columns = _columns(bars)
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(sql.ENSURE_SYMBOL, job.symbol)
-            written = _affected(await conn.execute(sql.UPSERT_PRICES, job.symbol, *columns))
-            last_price_date = await conn.fetchval(sql.MARK_ACTIVE, job.symbol)
+            stored = await conn.fetchrow(sql.STORE_PRICES, job.symbol, *columns)
             await self._queue.complete(conn, job)
+        written, last_price_date = stored["rows_written"], stored["last_price_date"]
         log.info(
             "prices_stored",
             source=source.name,
@@ -284,21 +287,21 @@ def tls_context() -> ssl.SSLContext:
 
 
 def _columns(bars: list[Bar]) -> tuple[list[object], ...]:
-    """Bars as parallel column arrays for UPSERT_PRICES's unnest."""
+    """Bars as the parallel column arrays of STORE_PRICES, prices in ten-thousandths (exact:
+    validation quantized every price to 4 decimals)."""
     return (
         [b.price_date for b in bars],
-        [b.open for b in bars],
-        [b.high for b in bars],
-        [b.low for b in bars],
-        [b.close for b in bars],
-        [b.adj_close for b in bars],
+        [_ticks(b.open) for b in bars],
+        [_ticks(b.high) for b in bars],
+        [_ticks(b.low) for b in bars],
+        [int(b.close.scaleb(4)) for b in bars],
+        [_ticks(b.adj_close) for b in bars],
         [b.volume for b in bars],
     )
 
 
-def _affected(status: str) -> int:
-    """asyncpg's command tag (`INSERT 0 252`) -> 252."""
-    return int(status.rsplit(" ", 1)[-1])
+def _ticks(price: Decimal | None) -> int | None:
+    return None if price is None else int(price.scaleb(4))
 
 
 def _clip(text: str) -> str:

@@ -31,14 +31,14 @@ NOT_FOUND = recorded("yahoo/error-404-unknown-symbol.TRANSCRIBED.json", status=4
 async def test_failure_after_the_price_insert_leaves_nothing_behind(
     provider, private_pool, queue, settings
 ) -> None:
-    """Injected failure: the status update after the upsert raises, inside the transaction."""
+    """Injected failure: completing the job, the statement after the price upsert, raises."""
     pool = private_pool
     await pool.execute(
         """
-        CREATE FUNCTION refuse_activation() RETURNS trigger LANGUAGE plpgsql AS $$
+        CREATE FUNCTION refuse_completion() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN RAISE EXCEPTION 'injected failure after the price insert'; END $$;
-        CREATE TRIGGER refuse_activation BEFORE UPDATE ON symbol_universe
-            FOR EACH ROW WHEN (NEW.status = 'active') EXECUTE FUNCTION refuse_activation();
+        CREATE TRIGGER refuse_completion BEFORE UPDATE ON symbol_onboarding_queue
+            FOR EACH ROW WHEN (NEW.status = 'completed') EXECUTE FUNCTION refuse_completion();
         """
     )
     provider.route(MSFT_PATH, recorded(MSFT))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,11 @@ class Window:
         return f"{self.start.isoformat()}..{self.end.isoformat()}"
 
 
-@dataclass(frozen=True, slots=True)
-class RawBar:
-    """One row as a provider sent it (Decimal, int, str or None values), before validation."""
+class RawBar(NamedTuple):
+    """One row as a provider sent it (Decimal, int, str or None values), before validation.
+
+    Named tuples (not dataclasses) because a year is 252 of them per job: they build ~10x faster.
+    """
 
     price_date: date
     open: object
@@ -47,8 +49,7 @@ class RawBar:
     volume: object
 
 
-@dataclass(frozen=True, slots=True)
-class Bar:
+class Bar(NamedTuple):
     """One validated daily bar, ready for `symbol_prices_daily` (prices at 4 decimals)."""
 
     price_date: date

@@ -7,7 +7,6 @@ warning saying the data is not real.
 
 import hashlib
 import math
-import random
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -36,41 +35,48 @@ class SyntheticSource(PriceSource):
 
 def generate(symbol: str, window: Window) -> list[RawBar]:
     """One bar per weekday in `window`, derived only from the symbol and the date."""
-    seed = _seed(symbol)
-    base_ticks = 50_000 + seed % 4_000_000  # 5.0000 .. 405.0000, in ten-thousandths
-    phase = (seed >> 24) % 1000 / 100
+    seed = int.from_bytes(hashlib.sha256(symbol.encode()).digest()[:8], "big")
+    base_ticks = (5 + seed % 400) * 10_000  # a price level of 5..404, in ten-thousandths
+    phase = (seed >> 32) % 628 / 100
     rows = []
     day = window.start
     while day <= window.end:
         if day.weekday() < 5:
-            rows.append(_bar(symbol, day, base_ticks, phase))
+            rows.append(_bar(seed, day, base_ticks, phase))
         day += timedelta(days=1)
     return rows
 
 
-def _bar(symbol: str, day: date, base_ticks: int, phase: float) -> RawBar:
-    rng = random.Random(_seed(f"{symbol}:{day.isoformat()}"))
-    # A slow wave plus daily noise; computed in floats, stored as whole ticks (generated, not
-    # parsed: no provider digits are at stake).
-    level = base_ticks * (1 + 0.3 * math.sin(day.toordinal() / 45 + phase))
-    close = level * (1 + rng.uniform(-0.02, 0.02))
-    open_ = close * (1 + rng.uniform(-0.015, 0.015))
-    high = max(open_, close) * (1 + rng.uniform(0, 0.01))
-    low = min(open_, close) * (1 - rng.uniform(0, 0.01))
+def _bar(seed: int, day: date, base_ticks: int, phase: float) -> RawBar:
+    # Four 16-bit pseudo-random numbers from one integer hash of (symbol, date): cheap, and the
+    # same on every machine and run (unlike hash() or a shared random generator).
+    bits = _mix(seed ^ day.toordinal())
+    r0, r1, r2, r3 = bits & 0xFFFF, (bits >> 16) & 0xFFFF, (bits >> 32) & 0xFFFF, bits >> 48
+    # A slow wave plus daily noise, in whole ten-thousandths (at least 5 * 0.7 * 0.96 * 0.99,
+    # never zero), so the stored values are exactly the generated ones.
+    level = int(base_ticks * (1 + 0.3 * math.sin(day.toordinal() / 45 + phase)))
+    close = level * (98_000 + r0 * 4_000 // 0x10000) // 100_000
+    open_ = close * (98_500 + r1 * 3_000 // 0x10000) // 100_000
+    high = max(open_, close) * (100_000 + r2 * 1_000 // 0x10000) // 100_000
+    low = min(open_, close) * (100_000 - r3 * 1_000 // 0x10000) // 100_000
+    close_price = Decimal(close).scaleb(-4)
     return RawBar(
         price_date=day,
-        open=_ticks(open_),
-        high=_ticks(high),
-        low=_ticks(low),
-        close=_ticks(close),
-        adj_close=_ticks(close),
-        volume=rng.randint(100_000, 20_000_000),
+        open=Decimal(open_).scaleb(-4),
+        high=Decimal(high).scaleb(-4),
+        low=Decimal(low).scaleb(-4),
+        close=close_price,
+        adj_close=close_price,
+        volume=100_000 + (bits >> 8) % 20_000_000,
     )
 
 
-def _ticks(value: float) -> Decimal:
-    return Decimal(max(int(value), 1)).scaleb(-4)
+def _mix(value: int) -> int:
+    """splitmix64's finaliser: 64 well-mixed bits from any integer."""
+    value = (value + 0x9E3779B97F4A7C15) & _MASK64
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return value ^ (value >> 31)
 
 
-def _seed(text: str) -> int:
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+_MASK64 = (1 << 64) - 1

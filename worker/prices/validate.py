@@ -30,6 +30,7 @@ log = structlog.get_logger()
 PRICE_QUANTUM = Decimal("0.0001")
 PRICE_LIMIT = Decimal("100000000")  # NUMERIC(12,4) holds 8 digits before the point
 BIGINT_MAX = 2**63 - 1
+_ZERO = Decimal(0)
 ROUNDING = ROUND_HALF_EVEN
 # Wide enough for any value below the limits; immutable after creation.
 _CONTEXT = Context(prec=40, rounding=ROUNDING)
@@ -85,25 +86,28 @@ def to_decimal(value: object) -> Decimal | None:
 
 def price(value: object) -> Decimal | None:
     """A price rounded to 4 decimals, or None when missing. Raises ValueProblem."""
-    number = to_decimal(value)
+    # Decimal first: it is what the JSON sources deliver, once per field of every row.
+    number = value if value.__class__ is Decimal else to_decimal(value)
     if number is None:
         return None
-    if not number.is_finite():
+    if not number.is_finite():  # type: ignore[union-attr]
         raise ValueProblem(f"{number} is not a finite number")
-    if number <= 0:
+    if number <= _ZERO:  # type: ignore[operator]
         raise ValueProblem(f"{number} is not positive")
-    if number >= PRICE_LIMIT:
+    if number >= PRICE_LIMIT:  # type: ignore[operator]
         raise ValueProblem(f"{number} does not fit NUMERIC(12,4) (at most 99999999.9999)")
-    rounded = number.quantize(PRICE_QUANTUM, rounding=ROUNDING, context=_CONTEXT)
+    rounded = number.quantize(PRICE_QUANTUM, ROUNDING, _CONTEXT)  # type: ignore[union-attr]
     if rounded >= PRICE_LIMIT:
         raise ValueProblem(f"{number} does not fit NUMERIC(12,4) once rounded to 4 decimals")
-    if rounded == 0:
+    if rounded == _ZERO:
         raise ValueProblem(f"{number} rounds to 0.0000 at 4 decimals")
     return rounded
 
 
 def volume(value: object) -> int | None:
     """A volume as an integer, or None when missing. Raises ValueProblem."""
+    if value.__class__ is int and 0 <= value <= BIGINT_MAX:  # type: ignore[operator]
+        return value  # type: ignore[return-value]
     number = to_decimal(value)
     if number is None:
         return None
@@ -124,24 +128,28 @@ def normalize(source: str, symbol: str, rows: Iterable[RawBar], window: Window) 
     kept: dict[date, Bar] = {}
     without_close: list[date] = []
     outside = duplicates = inconsistent = 0
+    first, last = window.start, window.end
     for row in rows:
         day = row.price_date
-        if day not in window:
+        if not first <= day <= last:
             outside += 1
             continue
-        close = _field(source, symbol, day, "close", row.close, price)
-        if close is None:
-            without_close.append(day)
-            continue
-        bar = Bar(
-            price_date=day,
-            open=_field(source, symbol, day, "open", row.open, price),
-            high=_field(source, symbol, day, "high", row.high, price),
-            low=_field(source, symbol, day, "low", row.low, price),
-            close=close,
-            adj_close=_field(source, symbol, day, "adj_close", row.adj_close, price),
-            volume=_field(source, symbol, day, "volume", row.volume, volume),
-        )
+        try:
+            close = price(row.close)
+            if close is None:
+                without_close.append(day)
+                continue
+            bar = Bar(
+                day,
+                price(row.open),
+                price(row.high),
+                price(row.low),
+                close,
+                price(row.adj_close),
+                volume(row.volume),
+            )
+        except ValueProblem:
+            raise _invalid(source, symbol, row) from None
         if day in kept:
             duplicates += 1
             del kept[day]  # re-insert: the last occurrence wins
@@ -180,19 +188,32 @@ def normalize(source: str, symbol: str, rows: Iterable[RawBar], window: Window) 
     return [kept[day] for day in sorted(kept)]
 
 
-def _field(source: str, symbol: str, day: date, name: str, value: object, convert: Any) -> Any:
-    try:
-        return convert(value)
-    except ValueProblem as exc:
-        column = COLUMNS.get(name, name)
-        raise InvalidData(
-            source, f"invalid {column} for {symbol} on {day.isoformat()}: {exc}"
-        ) from None
+def _invalid(source: str, symbol: str, row: RawBar) -> InvalidData:
+    """The error for a row that failed validation, naming the first bad column (slow path)."""
+    for name, convert in (
+        ("close", price),
+        ("open", price),
+        ("high", price),
+        ("low", price),
+        ("adj_close", price),
+        ("volume", volume),
+    ):
+        try:
+            convert(getattr(row, name))
+        except ValueProblem as exc:
+            column = COLUMNS.get(name, name)
+            return InvalidData(
+                source, f"invalid {column} for {symbol} on {row.price_date.isoformat()}: {exc}"
+            )
+    raise AssertionError(f"{row!r} failed validation, but no column does")
 
 
 def _consistent(bar: Bar) -> bool:
-    body = [v for v in (bar.open, bar.close) if v is not None]
-    if bar.high is not None:
-        if any(v > bar.high for v in body) or (bar.low is not None and bar.low > bar.high):
+    """low <= open, close <= high, for the values present (written out: it runs per row)."""
+    high, low = bar.high, bar.low
+    for value in (bar.open, bar.close):
+        if value is not None and (
+            (high is not None and value > high) or (low is not None and value < low)
+        ):
             return False
-    return not (bar.low is not None and any(v < bar.low for v in body))
+    return high is None or low is None or low <= high
