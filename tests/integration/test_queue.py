@@ -97,6 +97,8 @@ async def test_concurrent_claimers_take_every_job_exactly_once(database_url, con
 
 async def test_claim_uses_the_claim_index_at_a_realistic_size(conn) -> None:
     """No sort of the pending set and no sequential scan, with many pending and finished rows."""
+    # Bulk load without the per-row enqueue triggers (this test's own database copy).
+    await conn.execute("ALTER TABLE symbol_onboarding_queue DISABLE TRIGGER USER")
     await conn.execute(
         """
         INSERT INTO symbol_onboarding_queue (symbol, priority, status, completed_at)
@@ -110,6 +112,7 @@ async def test_claim_uses_the_claim_index_at_a_realistic_size(conn) -> None:
         SELECT 'P' || i, (ARRAY['high', 'normal', 'low'])[1 + i % 3] FROM generate_series(1, 20000) i
         """
     )
+    await conn.execute("ALTER TABLE symbol_onboarding_queue ENABLE TRIGGER USER")
     await conn.execute("ANALYZE symbol_onboarding_queue")
     claim_select = sql.CLAIM.split("WITH next AS (")[1].split(")\nUPDATE")[0].replace("$2", "10")
     plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + claim_select))
