@@ -17,7 +17,7 @@ worker (wait=False) with concurrency W, which fetches one job at a time; the flo
 asyncpg SKIP LOCKED loop on a two-index table, batch-completed.
 
 Ours runs three ways: `each` completes every job with its own statement, as the runner does;
-`batch` completes a claimed batch with one statement (COMPLETE_MANY below), the like-for-like
+`batch` completes a claimed batch with one statement (Queue.complete_many), the like-for-like
 comparison with pgqueuer, whose batch size also sizes the buffer that logs finished jobs;
 `each-async` is `each` on sessions with synchronous_commit off (a commit does not wait for its
 WAL flush: a server crash may forget the last few hundred milliseconds of claims and completions,
@@ -42,20 +42,11 @@ import asyncpg
 
 from worker import embedded, migrate
 from worker.db import asyncpg_dsn, with_database
-from worker.queue import Job, JobLost, Queue, new_worker_id
+from worker.queue import Queue, new_worker_id
 
 EMBEDDED_PGDATA = Path("/tmp/sow-bench-pg")
 DB_PREFIX = "sow_bench"
 ENQUEUE_CHUNK = 5_000
-
-# A candidate for worker/sql/queue.py: end a whole claimed batch in one statement, fenced like
-# COMPLETE. RETURNING id tells the caller which jobs it lost (none, unless recovered as stalled).
-COMPLETE_MANY = """
-UPDATE symbol_onboarding_queue
-SET status = 'completed', completed_at = now(), error_message = NULL, heartbeat_at = NULL
-WHERE id = ANY($1::uuid[]) AND locked_by = $2 AND status = 'processing'
-RETURNING id
-"""
 
 # The floor: the least a SKIP LOCKED queue can do (no triggers, two indexes, bigint ids).
 BARE_SCHEMA = """
@@ -162,14 +153,6 @@ async def close_all(conns: Sequence[asyncpg.Connection]) -> None:
 # --- ours -------------------------------------------------------------------------------------
 
 
-async def complete_many(db: asyncpg.Connection, queue: Queue, jobs: Sequence[Job]) -> None:
-    """Complete every job of a claimed batch in one statement; JobLost if any is not ours."""
-    rows = await db.fetch(COMPLETE_MANY, [job.id for job in jobs], queue.worker_id)
-    if len(rows) != len(jobs):
-        lost = {job.id for job in jobs} - {row["id"] for row in rows}
-        raise JobLost(f"{len(lost)} jobs are no longer held by {queue.worker_id}")
-
-
 async def enqueue_ours(conn: asyncpg.Connection, jobs: int, prefix: str = "S") -> None:
     """`jobs` pending jobs with distinct valid symbols, in one statement (triggers included)."""
     await conn.execute(
@@ -192,7 +175,7 @@ async def drain_ours(
             if not jobs:
                 break
             if mode == "batch":
-                await complete_many(conn, queue, jobs)
+                await queue.complete_many(conn, jobs)
             else:
                 for job in jobs:  # the no-op job runs here
                     await queue.complete(conn, job)

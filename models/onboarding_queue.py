@@ -50,7 +50,10 @@ class SymbolOnboardingQueue(Base):
             postgresql_where=text("status = 'pending'"),
         ),
         Index(
-            "idx_queue_processing", "heartbeat_at", postgresql_where=text("status = 'processing'")
+            "idx_queue_processing",
+            "locked_by",
+            "id",
+            postgresql_where=text("status = 'processing'"),
         ),
         Index(
             "idx_queue_finished",

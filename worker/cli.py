@@ -27,7 +27,7 @@ from tenacity import (
 
 from worker import analytics_cache, backfill, embedded, logs, migrate
 from worker import queue as queue_ops
-from worker.db import CONNECTION_ERRORS, DatabaseUrlError, asyncpg_dsn, redact
+from worker.db import CONNECTION_ERRORS, SERVER_SETTINGS, DatabaseUrlError, asyncpg_dsn, redact
 from worker.settings import Settings, SettingsError
 from worker.sql import queue as sql
 from worker.symbols import InvalidPriorityError, InvalidSymbolError
@@ -224,6 +224,7 @@ async def _connect_pool(settings: Settings, url: str, *, retry: bool) -> asyncpg
             min_size=1,
             max_size=settings.concurrency + 1,
             statement_cache_size=settings.statement_cache_size,
+            server_settings=SERVER_SETTINGS,
         )
 
     try:

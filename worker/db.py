@@ -23,6 +23,12 @@ class DatabaseUrlError(ValueError):
     """The configured database URL cannot be used."""
 
 
+# Settings for the worker's own connections. force_custom_plan: a cached generic plan of the claim
+# cannot know that few rows are pending and may sort the whole pending set (seen in EXPLAIN:
+# 37 ms against 2 ms); planning these short statements each time costs microseconds.
+SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
+
+
 def sqlalchemy_url(url: str) -> str:
     """`postgresql://` or `postgresql+asyncpg://` -> the SQLAlchemy asyncpg form."""
     return f"postgresql+asyncpg://{_split(url)}"

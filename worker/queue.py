@@ -105,6 +105,13 @@ class Queue:
         """Mark the job completed; raises JobLost if it is no longer ours."""
         self._check_owned(await db.execute(sql.COMPLETE, job.id, self.worker_id), job)
 
+    async def complete_many(self, db: Executor, jobs: Sequence[Job]) -> None:
+        """Complete a batch in one statement; raises JobLost naming any job no longer ours."""
+        rows = await db.fetch(sql.COMPLETE_MANY, [job.id for job in jobs], self.worker_id)
+        lost = {job.id for job in jobs} - {row["id"] for row in rows}
+        if lost:
+            raise JobLost(f"jobs {sorted(map(str, lost))} are no longer held by {self.worker_id}")
+
     async def retry_later(self, db: Executor, job: Job, error: str) -> str:
         """A transient failure: pending again after a backoff, or failed after the last attempt."""
         delay = retry_delay_s(job.attempts, self.retry_base_s, self.retry_max_s)

@@ -20,7 +20,7 @@ from typing import Protocol
 import asyncpg
 import structlog
 
-from worker.db import CONNECTION_ERRORS
+from worker.db import CONNECTION_ERRORS, SERVER_SETTINGS
 from worker.queue import Job, JobLost, Queue
 from worker.settings import Settings
 
@@ -150,7 +150,7 @@ class Runner:
             self._claim_conn = None
             self._claim_conn = await asyncpg.connect(
                 self.claim_dsn,
-                server_settings={"synchronous_commit": "off"},
+                server_settings={**SERVER_SETTINGS, "synchronous_commit": "off"},
                 statement_cache_size=self.settings.statement_cache_size,
             )
         return self._claim_conn

@@ -223,10 +223,12 @@ def upgrade() -> None:
         ["priority_rank", "run_after"],
         postgresql_where=sa.text("status = 'pending'"),
     )
+    # The fenced statements (complete, fail, heartbeat) look jobs up by owner and id; the stall
+    # sweep reads the whole (small) set of processing rows.
     op.create_index(
         "idx_queue_processing",
         QUEUE,
-        ["heartbeat_at"],
+        ["locked_by", "id"],
         postgresql_where=sa.text("status = 'processing'"),
     )
     op.create_index(

@@ -62,8 +62,10 @@ async def test_batch_claim_returns_claim_order_and_marks_processing(conn) -> Non
     assert all(r["started_at"] is not None for r in rows)
 
 
-@pytest.mark.parametrize("batch", [1, 7])
-async def test_concurrent_claimers_take_every_job_exactly_once(database_url, conn, batch) -> None:
+@pytest.mark.parametrize(("batch", "batch_complete"), [(1, False), (7, False), (7, True)])
+async def test_concurrent_claimers_take_every_job_exactly_once(
+    database_url, conn, batch, batch_complete
+) -> None:
     symbols = {p: [f"{p[0].upper()}{i}" for i in range(150)] for p in RANK}
     for priority, names in symbols.items():
         await enqueue(conn, names, priority)
@@ -75,6 +77,9 @@ async def test_concurrent_claimers_take_every_job_exactly_once(database_url, con
         try:
             while jobs := await worker.claim(c, batch):
                 mine.extend(jobs)
+                if batch_complete:
+                    await worker.complete_many(c, jobs)
+                    continue
                 for job in jobs:
                     await worker.complete(c, job)
         finally:
@@ -124,6 +129,13 @@ async def test_claim_uses_the_claim_index_at_a_realistic_size(conn) -> None:
         for r in await conn.fetch("EXPLAIN " + sql.CLAIM.replace("$1", "'w'").replace("$2", "10"))
     )
     assert "Seq Scan" not in full and "Sort" not in full, full
+    # The fenced completion finds its row by key, not by filtering every processing row.
+    await Queue("w").claim(conn, 500)
+    await conn.execute("ANALYZE symbol_onboarding_queue")
+    job_id = await conn.fetchval("SELECT id FROM symbol_onboarding_queue LIMIT 1")
+    complete = sql.COMPLETE.replace("$1", f"'{job_id}'").replace("$2", "'w'")
+    plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + complete))
+    assert "Index Cond: (" in plan and "id = " in plan.split("Index Cond:")[1], plan
 
 
 # --- lifecycle -----------------------------------------------------------------------------------
@@ -223,6 +235,8 @@ async def test_stalled_job_is_recovered_and_the_old_owner_is_fenced_out(conn) ->
     assert again.id == job.id and again.attempts == 2
     with pytest.raises(JobLost):
         await dead.complete(conn, job)
+    with pytest.raises(JobLost, match=str(job.id)):
+        await dead.complete_many(conn, [job])
     await alive.complete(conn, again)
     assert (await job_row(conn, "AAPL"))["status"] == "completed"
 

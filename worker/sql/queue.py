@@ -36,6 +36,16 @@ SET status = 'completed', completed_at = now(), error_message = NULL, heartbeat_
 WHERE id = $1 AND locked_by = $2 AND status = 'processing'
 """
 
+# A whole claimed batch in one statement, for handlers whose jobs write nothing of their own
+# (the onboarding job completes inside its price transaction instead). RETURNING id: any id
+# missing is a job this worker lost.
+COMPLETE_MANY = """
+UPDATE symbol_onboarding_queue
+SET status = 'completed', completed_at = now(), error_message = NULL, heartbeat_at = NULL
+WHERE id = ANY($1::uuid[]) AND locked_by = $2 AND status = 'processing'
+RETURNING id
+"""
+
 # A transient failure: back to pending after $4 seconds, or failed once attempts reach $3.
 RETRY_LATER = """
 UPDATE symbol_onboarding_queue
