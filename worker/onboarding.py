@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from typing import Literal
 
 import asyncpg
@@ -291,17 +290,13 @@ def _columns(bars: list[Bar]) -> tuple[list[object], ...]:
     validation quantized every price to 4 decimals)."""
     return (
         [b.price_date for b in bars],
-        [_ticks(b.open) for b in bars],
-        [_ticks(b.high) for b in bars],
-        [_ticks(b.low) for b in bars],
+        [None if b.open is None else int(b.open.scaleb(4)) for b in bars],
+        [None if b.high is None else int(b.high.scaleb(4)) for b in bars],
+        [None if b.low is None else int(b.low.scaleb(4)) for b in bars],
         [int(b.close.scaleb(4)) for b in bars],
-        [_ticks(b.adj_close) for b in bars],
+        [None if b.adj_close is None else int(b.adj_close.scaleb(4)) for b in bars],
         [b.volume for b in bars],
     )
-
-
-def _ticks(price: Decimal | None) -> int | None:
-    return None if price is None else int(price.scaleb(4))
 
 
 def _clip(text: str) -> str:

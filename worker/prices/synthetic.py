@@ -7,7 +7,7 @@ warning saying the data is not real.
 
 import hashlib
 import math
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 
 import structlog
@@ -38,36 +38,36 @@ def generate(symbol: str, window: Window) -> list[RawBar]:
     seed = int.from_bytes(hashlib.sha256(symbol.encode()).digest()[:8], "big")
     base_ticks = (5 + seed % 400) * 10_000  # a price level of 5..404, in ten-thousandths
     phase = (seed >> 32) % 628 / 100
-    rows = []
-    day = window.start
-    while day <= window.end:
-        if day.weekday() < 5:
-            rows.append(_bar(seed, day, base_ticks, phase))
-        day += timedelta(days=1)
-    return rows
+    # Ordinals, not date arithmetic: ordinal 1 (0001-01-01) is a Monday, so a weekday is
+    # (ordinal - 1) % 7 < 5.
+    return [
+        _bar(seed, ordinal, base_ticks, phase)
+        for ordinal in range(window.start.toordinal(), window.end.toordinal() + 1)
+        if (ordinal - 1) % 7 < 5
+    ]
 
 
-def _bar(seed: int, day: date, base_ticks: int, phase: float) -> RawBar:
+def _bar(seed: int, ordinal: int, base_ticks: int, phase: float) -> RawBar:
     # Four 16-bit pseudo-random numbers from one integer hash of (symbol, date): cheap, and the
     # same on every machine and run (unlike hash() or a shared random generator).
-    bits = _mix(seed ^ day.toordinal())
+    bits = _mix(seed ^ ordinal)
     r0, r1, r2, r3 = bits & 0xFFFF, (bits >> 16) & 0xFFFF, (bits >> 32) & 0xFFFF, bits >> 48
     # A slow wave plus daily noise, in whole ten-thousandths (at least 5 * 0.7 * 0.96 * 0.99,
     # never zero), so the stored values are exactly the generated ones.
-    level = int(base_ticks * (1 + 0.3 * math.sin(day.toordinal() / 45 + phase)))
+    level = int(base_ticks * (1 + 0.3 * math.sin(ordinal / 45 + phase)))
     close = level * (98_000 + r0 * 4_000 // 0x10000) // 100_000
     open_ = close * (98_500 + r1 * 3_000 // 0x10000) // 100_000
-    high = max(open_, close) * (100_000 + r2 * 1_000 // 0x10000) // 100_000
-    low = min(open_, close) * (100_000 - r3 * 1_000 // 0x10000) // 100_000
+    high = (open_ if open_ > close else close) * (100_000 + r2 * 1_000 // 0x10000) // 100_000
+    low = (close if open_ > close else open_) * (100_000 - r3 * 1_000 // 0x10000) // 100_000
     close_price = Decimal(close).scaleb(-4)
     return RawBar(
-        price_date=day,
-        open=Decimal(open_).scaleb(-4),
-        high=Decimal(high).scaleb(-4),
-        low=Decimal(low).scaleb(-4),
-        close=close_price,
-        adj_close=close_price,
-        volume=100_000 + (bits >> 8) % 20_000_000,
+        date.fromordinal(ordinal),
+        Decimal(open_).scaleb(-4),
+        Decimal(high).scaleb(-4),
+        Decimal(low).scaleb(-4),
+        close_price,
+        close_price,
+        100_000 + (bits >> 8) % 20_000_000,
     )
 
 

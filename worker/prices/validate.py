@@ -90,18 +90,24 @@ def price(value: object) -> Decimal | None:
     number = value if value.__class__ is Decimal else to_decimal(value)
     if number is None:
         return None
-    if not number.is_finite():  # type: ignore[union-attr]
-        raise ValueProblem(f"{number} is not a finite number")
-    if number <= _ZERO:  # type: ignore[operator]
-        raise ValueProblem(f"{number} is not positive")
-    if number >= PRICE_LIMIT:  # type: ignore[operator]
-        raise ValueProblem(f"{number} does not fit NUMERIC(12,4) (at most 99999999.9999)")
-    rounded = number.quantize(PRICE_QUANTUM, ROUNDING, _CONTEXT)  # type: ignore[union-attr]
-    if rounded >= PRICE_LIMIT:
-        raise ValueProblem(f"{number} does not fit NUMERIC(12,4) once rounded to 4 decimals")
-    if rounded == _ZERO:
-        raise ValueProblem(f"{number} rounds to 0.0000 at 4 decimals")
-    return rounded
+    # The common case in one test: finite, positive, and fitting before and after rounding.
+    if number.is_finite() and _ZERO < number < PRICE_LIMIT:  # type: ignore[union-attr,operator]
+        rounded = number.quantize(PRICE_QUANTUM, ROUNDING, _CONTEXT)  # type: ignore[union-attr]
+        if _ZERO < rounded < PRICE_LIMIT:
+            return rounded
+    raise ValueProblem(_price_problem(number))  # type: ignore[arg-type]
+
+
+def _price_problem(number: Decimal) -> str:
+    if not number.is_finite():
+        return f"{number} is not a finite number"
+    if number <= _ZERO:
+        return f"{number} is not positive"
+    if number >= PRICE_LIMIT:
+        return f"{number} does not fit NUMERIC(12,4) (at most 99999999.9999)"
+    if number.quantize(PRICE_QUANTUM, ROUNDING, _CONTEXT) >= PRICE_LIMIT:
+        return f"{number} does not fit NUMERIC(12,4) once rounded to 4 decimals"
+    return f"{number} rounds to 0.0000 at 4 decimals"
 
 
 def volume(value: object) -> int | None:
@@ -154,7 +160,11 @@ def normalize(source: str, symbol: str, rows: Iterable[RawBar], window: Window) 
             duplicates += 1
             del kept[day]  # re-insert: the last occurrence wins
         kept[day] = bar
-        if not _consistent(bar):
+        # low <= open, close <= high, for the values present (inline: it runs for every row)
+        high, low = bar.high, bar.low
+        if (high is not None and (close > high or (bar.open is not None and bar.open > high))) or (
+            low is not None and (close < low or (bar.open is not None and bar.open < low))
+        ):
             inconsistent += 1
     if without_close:
         log.info(
@@ -206,14 +216,3 @@ def _invalid(source: str, symbol: str, row: RawBar) -> InvalidData:
                 source, f"invalid {column} for {symbol} on {row.price_date.isoformat()}: {exc}"
             )
     raise AssertionError(f"{row!r} failed validation, but no column does")
-
-
-def _consistent(bar: Bar) -> bool:
-    """low <= open, close <= high, for the values present (written out: it runs per row)."""
-    high, low = bar.high, bar.low
-    for value in (bar.open, bar.close):
-        if value is not None and (
-            (high is not None and value > high) or (low is not None and value < low)
-        ):
-            return False
-    return high is None or low is None or low <= high
