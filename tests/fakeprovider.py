@@ -43,6 +43,7 @@ class Seen:
     path: str  # decoded
     query: dict[str, list[str]]
     headers: dict[str, str]  # lower-case names
+    raw_path: str = ""  # as sent, percent-escapes included
 
 
 def fixture(relative: str) -> bytes:
@@ -111,7 +112,7 @@ class FakeProvider:
         _method, target, _version = request_line.split(" ", 2)
         raw_path, _, raw_query = target.partition("?")
         path = unquote(raw_path)
-        self.requests.append(Seen(path, parse_qs(raw_query), headers))
+        self.requests.append(Seen(path, parse_qs(raw_query), headers, raw_path))
         script = self._scripts.get(path)
         if script is None:
             reply = Reply(404, f"no route for {path}".encode(), "text/plain")

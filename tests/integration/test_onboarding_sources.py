@@ -541,3 +541,18 @@ async def test_bad_api_key_fails_with_an_actionable_message_and_no_key(
     if source == "fmp":  # the key must be in the query string there: httpx's URL log is masked
         assert provider.hits(path)[0].query["apikey"] == [KEYS["fmp_api_key"]]
         assert "apikey=***" in caplog.text
+
+
+async def test_symbols_are_escaped_in_the_url_path(provider, pool, queue, onboarder_for) -> None:
+    from structlog.testing import capture_logs
+
+    provider.route("/v8/finance/chart/^GSPC", recorded(MSFT))  # the server decodes the path
+    job = await claim(pool, queue, "^GSPC")
+    with capture_logs() as events:
+        result = await onboarder_for("yahoo", today=date(2022, 1, 31)).run(job)
+    assert result.outcome == "completed"
+    assert provider.requests[0].raw_path == "/v8/finance/chart/%5EGSPC"
+    # One line per job, from the one place that classifies its outcome.
+    [line] = [e for e in events if e["event"].startswith("job_")]
+    assert (line["event"], line["rows"], line["symbol"]) == ("job_completed", 252, "^GSPC")
+    assert line["elapsed_s"] >= 0

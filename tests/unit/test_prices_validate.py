@@ -146,3 +146,18 @@ def test_load_json_reads_numbers_as_decimal_and_classifies_broken_bodies() -> No
     for body in (b'{"a": ', b"\xff\xfe\x00", b"[" * 100_000, b"1" * 5000):
         with pytest.raises(TransientSourceError, match="malformed JSON"):
             load_json("x", body)
+
+
+def test_inconsistent_bars_are_flagged_not_refused() -> None:
+    from structlog.testing import capture_logs
+
+    rows = [
+        raw(date(2023, 3, 1), close="12", high="11", low="10"),  # close above high
+        raw(date(2023, 3, 2), close="11", high="12", low="10", open="9"),  # open below low
+        raw(date(2023, 3, 3), close="11", high="12", low="10", open="11.5"),
+    ]
+    with capture_logs() as events:
+        bars = normalize("yahoo", "X", rows, WINDOW)
+    assert len(bars) == 3
+    [flag] = [e for e in events if e["event"] == "price_bars_inconsistent"]
+    assert (flag["bars"], flag["log_level"]) == (2, "warning")
