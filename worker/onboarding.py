@@ -139,7 +139,7 @@ class Onboarder:
         except Exception as exc:
             # A bug, not a provider problem: retried with its type and message, so an operator
             # sees it and the job is not lost.
-            error = _clip(f"unexpected {type(exc).__name__}: {exc}")
+            error = _clip(self._masked(f"unexpected {type(exc).__name__}: {exc}"))
             log.exception("onboarding_unexpected_error", error=error)
             result = await self._retry_later(job, error)
         log.info(
@@ -149,6 +149,11 @@ class Onboarder:
             error=result.error,
         )
         return result
+
+    def _masked(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     async def _onboard(self, job: Job, log: FilteringBoundLogger) -> JobResult:
         window = self.window()
