@@ -556,3 +556,62 @@ async def test_symbols_are_escaped_in_the_url_path(provider, pool, queue, onboar
     [line] = [e for e in events if e["event"].startswith("job_")]
     assert (line["event"], line["rows"], line["symbol"]) == ("job_completed", 252, "^GSPC")
     assert line["elapsed_s"] >= 0
+
+
+def _null_close(case: Case) -> tuple[bytes, date]:
+    """The case's recording with the close of its second row set to null, and that row's date."""
+    document = json.loads(case.ok.body)
+    rows = document["results"] if case.source == "polygon" else document
+    key = "c" if case.source == "polygon" else "close"
+    rows[1][key] = None
+    day = case.expected[1][0] if case.source != "fmp" else case.expected[-2][0]  # FMP: newest first
+    return json.dumps(document).encode(), day
+
+
+JSON_CASES = [c for c in CASES if c.source != "yahoo"]  # yahoo: test_yahoo_null_row_is_skipped
+
+
+@pytest.mark.parametrize("case", JSON_CASES, ids=[c.source for c in JSON_CASES])
+async def test_a_row_without_close_is_skipped(
+    provider, pool, queue, onboarder_for, case: Case
+) -> None:
+    body, day = _null_close(case)
+    provider.route(case.path, Reply(body=body))
+    job = await claim(pool, queue, case.symbol)
+    result = await case.onboarder(onboarder_for).run(job)
+
+    assert result.outcome == "completed"
+    assert await stored(pool, case.symbol) == [r for r in case.expected if r[0] != day]
+
+
+EMPTY = {
+    "polygon": b'{"ticker":"AAPL","queryCount":0,"resultsCount":0,"adjusted":true,"status":"OK","request_id":"x","count":0}',
+    "tiingo": b"[]",
+    "fmp": b"[]",
+}
+
+
+@pytest.mark.parametrize("case", JSON_CASES, ids=[c.source for c in JSON_CASES])
+async def test_an_empty_range_fails_the_job(
+    provider, pool, queue, onboarder_for, case: Case
+) -> None:
+    provider.route(case.path, Reply(body=EMPTY[case.source]))
+    job = await claim(pool, queue, case.symbol)
+    result = await case.onboarder(onboarder_for).run(job)
+
+    assert result.outcome == "failed"
+    assert result.error == f"{case.source}: no daily prices for AAPL between 2023-01-01..2023-01-10"
+    assert (await symbol_row(pool, "AAPL"))["status"] == "error"
+
+
+async def test_tiingo_dividend_rows_value_by_value(provider, pool, queue, onboarder_for) -> None:
+    body = fixture("tiingo/daily-prices-AAPL-2023-02-06_2023-02-14-dividend.SLICE.json")
+    provider.route("/tiingo/daily/AAPL/prices", Reply(body=body))
+    job = await claim(pool, queue, "AAPL")
+    onboarder = onboarder_for("tiingo", today=date(2023, 2, 14), price_lookback_days=8)
+    assert (await onboarder.run(job)).outcome == "completed"
+
+    rows = await stored(pool, "AAPL")
+    assert rows == tiingo_expected(body)
+    ex_dividend = next(r for r in rows if r[0] == date(2023, 2, 10))  # divCash 0.23
+    assert ex_dividend[4:] == (Decimal("151.0100"), Decimal("150.0076"), 57450708)
