@@ -7,6 +7,7 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.fakeprovider import FakeProvider
 from tests.harness import PgServer, build_template, run, start_test_server
 from worker.db import asyncpg_dsn, create_engine
 
@@ -71,3 +72,14 @@ async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
         yield connection
     finally:
         await connection.close()
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[FakeProvider]:
+    """A real HTTP server on 127.0.0.1 replaying recorded price-provider responses."""
+    fake = FakeProvider()
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()

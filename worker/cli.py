@@ -232,7 +232,7 @@ async def _connect_pool(settings: Settings, url: str, *, retry: bool) -> asyncpg
             return await connect()
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(CONNECTION_ERRORS),
-            wait=wait_exponential_jitter(initial=0.2, max=settings.reconnect_max_wait_s),
+            wait=wait_exponential_jitter(multiplier=0.2, max=settings.reconnect_max_wait_s),
             stop=stop_never,
             reraise=True,
             before_sleep=lambda state: log.warning(

@@ -131,7 +131,6 @@ class Onboarder:
     async def run(self, job: Job) -> JobResult:
         """Onboard one claimed job and move it in the queue; see the module docstring."""
         log = logger.bind(job_id=str(job.id), symbol=job.symbol, attempt=job.attempts)
-        started = time.monotonic()
         try:
             result = await self._onboard(job, log)
         except PROPAGATE:
@@ -142,12 +141,7 @@ class Onboarder:
             error = _clip(self._masked(f"unexpected {type(exc).__name__}: {exc}"))
             log.exception("onboarding_unexpected_error", error=error)
             result = await self._retry_later(job, error)
-        log.info(
-            f"job_{result.outcome}",
-            elapsed_s=round(time.monotonic() - started, 3),
-            rows=result.rows,
-            error=result.error,
-        )
+        # The outcome's log line (job_finished, with duration) is the runner's: one per job.
         return result
 
     def _masked(self, text: str) -> str:

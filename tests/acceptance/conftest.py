@@ -6,12 +6,9 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.fakeprovider import FakeProvider, Reply
 
@@ -44,16 +41,6 @@ def yahoo_chart(symbol: str, days: int = 10) -> bytes:
         },
     }
     return json.dumps({"chart": {"result": [result], "error": None}}).encode()
-
-
-@pytest.fixture
-async def provider() -> AsyncIterator[FakeProvider]:
-    fake = FakeProvider()
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.stop()
 
 
 def serve_slowly(provider: FakeProvider, symbol: str, delay_s: float, days: int = 10) -> None:

@@ -29,16 +29,6 @@ KEYS = {
 }
 
 
-@pytest.fixture
-async def provider() -> AsyncIterator[FakeProvider]:
-    fake = FakeProvider()
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.stop()
-
-
 @pytest.fixture(scope="module")
 def module_database_url(pg_server: PgServer, template_database: str) -> Iterator[str]:
     """One migrated database per module: `pool` empties its tables before each test, which is
