@@ -29,7 +29,7 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/pip install --quiet -e '.[test,bench]'
-	$(BIN)/python bench/queue_throughput.py
+	PYTHONPATH=. $(BIN)/python bench/queue_throughput.py
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache
