@@ -66,9 +66,9 @@ def configure(settings: Settings, *, stream: Any = None) -> None:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.format_exc_info
-        if as_json
-        else structlog.processors.StackInfoRenderer(),
+        structlog.processors.StackInfoRenderer(),
+        # Tracebacks become text before redaction, in both modes, so they are masked too.
+        structlog.processors.format_exc_info,
         _Redactor(secrets_of(settings)),
         structlog.processors.JSONRenderer()
         if as_json

@@ -84,3 +84,14 @@ def test_log_lines_are_json_without_secrets() -> None:
     assert events[0]["url"] == "postgresql://app:***@db.internal/prod"
     assert "symbol=AAPL" in events[1]["url"]
     assert "RuntimeError" in events[2]["exception"]
+
+
+def test_console_tracebacks_are_masked_too() -> None:
+    settings = Settings.from_env({"LOG_FORMAT": "console", "FMP_API_KEY": "fmp-key-123456"})
+    out = io.StringIO()
+    logs.configure(settings, stream=out)
+    try:
+        raise RuntimeError("GET /stable/x?apikey=fmp-key-123456 failed")
+    except RuntimeError:
+        structlog.get_logger().exception("fetch_failed")
+    assert "RuntimeError" in out.getvalue() and "fmp-key-123456" not in out.getvalue()
