@@ -192,3 +192,18 @@ async def test_listener_and_pool_survive_terminated_backends(pool, database_url,
 async def _listening_again(runner: Runner) -> bool:
     await asyncio.sleep(0.05)
     return runner.listening.is_set() and runner.listener_connects >= 2
+
+
+async def test_poll_only_mode_without_listen(pool, database_url, conn) -> None:
+    """WORKER_LISTEN=false (behind a transaction pooler): polling alone finds the work."""
+    settings = make_settings(poll_interval_s=0.2)
+    queue = Queue("poller")
+    handler = RecordingHandler(queue, pool)
+    runner = Runner(settings, pool, queue, handler, claim_dsn=asyncpg_dsn(database_url))
+    task = asyncio.create_task(runner.run())
+    await asyncio.sleep(0.3)
+    await conn.execute("INSERT INTO symbol_onboarding_queue (symbol) VALUES ('POLLED')")
+    await wait_until(lambda: _status_is(conn, "POLLED", "completed"), timeout_s=5)
+    assert runner.listener_connects == 0
+    runner.request_stop()
+    await asyncio.wait_for(task, 10)
