@@ -91,8 +91,9 @@ class Onboarder:
         sources: str | None = None,
         today: Callable[[], date] | None = None,
     ) -> None:
-        """`sources` overrides settings.price_source (the --source flag); `today` the clock
-        that ends the window (tests). Raises SettingsError for a chain it cannot run."""
+        """`sources` overrides settings.price_source (the --source flag); `today` the UTC date
+        clock (tests): the window ends the day before it. Raises SettingsError for a chain it
+        cannot run."""
         names = check_source_config(settings, sources)
         self._settings = settings
         self._queue = queue
@@ -125,7 +126,9 @@ class Onboarder:
             await self._client.aclose()
 
     def window(self) -> Window:
-        end = self._today()
+        """The `price_lookback_days` ending yesterday (UTC): today's bar is not final until the
+        close (Yahoo serves it live; Polygon's free plan refuses it before the end of the day)."""
+        end = self._today() - timedelta(days=1)
         return Window(end - timedelta(days=self._settings.price_lookback_days), end)
 
     async def run(self, job: Job) -> JobResult:

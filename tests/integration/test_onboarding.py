@@ -21,7 +21,7 @@ from worker.sql import prices as sql
 
 MSFT = "yahoo/chart-MSFT-1d-2021-02-01_2022-01-31-dividends.json"
 MSFT_PATH = "/v8/finance/chart/MSFT"
-MSFT_TODAY = date(2022, 1, 31)
+MSFT_TODAY = date(2022, 2, 1)
 NOT_FOUND = recorded("yahoo/error-404-unknown-symbol.TRANSCRIBED.json", status=404)
 
 
@@ -201,7 +201,7 @@ async def test_chain_falls_back_to_the_next_source(provider, pool, queue, onboar
     provider.route("/v8/finance/chart/AAPL", Reply(429, b"Too Many Requests", "text/plain"))
     provider.route(polygon_path, recorded("polygon/aggs-AAPL-1-day-2023-01-01_2023-01-10.json"))
     job = await claim(pool, queue, "AAPL")
-    onboarder = onboarder_for("yahoo,polygon", today=date(2023, 1, 10), price_lookback_days=9)
+    onboarder = onboarder_for("yahoo,polygon", today=date(2023, 1, 11), price_lookback_days=9)
     result = await onboarder.run(job)
 
     assert (result.outcome, result.rows) == ("completed", 6)
@@ -260,7 +260,7 @@ async def test_database_source_onboards_from_the_cache_without_network(
         """
     )
     job = await claim(pool, queue, "IBM")
-    result = await onboarder_for("database", today=date(2023, 1, 10), price_lookback_days=30).run(
+    result = await onboarder_for("database", today=date(2023, 1, 11), price_lookback_days=30).run(
         job
     )
 
@@ -291,7 +291,7 @@ async def test_csv_source_reads_a_stooq_download(
 ) -> None:
     (tmp_path / "AAPL.csv").write_bytes(fixture(STOOQ))
     job = await claim(pool, queue, "AAPL")
-    result = await onboarder_for("csv", today=date(2026, 2, 3), price_csv_dir=tmp_path).run(job)
+    result = await onboarder_for("csv", today=date(2026, 2, 4), price_csv_dir=tmp_path).run(job)
 
     assert (result.outcome, result.rows) == ("completed", 252)
     lines = fixture(STOOQ).decode().splitlines()[1:]
@@ -319,7 +319,7 @@ async def test_csv_source_reads_a_yahoo_download_and_reports_missing_files(
         "2023-01-04,null,null,null,null,null,null\n"
         "2023-01-05,461.5,462.0,455.7,458.52,458.52,2.5e6\n"
     )
-    onboarder = onboarder_for("csv", today=date(2023, 1, 10), price_csv_dir=tmp_path)
+    onboarder = onboarder_for("csv", today=date(2023, 1, 11), price_csv_dir=tmp_path)
     result = await onboarder.run(await claim(pool, queue, "BRK/B"))
     assert (result.outcome, result.rows) == ("completed", 2)
     assert await stored(pool, "BRK/B") == [
@@ -338,7 +338,7 @@ async def test_csv_source_reads_a_yahoo_download_and_reports_missing_files(
 
 
 async def test_synthetic_source_is_deterministic(pool, queue, onboarder_for) -> None:
-    onboarder = onboarder_for("synthetic", today=date(2024, 6, 28))
+    onboarder = onboarder_for("synthetic", today=date(2024, 6, 29))
     assert (await onboarder.run(await claim(pool, queue, "DEMO"))).outcome == "completed"
     first = await stored(pool, "DEMO")
     window = Window(date(2023, 6, 29), date(2024, 6, 28))
@@ -346,7 +346,7 @@ async def test_synthetic_source_is_deterministic(pool, queue, onboarder_for) -> 
     assert len(first) == weekdays
     assert synthetic.generate("DEMO", window) == synthetic.generate("DEMO", window)
     # A later onboarding over an overlapping window stores the same values for the same days.
-    later = onboarder_for("synthetic", today=date(2024, 7, 31))
+    later = onboarder_for("synthetic", today=date(2024, 8, 1))
     assert (await later.run(await claim(pool, queue, "DEMO"))).outcome == "completed"
     again = {r[0]: r for r in await stored(pool, "DEMO")}
     assert all(again[r[0]] == r for r in first)

@@ -105,7 +105,7 @@ MSFT_PATH = "/v8/finance/chart/MSFT"
 async def test_yahoo_normal_year(provider, pool, queue, onboarder_for) -> None:
     provider.route(MSFT_PATH, recorded(MSFT, content_type="application/json;charset=utf-8"))
     job = await claim(pool, queue, "MSFT")
-    result = await onboarder_for("yahoo", today=date(2022, 1, 31)).run(job)
+    result = await onboarder_for("yahoo", today=date(2022, 2, 1)).run(job)
 
     assert (result.outcome, result.rows, result.error) == ("completed", 252, None)
     rows = await stored(pool, "MSFT")
@@ -134,12 +134,39 @@ async def test_yahoo_normal_year(provider, pool, queue, onboarder_for) -> None:
     assert seen.headers["user-agent"].startswith("Mozilla/5.0")
 
 
+async def test_the_window_ends_yesterday_so_a_live_bar_of_today_is_not_stored(
+    provider, pool, queue, onboarder_for
+) -> None:
+    """Run on 2022-01-28 (UTC), the date of the recording's last bar: while the market is open
+    that bar is live (unfinished), so it must not be stored."""
+    provider.route(MSFT_PATH, recorded(MSFT))
+    job = await claim(pool, queue, "MSFT")
+    result = await onboarder_for("yahoo", today=date(2022, 1, 28), price_lookback_days=30).run(job)
+
+    assert result.outcome == "completed"
+    rows = await stored(pool, "MSFT")
+    assert rows == yahoo_expected(fixture(MSFT), date(2021, 12, 28), date(2022, 1, 27))
+    assert rows[-1][0] == date(2022, 1, 27)
+    assert (await symbol_row(pool, "MSFT"))["last_price_date"] == date(2022, 1, 27)
+
+
+async def test_polygon_is_asked_for_a_window_ending_yesterday(
+    provider, pool, queue, onboarder_for
+) -> None:
+    polygon = CASES[1]
+    provider.route(polygon.path, polygon.ok)  # .../2023-01-01/2023-01-10
+    job = await claim(pool, queue, "AAPL")
+    result = await onboarder_for("polygon", today=date(2023, 1, 11), price_lookback_days=9).run(job)
+    assert result.outcome == "completed"
+    assert len(provider.hits(polygon.path)) == 1
+
+
 async def test_yahoo_rows_outside_the_window_are_dropped(
     provider, pool, queue, onboarder_for
 ) -> None:
     provider.route(MSFT_PATH, recorded(MSFT))
     job = await claim(pool, queue, "MSFT")
-    onboarder = onboarder_for("yahoo", today=date(2021, 6, 30), price_lookback_days=30)
+    onboarder = onboarder_for("yahoo", today=date(2021, 7, 1), price_lookback_days=30)
     result = await onboarder.run(job)
 
     rows = await stored(pool, "MSFT")
@@ -152,7 +179,7 @@ async def test_yahoo_split_and_dividend(provider, pool, queue, onboarder_for) ->
     name = "yahoo/chart-AAPL-1d-2020-08-31_2020-11-07-split-and-dividend.json"
     provider.route("/v8/finance/chart/AAPL", recorded(name))
     job = await claim(pool, queue, "AAPL")
-    result = await onboarder_for("yahoo", today=date(2020, 11, 7)).run(job)
+    result = await onboarder_for("yahoo", today=date(2020, 11, 8)).run(job)
 
     assert result.outcome == "completed"
     rows = await stored(pool, "AAPL")
@@ -181,7 +208,7 @@ async def test_yahoo_null_row_is_skipped(provider, pool, queue, onboarder_for) -
     body = json.dumps(document, separators=(",", ":")).encode()
     provider.route(MSFT_PATH, Reply(body=body))
     job = await claim(pool, queue, "MSFT")
-    outcome = await onboarder_for("yahoo", today=date(2022, 1, 31)).run(job)
+    outcome = await onboarder_for("yahoo", today=date(2022, 2, 1)).run(job)
 
     rows = await stored(pool, "MSFT")
     assert outcome.rows == len(rows) == 251
@@ -197,7 +224,7 @@ async def test_yahoo_non_us_exchange_uses_the_exchange_date(
     name = "yahoo/chart-WSU.DE-1d-2023-08-04_2023-08-09-xetra.json"
     provider.route("/v8/finance/chart/WSU.DE", recorded(name))
     job = await claim(pool, queue, "WSU.DE")
-    await onboarder_for("yahoo", today=date(2023, 8, 9)).run(job)
+    await onboarder_for("yahoo", today=date(2023, 8, 10)).run(job)
 
     rows = await stored(pool, "WSU.DE")
     assert [r[0] for r in rows] == [date(2023, 8, 4), date(2023, 8, 7), date(2023, 8, 8)]
@@ -211,7 +238,7 @@ async def test_yahoo_pence_listing_is_stored_as_quoted(
     name = "yahoo/chart-OCDO.L-1d-2020-01-01_2020-01-03-GBp-pence.json"
     provider.route("/v8/finance/chart/OCDO.L", recorded(name))
     job = await claim(pool, queue, "OCDO.L")
-    await onboarder_for("yahoo", today=date(2020, 1, 3)).run(job)
+    await onboarder_for("yahoo", today=date(2020, 1, 4)).run(job)
     # GBp: pence, never silently divided by 100.
     assert await stored(pool, "OCDO.L") == [
         (
@@ -247,7 +274,7 @@ async def test_yahoo_empty_range_fails_the_job(
 ) -> None:
     provider.route(f"/v8/finance/chart/{symbol}", reply)
     job = await claim(pool, queue, symbol)
-    result = await onboarder_for("yahoo", today=date(2024, 1, 2)).run(job)
+    result = await onboarder_for("yahoo", today=date(2024, 1, 3)).run(job)
 
     assert result.outcome == "failed" and message in (result.error or "")
     row = await job_row(pool, job)
@@ -286,7 +313,7 @@ CASES = [
         "yahoo",
         "MSFT",
         MSFT_PATH,
-        date(2022, 1, 31),
+        date(2022, 2, 1),
         recorded(MSFT),
         yahoo_expected(fixture(MSFT), date(2021, 1, 31), date(2022, 1, 31)),
         recorded("yahoo/error-404-unknown-symbol.TRANSCRIBED.json", status=404),
@@ -298,7 +325,7 @@ CASES = [
         "polygon",
         "AAPL",
         "/v2/aggs/ticker/AAPL/range/1/day/2023-01-01/2023-01-10",
-        date(2023, 1, 10),
+        date(2023, 1, 11),
         Reply(body=POLYGON_BODY),
         polygon_expected(POLYGON_BODY),
         # Polygon's answer for an unknown ticker: OK with no results.
@@ -318,7 +345,7 @@ CASES = [
         "tiingo",
         "AAPL",
         "/tiingo/daily/AAPL/prices",
-        date(2023, 1, 10),
+        date(2023, 1, 11),
         Reply(body=TIINGO_BODY),
         tiingo_expected(TIINGO_BODY),
         Reply(404, b'{"detail":"Error: Ticker \'AAPL\' not found"}'),
@@ -334,7 +361,7 @@ CASES = [
         "fmp",
         "AAPL",
         "/stable/historical-price-eod/full",
-        date(2023, 1, 10),
+        date(2023, 1, 11),
         Reply(body=FMP_BODY, content_type="application/json; charset=utf-8"),
         fmp_expected(FMP_BODY),
         Reply(body=b"[]"),  # FMP's answer for an unknown symbol
@@ -531,7 +558,7 @@ async def test_bad_api_key_fails_with_an_actionable_message_and_no_key(
     provider.route(path, reply)
     job = await claim(pool, queue, "AAPL")
     with capture_logs() as events:
-        result = await onboarder_for(source, today=date(2023, 1, 10), price_lookback_days=9).run(
+        result = await onboarder_for(source, today=date(2023, 1, 11), price_lookback_days=9).run(
             job
         )
 
@@ -549,7 +576,7 @@ async def test_symbols_are_escaped_in_the_url_path(provider, pool, queue, onboar
     provider.route("/v8/finance/chart/^GSPC", recorded(MSFT))  # the server decodes the path
     job = await claim(pool, queue, "^GSPC")
     with capture_logs() as events:
-        result = await onboarder_for("yahoo", today=date(2022, 1, 31)).run(job)
+        result = await onboarder_for("yahoo", today=date(2022, 2, 1)).run(job)
     assert result.outcome == "completed"
     assert provider.requests[0].raw_path == "/v8/finance/chart/%5EGSPC"
     # The outcome line (job_finished) is the runner's; the job logs what it stored.
@@ -608,7 +635,7 @@ async def test_tiingo_dividend_rows_value_by_value(provider, pool, queue, onboar
     body = fixture("tiingo/daily-prices-AAPL-2023-02-06_2023-02-14-dividend.SLICE.json")
     provider.route("/tiingo/daily/AAPL/prices", Reply(body=body))
     job = await claim(pool, queue, "AAPL")
-    onboarder = onboarder_for("tiingo", today=date(2023, 2, 14), price_lookback_days=8)
+    onboarder = onboarder_for("tiingo", today=date(2023, 2, 15), price_lookback_days=8)
     assert (await onboarder.run(job)).outcome == "completed"
 
     rows = await stored(pool, "AAPL")

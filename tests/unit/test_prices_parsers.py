@@ -227,6 +227,27 @@ HTML = b"<!DOCTYPE html><html>consent</html>"
             SourceAuthError,
             "plan doesn't include",
         ),
+        (
+            parse_aggs,
+            Reply(
+                403,
+                b'{"status":"NOT_AUTHORIZED","request_id":"x","message":"Attempted to request '
+                b"today's data before end of day. Please upgrade your plan at "
+                b'https://polygon.io/pricing"}',
+            ),
+            TransientSourceError,
+            "today's data is not available before the end of the day (HTTP 403",
+        ),
+        (
+            parse_aggs,
+            Reply(
+                200,
+                b'{"status":"NOT_AUTHORIZED","message":"Attempted to request today\'s data '
+                b'before end of day."}',
+            ),
+            TransientSourceError,
+            "today's data is not available before the end of the day",
+        ),
         (parse_aggs, Reply(429, b""), RateLimited, "no body"),
         (
             parse_aggs,

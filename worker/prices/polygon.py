@@ -18,6 +18,7 @@ from worker.prices.base import (
     SourceAuthError,
     SourceError,
     SymbolNotFound,
+    TransientSourceError,
     Window,
     classify_status,
     excerpt,
@@ -70,6 +71,8 @@ def parse_aggs(symbol: str, reply: Reply) -> tuple[list[RawBar], str | None]:
     if status not in ("OK", "DELAYED"):
         said = excerpt(str(document.get("error") or document.get("message") or status))
         if status == "NOT_AUTHORIZED":
+            if _too_early(said):
+                raise _today_not_ready(reply.status, said)
             raise SourceAuthError(NAME, f"not entitled to this data ({said})")
         raise PermanentSourceError(NAME, f"request refused (status {said})")
     results = document.get("results")
@@ -100,6 +103,8 @@ def _error(symbol: str, reply: Reply) -> SourceError:
     said = _message(reply)
     if reply.status == 401:
         return SourceAuthError(NAME, f"API key rejected (HTTP 401: {said}); check POLYGON_API_KEY")
+    if reply.status == 403 and _too_early(said):
+        return _today_not_ready(403, said)
     if reply.status == 403:
         return SourceAuthError(
             NAME, f"not entitled to this data (HTTP 403: {said}); the plan may not cover it"
@@ -107,6 +112,19 @@ def _error(symbol: str, reply: Reply) -> SourceError:
     if reply.status == 404:
         return SymbolNotFound(NAME, f"unknown ticker {symbol} (HTTP 404: {said})")
     return PermanentSourceError(NAME, f"request refused (HTTP {reply.status}: {said})")
+
+
+def _too_early(message: str) -> bool:
+    """The free plan's 403 for a window that includes today: "Attempted to request today's data
+    before end of day". Not a plan problem: the same request works after the close."""
+    lowered = message.lower()
+    return "today's data" in lowered or "before end of day" in lowered
+
+
+def _today_not_ready(status: int, said: str) -> TransientSourceError:
+    return TransientSourceError(
+        NAME, f"today's data is not available before the end of the day (HTTP {status}: {said})"
+    )
 
 
 def _message(reply: Reply) -> str:
