@@ -438,6 +438,35 @@ async def test_rate_limit_pauses_the_source_and_defers_without_spending_an_attem
     assert len(provider.hits(case.path)) == 1
 
 
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(404, b"Not Found", "text/plain"),
+        Reply(404, b"<html><body><h1>404 Not Found</h1>nginx</body></html>", "text/html"),
+    ],
+    ids=["plain-text", "html"],
+)
+@by_source
+async def test_a_foreign_404_is_transient_and_logged_with_its_path(
+    provider, pool, queue, onboarder_for, case: Case, reply: Reply
+) -> None:
+    """A CDN's or proxy's 404, or a wrong base URL path, is not the provider saying "unknown
+    symbol": the symbol must not become `error`."""
+    from structlog.testing import capture_logs
+
+    provider.route(case.path, reply)
+    job = await claim(pool, queue, case.symbol)
+    with capture_logs() as events:
+        result = await case.onboarder(onboarder_for).run(job)
+
+    assert result.outcome == "retried"
+    assert "HTTP 404" in (result.error or "") and case.path in (result.error or "")
+    assert (await symbol_row(pool, case.symbol))["status"] == "pending"
+    logged = [e for e in events if e["event"] == "price_source_unexpected_404"]
+    assert logged and all(e["path"] == case.path for e in logged)
+    assert not any(k in json.dumps(events, default=str) for k in KEYS.values())
+
+
 @by_source
 async def test_server_error_then_success_is_retried_in_process(
     provider, pool, queue, onboarder_for, case: Case

@@ -166,6 +166,42 @@ HTML = b"<!DOCTYPE html><html>consent</html>"
     [
         (parse_chart, Reply(404, JSON_404), SymbolNotFound, "unknown symbol X"),
         (parse_chart, Reply(404, b"Timestamp data missing"), NoData, "no daily prices"),
+        # A 404 that is not the provider's own JSON not-found answer (CDN, proxy, wrong base
+        # URL path) says nothing about the symbol: transient, never "unknown symbol".
+        (parse_chart, Reply(404, b"Not Found", "text/plain"), TransientSourceError, "HTTP 404"),
+        (
+            parse_chart,
+            Reply(404, b"<html><body>404 Not Found</body></html>", "text/html"),
+            TransientSourceError,
+            "not yahoo's own not-found answer",
+        ),
+        (
+            parse_chart,
+            Reply(404, b'{"message":"no Route matched with those values"}'),
+            TransientSourceError,
+            "HTTP 404",
+        ),
+        (
+            parse_aggs,
+            Reply(404, b'{"status":"NOT_FOUND","request_id":"x","message":"Data not found."}'),
+            SymbolNotFound,
+            "unknown ticker X",
+        ),
+        (parse_aggs, Reply(404, b"404 page not found", "text/plain"), TransientSourceError, "404"),
+        (
+            parse_prices,
+            Reply(404, b"<html>Not Found</html>", "text/html"),
+            TransientSourceError,
+            "HTTP 404",
+        ),
+        (parse_prices, Reply(404, b'{"detail":"Not authorized"}'), TransientSourceError, "404"),
+        (
+            parse_eod,
+            Reply(404, b'{"Error Message": "Symbol not found"}'),
+            SymbolNotFound,
+            "unknown symbol X",
+        ),
+        (parse_eod, Reply(404, b"Not Found", "text/plain"), TransientSourceError, "HTTP 404"),
         (parse_chart, Reply(429, b"Edge: Too Many Requests"), RateLimited, "HTTP 429"),
         (parse_chart, Reply(200, b"Too Many Requests"), RateLimited, "rate limited (HTTP 200"),
         (parse_chart, Reply(503, HTML, "text/html"), TransientSourceError, "HTTP 503"),

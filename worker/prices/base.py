@@ -19,6 +19,10 @@ from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import NamedTuple, TypeVar
 
+import structlog
+
+log = structlog.get_logger()
+
 
 @dataclass(frozen=True)
 class Window:
@@ -67,6 +71,7 @@ class Reply:
     content_type: str = ""
     retry_after: str | None = None
     location: str | None = None
+    url_path: str = ""  # the request's URL path, without the query (which may carry a key)
 
 
 class SourceError(Exception):
@@ -216,6 +221,27 @@ def classify_status(source: str, reply: Reply) -> None:
         )
     if not 100 <= status < 600:
         raise TransientSourceError(source, f"invalid HTTP status {status}")
+
+
+def foreign_404(source: str, reply: Reply) -> "TransientSourceError":
+    """A 404 that is not the provider's own not-found answer (a CDN, proxy or HTML page, or a
+    wrong base URL path): it says nothing about the symbol, so it is transient, and logged with
+    the URL path (never the query, which may carry a key) so a wrong base URL is easy to spot."""
+    path = reply.url_path or "an unknown path"
+    said = excerpt(reply.body, 80) or "no body"
+    log.warning(
+        "price_source_unexpected_404",
+        source=source,
+        path=path,
+        content_type=reply.content_type,
+        body=said,
+        hint="a CDN or proxy error page, or a wrong base URL",
+    )
+    return TransientSourceError(
+        source,
+        f"HTTP 404 for {path} that is not {source}'s own not-found answer "
+        f"(a CDN or proxy page, or a wrong base URL?): {said!r}",
+    )
 
 
 def _host(location: str | None) -> str:

@@ -23,6 +23,7 @@ from worker.prices.base import (
     classify_status,
     excerpt,
     expect,
+    foreign_404,
     iso_date,
     retry_after_s,
 )
@@ -110,6 +111,15 @@ def _error_message(reply: Reply) -> str | None:
     return None
 
 
+def _is_fmp_error(reply: Reply) -> bool:
+    """FMP's own JSON error shape: `{"Error Message": "..."}`."""
+    try:
+        document = load_json(NAME, reply.body)
+    except SourceError:
+        return False
+    return isinstance(document, dict) and isinstance(document.get("Error Message"), str)
+
+
 def _error(symbol: str, reply: Reply, message: str | None) -> SourceError:
     said = message or excerpt(reply.body) or "no body"
     lowered = said.lower()
@@ -122,5 +132,7 @@ def _error(symbol: str, reply: Reply, message: str | None) -> SourceError:
             NAME, f"the plan does not cover this request (HTTP {reply.status}: {said})"
         )
     if reply.status == 404:
-        return SymbolNotFound(NAME, f"unknown symbol {symbol} (HTTP 404: {said})")
+        if _is_fmp_error(reply):
+            return SymbolNotFound(NAME, f"unknown symbol {symbol} (HTTP 404: {said})")
+        return foreign_404(NAME, reply)
     return PermanentSourceError(NAME, f"request refused (HTTP {reply.status}: {said})")

@@ -56,6 +56,7 @@ class HttpSource(PriceSource):
                     content_type=response.headers.get("content-type", ""),
                     retry_after=response.headers.get("retry-after"),
                     location=response.headers.get("location"),
+                    url_path=response.request.url.path,
                 )
         except httpx.TimeoutException as exc:
             raise TransientSourceError(self.name, f"timed out ({_describe(exc)})") from None

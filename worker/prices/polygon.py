@@ -23,6 +23,7 @@ from worker.prices.base import (
     classify_status,
     excerpt,
     expect,
+    foreign_404,
     local_date,
 )
 from worker.prices.http import HttpSource
@@ -110,8 +111,23 @@ def _error(symbol: str, reply: Reply) -> SourceError:
             NAME, f"not entitled to this data (HTTP 403: {said}); the plan may not cover it"
         )
     if reply.status == 404:
-        return SymbolNotFound(NAME, f"unknown ticker {symbol} (HTTP 404: {said})")
+        if _is_polygon_error(reply):
+            return SymbolNotFound(NAME, f"unknown ticker {symbol} (HTTP 404: {said})")
+        return foreign_404(NAME, reply)
     return PermanentSourceError(NAME, f"request refused (HTTP {reply.status}: {said})")
+
+
+def _is_polygon_error(reply: Reply) -> bool:
+    """Polygon's own JSON error shape: `{"status": "...", "request_id": .., "message"|"error"}`."""
+    try:
+        document = load_json(NAME, reply.body)
+    except SourceError:
+        return False
+    return (
+        isinstance(document, dict)
+        and isinstance(document.get("status"), str)
+        and any(key in document for key in ("request_id", "message", "error"))
+    )
 
 
 def _too_early(message: str) -> bool:

@@ -20,6 +20,7 @@ from worker.prices.base import (
     classify_status,
     excerpt,
     expect,
+    foreign_404,
     iso_date,
     retry_after_s,
     seconds_until_next,
@@ -98,8 +99,11 @@ def _check_allocation(reply: Reply) -> None:
 def _error(symbol: str, reply: Reply, document: object) -> SourceError:
     detail = document.get("detail") if isinstance(document, dict) else None
     said = excerpt(detail if isinstance(detail, str) else reply.body) or "no body"
-    if reply.status == 404 or "not found" in said.lower():
+    if isinstance(detail, str) and "not found" in detail.lower():
+        # Tiingo's own answer: 404 {"detail":"Error: Ticker 'ZZZZ' not found"}
         return SymbolNotFound(NAME, f"unknown ticker {symbol} (HTTP {reply.status}: {said})")
+    if reply.status == 404:
+        return foreign_404(NAME, reply)
     if reply.status in (401, 403) or "token" in said.lower():
         return SourceAuthError(
             NAME, f"token rejected (HTTP {reply.status}: {said}); check TIINGO_API_KEY"

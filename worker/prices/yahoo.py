@@ -26,6 +26,7 @@ from worker.prices.base import (
     classify_status,
     excerpt,
     expect,
+    foreign_404,
     local_date,
     looks_like_html,
 )
@@ -86,8 +87,13 @@ def parse_chart(symbol: str, reply: Reply) -> tuple[list[RawBar], str | None]:
         if reply.status == 404 and "timestamp data missing" in text:
             raise NoData(NAME, f"no daily prices for {symbol} in the requested range (HTTP 404)")
         raise _error(symbol, reply, None)
-    document = expect(NAME, load_json(NAME, reply.body), dict, "the response")
-    envelope = document.get("chart", document.get("finance"))
+    document = load_json(NAME, reply.body)
+    envelope = (
+        document.get("chart", document.get("finance")) if isinstance(document, dict) else None
+    )
+    if reply.status == 404 and not isinstance(envelope, dict):
+        raise foreign_404(NAME, reply)  # JSON, but not Yahoo's envelope (a gateway's 404)
+    document = expect(NAME, document, dict, "the response")
     envelope = expect(NAME, envelope, dict, "'chart'")
     error = envelope.get("error")
     if error is not None or reply.status != 200:
@@ -140,8 +146,10 @@ def _error(symbol: str, reply: Reply, error: object) -> SourceError:
         code = str(error.get("code") or "")
         description = str(error.get("description") or "")
     said = excerpt(f"{code}: {description}" if code or description else reply.body)
-    if reply.status == 404 or code == "Not Found":
+    if code == "Not Found":  # Yahoo's own answer: {"chart":{"error":{"code":"Not Found",..}}}
         return SymbolNotFound(NAME, f"unknown symbol {symbol} (HTTP {reply.status}: {said})")
+    if reply.status == 404:
+        return foreign_404(NAME, reply)
     if reply.status == 400 and "doesn't exist" in description.lower():
         return NoData(NAME, f"no daily prices for {symbol} in the requested range ({said})")
     if reply.status in (401, 403) or code == "Unauthorized":
