@@ -1,9 +1,9 @@
-"""Shared state of each price source: a pause after a rate limit or block, and the request
-schedule of its rate limiter. One row per source, read and written by every worker process."""
+"""Shared state of each price source: a pause after a rate limit, block or run of failures, the
+request schedule of its rate limiter, and its consecutive transient failures. One row per source, read and written by every worker process."""
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, String, Text, func
+from sqlalchemy import DateTime, Integer, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
@@ -18,4 +18,9 @@ class PriceSourceState(Base):
     pause_reason: Mapped[str | None] = mapped_column(Text)
     # The rate limiter's schedule: the earliest moment the next request may start.
     next_request_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The circuit breaker: transient failures in a row (jobs whose in-process retries all
+    # failed), across every process; reset by a success.
+    consecutive_failures: Mapped[int] = mapped_column(
+        Integer, server_default=text("0"), nullable=False
+    )
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

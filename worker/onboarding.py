@@ -177,6 +177,13 @@ class Onboarder:
                 deferrals.append(
                     await self._gate.pause(source.name, self._settings.blocked_pause_s, str(exc))
                 )
+            except TransientSourceError as exc:
+                log.info("price_source_failed", source=source.name, error=str(exc))
+                pause = await self._count_failure(source, scrub(exc, self._secrets))
+                if pause is not None:
+                    deferrals.append(pause)
+                else:
+                    failures.append(exc)
             except SourceError as exc:
                 failures.append(exc)
                 log.info("price_source_failed", source=source.name, error=str(exc))
@@ -198,6 +205,25 @@ class Onboarder:
         if any(isinstance(f, TransientSourceError) for f in failures):
             return await self._retry_later(job, _clip(errors))
         return await self._fail(job, _clip(errors))
+
+    async def _count_failure(
+        self, source: PriceSource, exc: TransientSourceError
+    ) -> SourcePaused | None:
+        """The circuit breaker: count a transient failure of an HTTP source (after its in-process
+        retries), across every process; at `source_failures_before_pause` in a row, pause the
+        source (the pause, for the job to be deferred). After a pause the count stays at the
+        threshold until a success, so one more failure pauses the source again at once."""
+        threshold = self._settings.source_failures_before_pause
+        if threshold <= 0 or source.name not in self._pausable:
+            return None
+        count = await self._gate.record_failure(source.name)
+        if count < threshold:
+            return None
+        return await self._gate.pause(
+            source.name,
+            self._settings.source_failure_pause_s,
+            f"{count} consecutive transient failures, the last: {exc.detail}",
+        )
 
     async def _fetch(
         self,
@@ -253,9 +279,14 @@ class Onboarder:
     ) -> JobResult:
         """Upsert the bars, mark the symbol active and complete the job: one transaction."""
         columns = _columns(bars)
-        async with self._pool.acquire() as conn, conn.transaction():
-            stored = await conn.fetchrow(sql.STORE_PRICES, job.symbol, *columns)
-            await self._queue.complete(conn, job)
+        async with self._pool.acquire() as conn:
+            if source.name in self._pausable and self._settings.source_failures_before_pause > 0:
+                # The source answered: its run of failures (if any) is over. Before the write
+                # transaction, so that never waits on the source's state row.
+                await self._gate.reset_failures(conn, source.name)
+            async with conn.transaction():
+                stored = await conn.fetchrow(sql.STORE_PRICES, job.symbol, *columns)
+                await self._queue.complete(conn, job)
         written, last_price_date = stored["rows_written"], stored["last_price_date"]
         log.info(
             "prices_stored",

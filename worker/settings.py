@@ -73,6 +73,12 @@ class Settings:
     # answered with a block, consent or challenge page.
     rate_limit_pause_s: float = _env("PRICE_RATE_LIMIT_PAUSE_S", 300.0)
     blocked_pause_s: float = _env("PRICE_BLOCKED_PAUSE_S", 900.0)
+    # Circuit breaker: after this many consecutive transient failures of a source (jobs whose
+    # in-process retries all failed, counted across every process; 0: off), the source pauses
+    # for PRICE_SOURCE_FAILURE_PAUSE_S like a rate limit, so queued jobs are deferred instead of
+    # spending their attempts on an outage. A success resets the count.
+    source_failures_before_pause: int = _env("PRICE_SOURCE_FAILURES_BEFORE_PAUSE", 5)
+    source_failure_pause_s: float = _env("PRICE_SOURCE_FAILURE_PAUSE_S", 120.0)
     # Logs
     log_format: str = _env("LOG_FORMAT", "auto")  # auto | json | console
     log_level: str = _env("LOG_LEVEL", "info")

@@ -6,6 +6,8 @@ it, and jobs waiting on it are rescheduled without spending attempts. The pause 
 database because the workers are separate processes (and may be on separate machines). The same
 row carries the per-source request rate limiter's schedule (`next_request_at`), because the
 providers' limits (Polygon's 5/minute per API key, Yahoo's per-IP limit) are shared by all of them.
+It also counts the source's consecutive transient failures (the circuit breaker: enough of them in
+a row pause the source, so an outage defers jobs instead of burning their attempts).
 
 Revision ID: 0004
 Revises: 0003
@@ -30,6 +32,9 @@ def upgrade() -> None:
         sa.Column("paused_until", sa.DateTime(timezone=True)),
         sa.Column("pause_reason", sa.Text()),
         sa.Column("next_request_at", sa.DateTime(timezone=True)),
+        sa.Column(
+            "consecutive_failures", sa.Integer(), server_default=sa.text("0"), nullable=False
+        ),
         sa.Column(
             "updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
         ),

@@ -438,3 +438,63 @@ async def test_a_paused_source_defers_before_any_request(
     assert result.outcome == "deferred"
     assert result.error is not None and result.error.startswith("deferred, yahoo paused for 300 s")
     assert provider.requests == []
+
+
+# --- the per-source circuit breaker --------------------------------------------------------------
+
+
+async def _failures(pool, source: str) -> int | None:
+    return await pool.fetchval(
+        "SELECT consecutive_failures FROM price_source_state WHERE source = $1", source
+    )
+
+
+async def test_consecutive_transient_failures_pause_the_source_for_every_process(
+    provider: FakeProvider, pool, queue, onboarder_for
+) -> None:
+    """An outage: each job's in-process retries fail. Below the threshold a job is retried as
+    before; at it, the source pauses and jobs are deferred without spending an attempt."""
+    settings = {"source_failures_before_pause": 2, "source_failure_pause_s": 120.0}
+    for symbol in ("AAA", "BBB", "CCC"):
+        provider.route(f"/v8/finance/chart/{symbol}", Reply(503, b"down", "text/plain"))
+    first = await claim(pool, queue, "AAA")
+    result = await onboarder_for("yahoo", today=MSFT_TODAY, **settings).run(first)
+    assert result.outcome == "retried"
+    assert (await job_row(pool, first))["attempts"] == 1
+    assert await _failures(pool, "yahoo") == 1
+
+    # Another process (its own Onboarder) fails too: the second consecutive failure.
+    second = await claim(pool, queue, "BBB")
+    result = await onboarder_for("yahoo", today=MSFT_TODAY, **settings).run(second)
+    assert result.outcome == "deferred"
+    assert result.error is not None and result.error.startswith("deferred, yahoo paused for 120 s")
+    assert "2 consecutive transient failures" in result.error
+    row = await job_row(pool, second)
+    assert (row["status"], row["attempts"]) == ("pending", 0)
+    assert (await symbol_row(pool, "BBB"))["status"] == "pending"
+
+    # While paused, nobody calls the source.
+    third = await claim(pool, queue, "CCC")
+    assert (await onboarder_for("yahoo", today=MSFT_TODAY, **settings).run(third)).outcome == (
+        "deferred"
+    )
+    assert provider.hits("/v8/finance/chart/CCC") == []
+    assert (await job_row(pool, third))["attempts"] == 0
+
+
+async def test_a_success_resets_the_failure_count(
+    provider: FakeProvider, pool, queue, onboarder_for
+) -> None:
+    settings = {"source_failures_before_pause": 2}
+    provider.route("/v8/finance/chart/AAA", Reply(503, b"down", "text/plain"))
+    provider.route(MSFT_PATH, recorded(MSFT))
+    onboarder = onboarder_for("yahoo", today=MSFT_TODAY, **settings)
+    assert (await onboarder.run(await claim(pool, queue, "AAA"))).outcome == "retried"
+    assert (await onboarder.run(await claim(pool, queue, "MSFT"))).outcome == "completed"
+    assert await _failures(pool, "yahoo") == 0
+    # One more failure is the first of a new run, not the second: no pause.
+    await pool.execute("UPDATE symbol_onboarding_queue SET run_after = now()")
+    [again] = await queue.claim(pool)
+    assert (await onboarder.run(again)).outcome == "retried"
+    assert await _failures(pool, "yahoo") == 1
+    assert await SourceGate(pool, {}, max_wait_s=30.0).paused(["yahoo"]) == {}

@@ -130,6 +130,11 @@ def _check_numbers(settings: Settings) -> None:
     for field in ("http_retry_wait_s", "http_retry_max_wait_s", "rate_limit_max_wait_s"):
         if getattr(settings, field) < 0:
             raise SettingsError(f"{env_name(field)} must be >= 0, got {getattr(settings, field)}")
-    for field in ("rate_limit_pause_s", "blocked_pause_s"):
+    if settings.source_failures_before_pause < 0:
+        raise SettingsError(
+            "PRICE_SOURCE_FAILURES_BEFORE_PAUSE must be >= 0 (0: off), "
+            f"got {settings.source_failures_before_pause}"
+        )
+    for field in ("rate_limit_pause_s", "blocked_pause_s", "source_failure_pause_s"):
         if getattr(settings, field) <= 0:
             raise SettingsError(f"{env_name(field)} must be > 0, got {getattr(settings, field)}")

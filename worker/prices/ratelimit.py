@@ -1,7 +1,9 @@
-"""Per-source pauses and request rates, shared by every worker process through the database.
+"""Per-source pauses, request rates and failure counts, shared by every worker process through
+the database.
 
-A pause (after a rate limit or a block) stops every process from calling the source until it
-ends; jobs that need the source are deferred without spending an attempt. The request rate
+A pause (after a rate limit, a block, or a run of consecutive transient failures: the circuit
+breaker) stops every process from calling the source until it ends; jobs that need the source
+are deferred without spending an attempt. The request rate
 limiter spaces requests evenly: "2000/hour" lets one request start every 1.8 s, across all
 processes, because providers count per API key or per IP, not per process. Each request
 reserves the next free slot in one statement (`RESERVE_REQUEST`); a job whose slot is further
@@ -80,6 +82,14 @@ class SourceGate:
             reason=row["pause_reason"],
         )
         return SourcePaused(source, row["paused_s"], row["pause_reason"])
+
+    async def record_failure(self, source: str) -> int:
+        """Count one more transient failure of `source` in a row; returns the count so far."""
+        return await self._pool.fetchval(sql.RECORD_FAILURE, source)
+
+    async def reset_failures(self, conn: asyncpg.Connection, source: str) -> None:
+        """`source` answered: its run of transient failures is over."""
+        await conn.execute(sql.RESET_FAILURES, source)
 
     async def acquire(self, source: str) -> None:
         """Wait for `source`'s next request slot; SourcePaused when paused or the slot is too far."""

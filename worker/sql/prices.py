@@ -126,3 +126,20 @@ SELECT greatest(extract(epoch FROM paused_until - now()), 0)::float8 AS paused_s
 FROM price_source_state
 WHERE source = $1
 """
+
+# The circuit breaker. One more transient failure of source $1 (a job whose in-process retries
+# all failed); returns the failures in a row so far.
+RECORD_FAILURE = """
+INSERT INTO price_source_state AS s (source, consecutive_failures, updated_at)
+VALUES ($1, 1, now())
+ON CONFLICT (source) DO UPDATE
+SET consecutive_failures = s.consecutive_failures + 1, updated_at = now()
+RETURNING consecutive_failures
+"""
+
+# Source $1 answered: the run of failures is over. Writes nothing when there was none.
+RESET_FAILURES = """
+UPDATE price_source_state
+SET consecutive_failures = 0, updated_at = now()
+WHERE source = $1 AND consecutive_failures > 0
+"""
