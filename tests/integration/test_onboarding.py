@@ -2,6 +2,7 @@
 status rules; the upsert; fallback chains; the local sources; pauses and the rate limiter."""
 
 import asyncio
+import json
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -191,6 +192,41 @@ async def test_changed_values_are_updated_and_unchanged_rows_are_not_rewritten(
     )
     changed = {day for day in after if after[day] != before[day]}
     assert changed == {date(2021, 2, 1)}
+
+
+async def test_a_source_without_a_value_keeps_the_stored_one(
+    provider, pool, queue, onboarder_for
+) -> None:
+    """Tiingo stored adjusted closes; a later refresh served by Polygon (no adjusted close, and
+    here a row without open/high/low/volume) must not overwrite them with NULL. Close always
+    comes from the new source."""
+    tiingo_path = "/tiingo/daily/AAPL/prices"
+    polygon_path = "/v2/aggs/ticker/AAPL/range/1/day/2023-01-01/2023-01-10"
+    provider.route(
+        tiingo_path, recorded("tiingo/daily-prices-AAPL-2023-01-03_2023-01-10.SLICE.json")
+    )
+    document = json.loads(fixture("polygon/aggs-AAPL-1-day-2023-01-01_2023-01-10.json"))
+    for key in ("o", "h", "l", "v"):
+        del document["results"][0][key]
+    document["results"][0]["c"] = 125.5
+    provider.route(polygon_path, Reply(body=json.dumps(document).encode()))
+    window = {"today": date(2023, 1, 11), "price_lookback_days": 9}
+    assert (
+        await onboarder_for("tiingo", **window).run(await claim(pool, queue, "AAPL"))
+    ).outcome == "completed"
+    before = await stored(pool, "AAPL")
+    assert (
+        await onboarder_for("polygon", **window).run(await claim(pool, queue, "AAPL"))
+    ).outcome == "completed"
+    after = await stored(pool, "AAPL")
+
+    assert [r[0] for r in after] == [r[0] for r in before]
+    assert [r[5] for r in after] == [r[5] for r in before]  # adjusted closes kept
+    assert all(r[5] is not None for r in after)
+    # The first day: close is Polygon's; open/high/low/volume, which Polygon lacked, are kept.
+    assert after[0] == (*before[0][:4], Decimal("125.5000"), before[0][5], before[0][6])
+    # The other days: Polygon's values where it has them (its volume differs from Tiingo's).
+    assert after[1][6] == 89100633 and before[1][6] == 89113633
 
 
 # --- fallback chains ---------------------------------------------------------------------------

@@ -11,7 +11,9 @@ parameters: they run on asyncpg directly.
 #    (this statement's snapshot) and of the batch;
 # 2. the bars are upserted, set-based from parallel column arrays. Providers rewrite adjusted
 #    history, so an existing row is updated, but only when a value differs (an unchanged row is
-#    not rewritten: no dead tuple, no WAL).
+#    not rewritten: no dead tuple, no WAL). A value the serving source lacks (NULL: Polygon and
+#    FMP have no adjusted close) keeps the stored one, so a fallback source never erases better
+#    data; close_price (NOT NULL) always comes from the new source.
 # Prices travel as whole ten-thousandths in bigint arrays ($3..$7): asyncpg encodes those about
 # twice as fast as Decimal -> numeric, and `ticks * 0.0001` is exact in numeric arithmetic.
 # The foreign key from the prices to the universe row is checked at the end of the statement, so
@@ -41,16 +43,18 @@ WITH incoming AS (
            adj_close_price, volume
     FROM incoming
     ON CONFLICT (symbol, price_date) DO UPDATE
-    SET open_price = EXCLUDED.open_price,
-        high_price = EXCLUDED.high_price,
-        low_price = EXCLUDED.low_price,
+    SET open_price = coalesce(EXCLUDED.open_price, p.open_price),
+        high_price = coalesce(EXCLUDED.high_price, p.high_price),
+        low_price = coalesce(EXCLUDED.low_price, p.low_price),
         close_price = EXCLUDED.close_price,
-        adj_close_price = EXCLUDED.adj_close_price,
-        volume = EXCLUDED.volume
+        adj_close_price = coalesce(EXCLUDED.adj_close_price, p.adj_close_price),
+        volume = coalesce(EXCLUDED.volume, p.volume)
     WHERE (p.open_price, p.high_price, p.low_price, p.close_price, p.adj_close_price, p.volume)
           IS DISTINCT FROM
-          (EXCLUDED.open_price, EXCLUDED.high_price, EXCLUDED.low_price, EXCLUDED.close_price,
-           EXCLUDED.adj_close_price, EXCLUDED.volume)
+          (coalesce(EXCLUDED.open_price, p.open_price), coalesce(EXCLUDED.high_price, p.high_price),
+           coalesce(EXCLUDED.low_price, p.low_price), EXCLUDED.close_price,
+           coalesce(EXCLUDED.adj_close_price, p.adj_close_price),
+           coalesce(EXCLUDED.volume, p.volume))
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM written) AS rows_written,
