@@ -1,13 +1,14 @@
 """A real HTTP server on 127.0.0.1 that replays recorded price-provider responses.
 
 Each path gets a script of replies: each request takes the next one, and the last one repeats.
-A reply can be delayed (to trigger client timeouts) or truncated (the Content-Length promises
+A reply can run a hook when its request arrives, be delayed (to trigger client timeouts) or truncated (the Content-Length promises
 more than is sent before the connection closes). Every request is recorded for assertions.
 Plain asyncio streams, HTTP/1.1 with `Connection: close`: enough for httpx, nothing hidden.
 """
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
@@ -36,6 +37,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     truncate_at: int | None = None  # send only this many body bytes, then close
+    # Run when the request arrives, before answering (e.g. another worker pausing the source).
+    on_request: Callable[[], Awaitable[None]] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,8 @@ class FakeProvider:
             reply = Reply(404, f"no route for {path}".encode(), "text/plain")
         else:
             reply = script.pop(0) if len(script) > 1 else script[0]
+        if reply.on_request is not None:
+            await reply.on_request()
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
         body = reply.body if reply.truncate_at is None else reply.body[: reply.truncate_at]

@@ -116,8 +116,8 @@ class Onboarder:
         self.sources: list[PriceSource] = build_sources(
             settings, names, pool=pool, client=self._client, gate=self._gate
         )
-        # Only the HTTP sources are ever paused (rate limits, blocks): the local ones need no
-        # pause check, which saves the job a round trip.
+        # Only the HTTP sources are ever paused (rate limits, blocks, the circuit breaker) and
+        # counted by the circuit breaker; their pause is checked before each request.
         self._pausable = [name for name in names if name in HTTP_SOURCES]
 
     async def aclose(self) -> None:
@@ -154,17 +154,15 @@ class Onboarder:
 
     async def _onboard(self, job: Job, log: FilteringBoundLogger) -> JobResult:
         window = self.window()
-        paused = await self._gate.paused(self._pausable) if self._pausable else {}
         deferrals: list[SourcePaused] = []
         failures: list[SourceError] = []
         for source in self.sources:
-            if source.name in paused:
-                deferrals.append(paused[source.name])
-                log.info("price_source_skipped", source=source.name, reason="paused")
-                continue
             try:
+                # A paused HTTP source raises SourcePaused before any request: every request
+                # (in-process retries too) first checks the pause in SourceGate.acquire.
                 bars = await self._fetch(source, job.symbol, window, log)
             except SourcePaused as exc:
+                log.info("price_source_skipped", source=source.name, reason=exc.reason)
                 deferrals.append(exc)
             except RateLimited as exc:
                 seconds = (

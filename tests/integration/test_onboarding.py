@@ -13,9 +13,9 @@ import pytest
 from tests.fakeprovider import FakeProvider, Reply, fixture, recorded
 from tests.integration.conftest import claim, job_row, stored, symbol_row
 from worker.onboarding import Onboarder
-from worker.prices import synthetic
-from worker.prices.base import Window
-from worker.prices.ratelimit import SourceGate, resume
+from worker.prices import ratelimit, synthetic
+from worker.prices.base import SourcePaused, Window
+from worker.prices.ratelimit import Rate, SourceGate, resume
 from worker.queue import JobLost, Queue
 from worker.settings import SettingsError
 from worker.sql import prices as sql
@@ -534,3 +534,51 @@ async def test_a_success_resets_the_failure_count(
     assert (await onboarder.run(again)).outcome == "retried"
     assert await _failures(pool, "yahoo") == 1
     assert await SourceGate(pool, {}, max_wait_s=30.0).paused(["yahoo"]) == {}
+
+
+# --- pauses are checked before every request -------------------------------------------------
+
+
+async def test_acquire_refuses_a_paused_source_even_without_a_rate_limit(pool) -> None:
+    gate = SourceGate(pool, {"yahoo": None}, max_wait_s=30.0)
+    await gate.acquire("yahoo")  # not paused: nothing to wait for
+    await gate.pause("yahoo", 300.0, "yahoo: rate limited")
+    with pytest.raises(SourcePaused) as caught:
+        await gate.acquire("yahoo")
+    assert caught.value.delay_s > 290 and caught.value.reason == "yahoo: rate limited"
+
+
+async def test_acquire_checks_the_pause_again_after_waiting_for_its_slot(pool, monkeypatch) -> None:
+    gate = SourceGate(pool, {"polygon": Rate(5, "minute")}, max_wait_s=30.0)
+    await gate.acquire("polygon")  # the first slot: no wait
+
+    async def another_process_pauses_it_meanwhile(seconds: float) -> None:
+        assert 11 < seconds <= 12
+        await gate.pause("polygon", 60.0, "polygon: rate limited")
+
+    monkeypatch.setattr(ratelimit, "_sleep", another_process_pauses_it_meanwhile)
+    with pytest.raises(SourcePaused) as caught:
+        await gate.acquire("polygon")
+    assert caught.value.reason == "polygon: rate limited"
+
+
+async def test_in_process_retries_stop_when_another_process_paused_the_source(
+    provider: FakeProvider, pool, queue, onboarder_for
+) -> None:
+    """The first request fails (503) while another worker pauses the source: the retry must not
+    call it again; the job is deferred without spending an attempt."""
+    gate = SourceGate(pool, {}, max_wait_s=30.0)
+
+    async def pause_yahoo() -> None:
+        await gate.pause("yahoo", 300.0, "yahoo: rate limited (seen by another worker)")
+
+    provider.route(
+        MSFT_PATH, Reply(503, b"down", "text/plain", on_request=pause_yahoo), recorded(MSFT)
+    )
+    job = await claim(pool, queue, "MSFT")
+    result = await onboarder_for("yahoo", today=MSFT_TODAY, http_retries=3).run(job)
+
+    assert result.outcome == "deferred"
+    assert "seen by another worker" in (result.error or "")
+    assert len(provider.hits(MSFT_PATH)) == 1
+    assert (await job_row(pool, job))["attempts"] == 0

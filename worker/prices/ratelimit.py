@@ -23,6 +23,7 @@ from worker.settings import SettingsError
 from worker.sql import prices as sql
 
 log = structlog.get_logger()
+_sleep = asyncio.sleep  # the wait for a request slot (a seam for tests)
 
 PERIODS_S = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
@@ -92,9 +93,16 @@ class SourceGate:
         await conn.execute(sql.RESET_FAILURES, source)
 
     async def acquire(self, source: str) -> None:
-        """Wait for `source`'s next request slot; SourcePaused when paused or the slot is too far."""
+        """Wait for `source`'s next request slot; SourcePaused when paused or the slot is too far.
+
+        Called before every request, in-process retries included: a pause recorded by any
+        process (or by this job's previous attempt) stops the next request. Without a rate limit
+        that is one pause check; with one, the reservation refuses a paused source, and the
+        pause is checked again after waiting for the slot (another process may have paused the
+        source meanwhile)."""
         rate = self._rates.get(source)
         if rate is None:
+            await self._check_paused(source)
             return
         wait_s = await self._pool.fetchval(
             sql.RESERVE_REQUEST, source, rate.spacing_s, self._max_wait_s
@@ -111,7 +119,13 @@ class SourceGate:
             )
         if wait_s > 0:
             log.debug("price_request_slot_wait", source=source, wait_s=round(wait_s, 3))
-            await asyncio.sleep(wait_s)
+            await _sleep(wait_s)
+            await self._check_paused(source)
+
+    async def _check_paused(self, source: str) -> None:
+        paused = await self.paused([source])
+        if source in paused:
+            raise paused[source]
 
 
 async def resume(pool: asyncpg.Pool | asyncpg.Connection, source: str) -> bool:
