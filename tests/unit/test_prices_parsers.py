@@ -421,3 +421,35 @@ def test_check_source_config(tmp_path: Path) -> None:
         check_source_config(Settings(http_retries=-1), "yahoo")
     with pytest.raises(SettingsError, match="FMP_API_KEY"):
         check_source_config(Settings(), "fmp")
+
+
+@pytest.mark.parametrize(
+    ("text", "period"),
+    [
+        ("You have run over your hourly request allocation.", "hour"),
+        ("You have run over your daily request allocation.", "day"),
+        ("You have exceeded your monthly unique symbol request allocation", "month"),
+    ],
+)
+def test_tiingo_quota_pauses_until_its_period_resets(monkeypatch, text: str, period: str) -> None:
+    import worker.prices.tiingo as tiingo
+
+    resets = {"hour": 1111.0, "day": 2222.0, "month": 3333.0}
+    monkeypatch.setattr(tiingo, "seconds_until_next", lambda p, now=None: resets[p])
+    with pytest.raises(RateLimited) as caught:
+        parse_prices("X", Reply(429, json.dumps({"detail": f"Error: {text}"}).encode()))
+    assert caught.value.retry_after_s == resets[period]
+
+
+def test_fmp_limit_reach_without_retry_after_pauses_until_the_next_utc_day(monkeypatch) -> None:
+    import worker.prices.fmp as fmp
+
+    monkeypatch.setattr(fmp, "seconds_until_next", {"day": 2222.0}.__getitem__)
+    limit = b'{"Error Message": "Limit Reach . Please upgrade your plan"}'
+    for status in (200, 429):
+        with pytest.raises(RateLimited) as caught:
+            parse_eod("X", Reply(status, limit))
+        assert caught.value.retry_after_s == 2222.0
+    with pytest.raises(RateLimited) as caught:  # a Retry-After, when sent, wins
+        parse_eod("X", Reply(429, limit, retry_after="60"))
+    assert caught.value.retry_after_s == 60.0

@@ -195,6 +195,17 @@ def seconds_until_next(period: str, now: datetime | None = None) -> float:
     return (nxt - now).total_seconds()
 
 
+_QUOTA_PERIOD = re.compile(r"\b(hour|hourly|day|daily|month|monthly)\b")
+_PERIOD_OF = {"hourly": "hour", "daily": "day", "monthly": "month"}
+
+
+def quota_period(text: str) -> str | None:
+    """The period a quota message names ("hourly", "per day", "monthly" ...): "hour", "day" or
+    "month" (for seconds_until_next), or None."""
+    match = _QUOTA_PERIOD.search(text.lower())
+    return None if match is None else _PERIOD_OF.get(match.group(1), match.group(1))
+
+
 def classify_status(source: str, reply: Reply) -> None:
     """The HTTP statuses every source treats alike: 429, 408 and 5xx, redirects, HTML pages."""
     status = reply.status

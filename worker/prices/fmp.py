@@ -25,7 +25,9 @@ from worker.prices.base import (
     expect,
     foreign_404,
     iso_date,
+    quota_period,
     retry_after_s,
+    seconds_until_next,
 )
 from worker.prices.http import HttpSource
 from worker.prices.validate import load_json, normalize
@@ -65,7 +67,12 @@ def parse_eod(symbol: str, reply: Reply) -> list[RawBar]:
     """The rows of an end-of-day response, or a classified SourceError."""
     message = _error_message(reply)
     if message is not None and "limit reach" in message.lower():
-        raise RateLimited(NAME, f"quota used up ({message})", retry_after_s(reply.retry_after))
+        # No Retry-After in the measured answers: the quota is daily on the free plan (unless
+        # the message names another period), so pause until it resets at the next UTC period.
+        wait = retry_after_s(reply.retry_after)
+        if wait is None:
+            wait = seconds_until_next(quota_period(message) or "day")
+        raise RateLimited(NAME, f"quota used up ({message})", wait)
     classify_status(NAME, reply)
     if message is not None or reply.status != 200:
         raise _error(symbol, reply, message)

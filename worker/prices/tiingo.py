@@ -22,6 +22,7 @@ from worker.prices.base import (
     expect,
     foreign_404,
     iso_date,
+    quota_period,
     retry_after_s,
     seconds_until_next,
 )
@@ -84,12 +85,13 @@ def parse_prices(symbol: str, reply: Reply) -> list[RawBar]:
 
 
 def _check_allocation(reply: Reply) -> None:
-    """Tiingo's quota messages ("run over your hourly request allocation", "... monthly unique
-    symbol request allocation"), sent with 429 and by some accounts with 200."""
+    """Tiingo's quota messages ("run over your hourly request allocation", "... daily ...",
+    "... monthly unique symbol request allocation"), sent with 429 and by some accounts with 200:
+    the source pauses until the named period resets (UTC), unless Retry-After says otherwise."""
     text = reply.body[:2000].decode("utf-8", "replace").lower()
     if "allocation" not in text or reply.status not in (200, 429):
         return
-    period = next((p for p in ("hour", "day", "month") if p in text), None)
+    period = quota_period(text)
     wait = retry_after_s(reply.retry_after)
     if wait is None and period is not None:
         wait = seconds_until_next(period)
