@@ -118,6 +118,23 @@ async def test_an_active_symbol_is_never_downgraded_by_a_failed_refresh(
     ]
 
 
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [("delisted", "delisted"), ("error", "active"), ("active", "active"), (None, "active")],
+)
+async def test_storing_prices_activates_a_symbol_but_never_a_delisted_one(
+    provider, pool, queue, onboarder_for, before, after
+) -> None:
+    provider.route(MSFT_PATH, recorded(MSFT))
+    job = await claim(pool, queue, "MSFT")
+    await pool.execute("UPDATE symbol_universe SET status = $1 WHERE symbol = 'MSFT'", before)
+    result = await onboarder_for("yahoo", today=MSFT_TODAY).run(job)
+
+    assert result.outcome == "completed"
+    universe = await symbol_row(pool, "MSFT")
+    assert (universe["status"], universe["last_price_date"]) == (after, date(2022, 1, 28))
+
+
 async def test_a_missing_universe_row_is_created(provider, pool, queue, onboarder_for) -> None:
     provider.route(MSFT_PATH, recorded(MSFT))
     provider.route("/v8/finance/chart/ZZZZ", NOT_FOUND)

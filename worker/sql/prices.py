@@ -7,7 +7,8 @@ parameters: they run on asyncpg directly.
 
 # Store a batch, in one statement (one round trip; the job's transaction adds the completion):
 # 1. the symbol's universe row becomes active (created if missing: the enqueue trigger normally
-#    made it), with last_price_date the newest stored date: the newest of the rows already stored
+#    made it; only a pending, error, active or NULL status becomes active: a delisted symbol
+#    stays delisted), with last_price_date the newest stored date: the newest of the rows already stored
 #    (this statement's snapshot) and of the batch;
 # 2. the bars are upserted, set-based from parallel column arrays. Providers rewrite adjusted
 #    history, so an existing row is updated, but only when a value differs (an unchanged row is
@@ -33,7 +34,9 @@ WITH incoming AS (
                       WHERE symbol = $1::varchar),
                      (SELECT max(price_date) FROM incoming)))
     ON CONFLICT (symbol) DO UPDATE
-    SET status = 'active', last_price_date = EXCLUDED.last_price_date, updated_at = now()
+    SET status = CASE WHEN u.status IS NULL OR u.status IN ('pending', 'error', 'active')
+                      THEN 'active' ELSE u.status END,
+        last_price_date = EXCLUDED.last_price_date, updated_at = now()
     RETURNING u.last_price_date
 ), written AS (
     INSERT INTO symbol_prices_daily AS p
