@@ -1,8 +1,9 @@
 """A real HTTP server on 127.0.0.1 that replays recorded price-provider responses.
 
 Each path gets a script of replies: each request takes the next one, and the last one repeats.
-A reply can run a hook when its request arrives, be delayed (to trigger client timeouts) or truncated (the Content-Length promises
-more than is sent before the connection closes). Every request is recorded for assertions.
+A reply can run a hook when its request arrives, be delayed (to trigger client timeouts), drip
+its body slowly (to trigger the overall request limit) or be truncated (the Content-Length
+promises more than is sent before the connection closes). Every request is recorded for assertions.
 Plain asyncio streams, HTTP/1.1 with `Connection: close`: enough for httpx, nothing hidden.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "prices"
+DRIP_PIECES = 20
 REASONS = {
     200: "OK",
     302: "Found",
@@ -37,6 +39,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     truncate_at: int | None = None  # send only this many body bytes, then close
+    drip_s: float = 0.0  # send the body in DRIP_PIECES pieces, this long apart
     # Run when the request arrives, before answering (e.g. another worker pausing the source).
     on_request: Callable[[], Awaitable[None]] | None = field(default=None, compare=False)
 
@@ -133,5 +136,14 @@ class FakeProvider:
             "Connection: close",
             *(f"{k}: {v}" for k, v in reply.headers.items()),
         ]
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
-        await writer.drain()
+        if not reply.drip_s:
+            writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+            await writer.drain()
+            return
+        # A dripping server: every read gets a few bytes in time, the whole body never does.
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        step = max(1, -(-len(body) // DRIP_PIECES))
+        for start in range(0, len(body), step):
+            writer.write(body[start : start + step])
+            await writer.drain()
+            await asyncio.sleep(reply.drip_s)

@@ -484,11 +484,17 @@ async def test_server_error_then_success_is_retried_in_process(
     ("reply", "message"),
     [
         (Reply(delay_s=1.0), "timed out (ReadTimeout"),
+        # Each read gets bytes within the 0.1 s read timeout, but the body takes 2 s: the
+        # overall limit per request (2 x PRICE_HTTP_TIMEOUT_S) ends it.
+        (
+            Reply(body=b"[" + b" " * 4000 + b"]", drip_s=0.1 / 1.5),
+            "no complete response within 0.2 s",
+        ),
         (Reply(body=b'{"chart": {"result": [{"meta": '), "malformed JSON in the response"),
         (Reply(503, b"upstream down", "text/plain"), "server error (HTTP 503: upstream down)"),
         (None, "request failed (RemoteProtocolError"),
     ],
-    ids=["timeout", "malformed-json", "5xx", "truncated-body"],
+    ids=["timeout", "dripping-body", "malformed-json", "5xx", "truncated-body"],
 )
 @by_source
 async def test_transient_failures_go_back_to_the_queue_after_in_process_retries(

@@ -108,7 +108,17 @@ def build_sources(
             cls, url_field, key_field, _ = HTTP_SOURCES[name]
             assert client is not None, "HTTP sources need a client"
             secret = getattr(settings, key_field) if key_field else None
-            sources.append(cls(client, gate, getattr(settings, url_field), secret=secret))
+            sources.append(
+                cls(
+                    client,
+                    gate,
+                    getattr(settings, url_field),
+                    secret=secret,
+                    # The whole request (connect, headers, every read of the body): twice the
+                    # per-phase PRICE_HTTP_TIMEOUT_S, so a dripping server cannot hold a job.
+                    request_timeout_s=settings.http_timeout_s * 2,
+                )
+            )
         elif name == "database":
             sources.append(DatabaseSource(pool))
         elif name == "csv":

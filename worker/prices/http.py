@@ -1,6 +1,7 @@
 """What the HTTP sources share: one GET that returns a `Reply` or a classified error, and the
 guard that keeps API keys out of logs and error messages."""
 
+import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 
@@ -26,8 +27,12 @@ class HttpSource(PriceSource):
         base_url: str,
         *,
         secret: str | None = None,
+        request_timeout_s: float | None = None,
     ) -> None:
+        """`request_timeout_s` bounds each whole request (httpx's timeouts are per connect and
+        per read: a server dripping bytes would hold the job forever); None: no bound."""
         self._client = client
+        self._request_timeout_s = request_timeout_s
         self._gate = gate
         self._base_url = base_url.rstrip("/")
         self._secrets = (secret,) if secret else ()
@@ -41,6 +46,21 @@ class HttpSource(PriceSource):
     ) -> Reply:
         """One GET, after taking a request slot; transport failures become TransientSourceError."""
         await self._gate.acquire(self.name)
+        try:
+            async with asyncio.timeout(self._request_timeout_s):
+                return await self._get(url, params=params, headers=headers)
+        except TimeoutError:  # the overall limit (asyncio's), not httpx's per-phase timeouts
+            raise TransientSourceError(
+                self.name, f"timed out (no complete response within {self._request_timeout_s:g} s)"
+            ) from None
+
+    async def _get(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, str | int] | None,
+        headers: Mapping[str, str] | None,
+    ) -> Reply:
         try:
             async with self._client.stream("GET", url, params=params, headers=headers) as response:
                 body = bytearray()
