@@ -232,6 +232,63 @@ async def test_yahoo_non_us_exchange_uses_the_exchange_date(
     assert rows[0][4:] == (Decimal("34.4500"), Decimal("32.6325"), 1251)
 
 
+async def test_yahoo_bars_stamped_the_previous_utc_day_get_the_exchange_date(
+    provider, pool, queue, onboarder_for
+) -> None:
+    """ASX opens at 10:00 Sydney time (AEDT, UTC+11): each daily bar is stamped 23:00Z on the
+    previous UTC day. Taking the UTC date would shift every bar back by one day. (Hand-built
+    body in the shape of the recordings; values are illustrative.)"""
+    stamps = [int(datetime(2023, 1, day, 23, 0, tzinfo=UTC).timestamp()) for day in (2, 3, 4)]
+    document = {
+        "chart": {
+            "result": [
+                {
+                    "meta": {
+                        "currency": "AUD",
+                        "symbol": "BHP.AX",
+                        "exchangeName": "ASX",
+                        "exchangeTimezoneName": "Australia/Sydney",
+                        "gmtoffset": 39600,
+                        "timezone": "AEDT",
+                    },
+                    "timestamp": stamps,
+                    "indicators": {
+                        "quote": [
+                            {
+                                "open": [46.5, 46.9, 47.2],
+                                "high": [47.0, 47.3, 47.6],
+                                "low": [46.1, 46.6, 46.9],
+                                "close": [46.8, 47.1, 47.5],
+                                "volume": [5000000, 6000000, 7000000],
+                            }
+                        ],
+                        "adjclose": [{"adjclose": [44.1, 44.4, 44.8]}],
+                    },
+                }
+            ],
+            "error": None,
+        }
+    }
+    body = json.dumps(document).encode()
+    provider.route("/v8/finance/chart/BHP.AX", Reply(body=body))
+    job = await claim(pool, queue, "BHP.AX")
+    result = await onboarder_for("yahoo", today=date(2023, 1, 6), price_lookback_days=9).run(job)
+
+    assert result.outcome == "completed"
+    rows = await stored(pool, "BHP.AX")
+    assert [r[0] for r in rows] == [date(2023, 1, 3), date(2023, 1, 4), date(2023, 1, 5)]
+    assert rows[0][1:] == (
+        Decimal("46.5000"),
+        Decimal("47.0000"),
+        Decimal("46.1000"),
+        Decimal("46.8000"),
+        Decimal("44.1000"),
+        5000000,
+    )
+    assert rows == yahoo_expected(body, date(2022, 12, 27), date(2023, 1, 5))
+    assert (await symbol_row(pool, "BHP.AX"))["last_price_date"] == date(2023, 1, 5)
+
+
 async def test_yahoo_pence_listing_is_stored_as_quoted(
     provider, pool, queue, onboarder_for
 ) -> None:
