@@ -38,6 +38,7 @@ from tenacity import (
 )
 
 from worker.db import CONNECTION_ERRORS
+from worker.logs import redact_text
 from worker.prices import (
     HTTP_SOURCES,
     build_sources,
@@ -99,7 +100,8 @@ class Onboarder:
         self._queue = queue
         self._pool = pool
         self._today = today or (lambda: datetime.now(UTC).date())
-        self._secrets = source_secrets(settings, names)
+        # Longest first, so a key inside another is not half-hidden.
+        self._secrets = sorted(source_secrets(settings, names), key=len, reverse=True)
         self._client: httpx.AsyncClient | None = None
         if any(name in HTTP_SOURCES for name in names):
             timeout = settings.http_timeout_s
@@ -148,9 +150,7 @@ class Onboarder:
         return result
 
     def _masked(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return redact_text(text, self._secrets)
 
     async def _onboard(self, job: Job, log: FilteringBoundLogger) -> JobResult:
         window = self.window()

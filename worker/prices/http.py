@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 
 import httpx
 
+from worker.logs import redact_text
 from worker.prices.base import PriceSource, Reply, SourceError, TransientSourceError
 from worker.prices.ratelimit import SourceGate
 
@@ -89,10 +90,12 @@ class HttpSource(PriceSource):
 
 
 def scrub(exc: SourceError, secrets: Iterable[str]) -> SourceError:
-    for secret in secrets:
-        if secret and secret in exc.detail:
-            exc.detail = exc.detail.replace(secret, "***")
-            exc.args = (f"{exc.source}: {exc.detail}",)
+    """`exc` with the secrets (and any key-like query parameter) masked, by worker.logs'
+    redact_text: one masking rule for log lines and error messages."""
+    detail = redact_text(exc.detail, [s for s in secrets if s])
+    if detail != exc.detail:
+        exc.detail = detail
+        exc.args = (f"{exc.source}: {detail}",)
     return exc
 
 
@@ -107,17 +110,17 @@ class MaskSecrets(logging.Filter):
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self._secrets = tuple(s for s in secrets if s)
+        # Longest first, so a key inside another is not half-hidden.
+        self._secrets = tuple(sorted((s for s in secrets if s), key=len, reverse=True))
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except Exception:  # a malformed record is not ours to fix; let logging report it
             return True
-        if any(secret in message for secret in self._secrets):
-            for secret in self._secrets:
-                message = message.replace(secret, "***")
-            record.msg, record.args = message, None
+        masked = redact_text(message, self._secrets)
+        if masked != message:
+            record.msg, record.args = masked, None
         return True
 
     def attach(self) -> None:
