@@ -27,7 +27,7 @@ from tenacity import (
 
 from worker import analytics_cache, backfill, embedded, logs, migrate
 from worker import queue as queue_ops
-from worker.db import CONNECTION_ERRORS, SERVER_SETTINGS, DatabaseUrlError, asyncpg_dsn, redact
+from worker.db import CONNECTION_ERRORS, DatabaseUrlError, asyncpg_dsn, connect_options, redact
 from worker.settings import Settings, SettingsError
 from worker.sql import queue as sql
 from worker.symbols import InvalidPriorityError, InvalidSymbolError
@@ -60,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # last resort: the traceback to the log, one line for the operator
+        log.exception("fatal_error")
+        print(f"error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -223,8 +227,7 @@ async def _connect_pool(settings: Settings, url: str, *, retry: bool) -> asyncpg
             asyncpg_dsn(url),
             min_size=1,
             max_size=settings.concurrency + 1,
-            statement_cache_size=settings.statement_cache_size,
-            server_settings=SERVER_SETTINGS,
+            **connect_options(settings),
         )
 
     try:
@@ -248,9 +251,13 @@ async def _connect_pool(settings: Settings, url: str, *, retry: bool) -> asyncpg
         raise FatalError(f"cannot use database {redact(url)}: {exc}") from None
     except CONNECTION_ERRORS as exc:
         raise FatalError(f"database {redact(url)} is unreachable: {exc}") from None
-    except ValueError as exc:  # asyncpg's DSN parser
-        raise FatalError(f"invalid database URL {redact(url)}: {exc}") from None
+    except (ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise FatalError(f"cannot use database URL {redact(url)}: {_first_line(exc)}") from None
     raise AssertionError("unreachable")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 async def _check_schema(db: asyncpg.Pool | asyncpg.Connection) -> None:
@@ -259,6 +266,8 @@ async def _check_schema(db: asyncpg.Pool | asyncpg.Connection) -> None:
         current = await db.fetchval("SELECT version_num FROM alembic_version")
     except asyncpg.UndefinedTableError:
         current = None
+    except asyncpg.PostgresError as exc:
+        raise FatalError(f"cannot read the schema version: {_first_line(exc)}") from None
     if current != head:
         raise FatalError(
             f"database schema is at revision {current or 'none'}, expected {head}: "
@@ -277,8 +286,8 @@ async def _connection(settings: Settings, url: str) -> AsyncIterator[asyncpg.Con
         raise FatalError(f"cannot use database {redact(url)}: {exc}") from None
     except CONNECTION_ERRORS as exc:
         raise FatalError(f"database {redact(url)} is unreachable: {exc}") from None
-    except ValueError as exc:
-        raise FatalError(f"invalid database URL {redact(url)}: {exc}") from None
+    except (ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise FatalError(f"cannot use database URL {redact(url)}: {_first_line(exc)}") from None
     try:
         await _check_schema(conn)
         yield conn

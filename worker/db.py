@@ -1,20 +1,28 @@
 """Database URLs and engines: one place that knows how a URL is spelled for each driver."""
 
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+if TYPE_CHECKING:
+    from worker.settings import Settings
+
 _SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
 
-# What a lost or refused database connection looks like from asyncpg: network errors (OSError,
-# which includes timeouts), SQLSTATE classes 08 (connection) and 57 (operator intervention:
-# shutdown, pg_terminate_backend, "starting up"), and the client's own broken-connection states.
+# What a lost or refused database connection looks like from asyncpg: network errors and
+# timeouts (OSError), SQLSTATE class 08, the server shutting down, crashing, starting up or full
+# (57P01-57P03, 53300), and the client's own broken-connection states. Not a statement timeout
+# or a cancelled query (57014): those are the job's own failures and spend an attempt.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.InterfaceError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.InternalClientError,
 )
 
@@ -23,10 +31,22 @@ class DatabaseUrlError(ValueError):
     """The configured database URL cannot be used."""
 
 
-# Settings for the worker's own connections. force_custom_plan: a cached generic plan of the claim
-# cannot know that few rows are pending and may sort the whole pending set (seen in EXPLAIN:
-# 37 ms against 2 ms); planning these short statements each time costs microseconds.
-SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
+def connect_options(settings: "Settings") -> dict[str, Any]:
+    """asyncpg options for the worker's own connections (pool and claim connection).
+
+    force_custom_plan: a cached generic plan of the claim cannot know how few rows are pending
+    and may sort all of them (seen in EXPLAIN: 37 ms against 2 ms); planning these short
+    statements each time costs microseconds. Only with a statement cache: behind a
+    transaction-pooling proxy (cache size 0) statements are unnamed and planned each time anyway,
+    and the proxy would refuse the startup parameter.
+    """
+    options: dict[str, Any] = {
+        "statement_cache_size": settings.statement_cache_size,
+        "command_timeout": settings.command_timeout_s,
+    }
+    if settings.statement_cache_size > 0:
+        options["server_settings"] = {"plan_cache_mode": "force_custom_plan"}
+    return options
 
 
 def sqlalchemy_url(url: str) -> str:

@@ -65,38 +65,43 @@ class Housekeeper:
         return len(recovered)
 
     async def prune(self, *, max_batches: int | None = None) -> PruneResult | None:
-        """Prune old finished jobs (and extra sweeps); None if another worker holds the lock."""
+        """Prune old finished jobs (and extra sweeps); None if another worker is pruning."""
         async with self.pool.acquire() as conn:
-            if not await conn.fetchval(sql.TRY_LOCK_HOUSEKEEPING, sql.HOUSEKEEPING_LOCK_KEY):
+            completed = await self._batches(
+                conn, "completed", self.settings.prune_completed_days, max_batches
+            )
+            if completed is None:
                 return None
-            try:
-                result = PruneResult(
-                    completed=await self._batches(
-                        conn, "completed", self.settings.prune_completed_days, max_batches
-                    ),
-                    failed=await self._batches(
-                        conn, "failed", self.settings.prune_failed_days, max_batches
-                    ),
-                    extra={
-                        name: await sweep(conn, self.settings.prune_batch_size)
-                        for name, sweep in self.extra_sweeps.items()
-                    },
-                )
-            finally:
-                await conn.execute(sql.UNLOCK_HOUSEKEEPING, sql.HOUSEKEEPING_LOCK_KEY)
+            failed = await self._batches(
+                conn, "failed", self.settings.prune_failed_days, max_batches
+            )
+            extra: dict[str, int] = {}
+            for name, sweep in self.extra_sweeps.items():
+                async with conn.transaction():
+                    if await self._locked(conn):
+                        extra[name] = await sweep(conn, self.settings.prune_batch_size)
+        result = PruneResult(completed=completed, failed=failed or 0, extra=extra)
         if result.completed or result.failed or any(result.extra.values()):
             log.info(
                 "jobs_pruned", completed=result.completed, failed=result.failed, **result.extra
             )
         return result
 
+    @staticmethod
+    async def _locked(conn: asyncpg.Connection) -> bool:
+        return bool(await conn.fetchval(sql.TRY_LOCK_HOUSEKEEPING, sql.HOUSEKEEPING_LOCK_KEY))
+
     async def _batches(
         self, conn: asyncpg.Connection, status: str, days: float, max_batches: int | None
-    ) -> int:
+    ) -> int | None:
+        """Bounded batches, each its own transaction under the lock; None if the lock is taken."""
         total, batches = 0, 0
         batch = self.settings.prune_batch_size
         while max_batches is None or batches < max_batches:
-            deleted = await prune(conn, status, days, batch)
+            async with conn.transaction():
+                if not await self._locked(conn):
+                    return None if batches == 0 else total
+                deleted = await prune(conn, status, days, batch)
             total += deleted
             batches += 1
             if deleted < batch:

@@ -47,6 +47,7 @@ class Job:
     attempts: int  # including the current one
     requested_by: uuid.UUID | None
     created_at: datetime
+    started_at: datetime  # this claim's token: every statement that ends the claim presents it
 
 
 @dataclass(frozen=True)
@@ -97,17 +98,25 @@ class Queue:
                 attempts=r["attempts"],
                 requested_by=r["requested_by"],
                 created_at=r["created_at"],
+                started_at=r["started_at"],
             )
             for r in rows
         ]
 
     async def complete(self, db: Executor, job: Job) -> None:
         """Mark the job completed; raises JobLost if it is no longer ours."""
-        self._check_owned(await db.execute(sql.COMPLETE, job.id, self.worker_id), job)
+        self._check_owned(
+            await db.execute(sql.COMPLETE, job.id, self.worker_id, job.started_at), job
+        )
 
     async def complete_many(self, db: Executor, jobs: Sequence[Job]) -> None:
         """Complete a batch in one statement; raises JobLost naming any job no longer ours."""
-        rows = await db.fetch(sql.COMPLETE_MANY, [job.id for job in jobs], self.worker_id)
+        rows = await db.fetch(
+            sql.COMPLETE_MANY,
+            [job.id for job in jobs],
+            self.worker_id,
+            [job.started_at for job in jobs],
+        )
         lost = {job.id for job in jobs} - {row["id"] for row in rows}
         if lost:
             raise JobLost(f"jobs {sorted(map(str, lost))} are no longer held by {self.worker_id}")
@@ -116,7 +125,7 @@ class Queue:
         """A transient failure: pending again after a backoff, or failed after the last attempt."""
         delay = retry_delay_s(job.attempts, self.retry_base_s, self.retry_max_s)
         status = await db.fetchval(
-            sql.RETRY_LATER, job.id, self.worker_id, self.max_attempts, delay, error
+            sql.RETRY_LATER, job.id, self.worker_id, self.max_attempts, delay, error, job.started_at
         )
         if status is None:
             raise JobLost(f"job {job.id} ({job.symbol}) is no longer held by {self.worker_id}")
@@ -124,14 +133,17 @@ class Queue:
 
     async def fail(self, db: Executor, job: Job, error: str) -> None:
         """A permanent failure: failed at once with `error` for a person to act on."""
-        self._check_owned(await db.execute(sql.FAIL, job.id, self.worker_id, error), job)
+        self._check_owned(
+            await db.execute(sql.FAIL, job.id, self.worker_id, error, job.started_at), job
+        )
 
     async def release(
         self, db: Executor, job: Job, *, delay_s: float = 0.0, reason: str | None = None
     ) -> None:
         """Hand the job back to pending without spending an attempt."""
         self._check_owned(
-            await db.execute(sql.RELEASE, job.id, self.worker_id, delay_s, reason), job
+            await db.execute(sql.RELEASE, job.id, self.worker_id, delay_s, reason, job.started_at),
+            job,
         )
 
     async def heartbeat(self, db: Executor, job_ids: Sequence[uuid.UUID]) -> int:

@@ -15,14 +15,16 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Protocol
 
 import asyncpg
 import structlog
 
-from worker.db import CONNECTION_ERRORS, SERVER_SETTINGS
+from worker.db import CONNECTION_ERRORS, connect_options
 from worker.queue import Job, JobLost, Queue
 from worker.settings import Settings
+from worker.sql import queue as sql
 
 CHANNEL = "symbol_onboarding"
 LISTENER_PROBE_S = 10.0
@@ -66,7 +68,9 @@ class Runner:
         self._claim_conn: asyncpg.Connection | None = None
         self.burst = burst
         self.housekeeping = housekeeping
-        self._in_flight: dict[uuid.UUID, asyncio.Task[None]] = {}
+        # Keyed by claim (id and its started_at token): the same job claimed again after a
+        # recovery is another entry, never confused with a stale execution.
+        self._in_flight: dict[tuple[uuid.UUID, datetime], asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._abort = asyncio.Event()
@@ -91,6 +95,8 @@ class Runner:
             background.append(asyncio.create_task(self._housekeeping_loop(), name="housekeeping"))
         if self.listen_dsn is not None:
             background.append(asyncio.create_task(self._listen_loop(), name="listen"))
+        for task in background:
+            task.add_done_callback(self._background_ended)
         log.info(
             "worker_started",
             worker_id=self.queue.worker_id,
@@ -108,6 +114,14 @@ class Runner:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             log.info("worker_stopped", worker_id=self.queue.worker_id)
+
+    def _background_ended(self, task: asyncio.Task[None]) -> None:
+        """A background loop must never end while the worker runs: stop rather than run blind."""
+        if task.cancelled():
+            return
+        log.error("background_task_ended", task=task.get_name(), error=repr(task.exception()))
+        if not self._stopping.is_set():
+            self.request_stop()
 
     # --- claiming --------------------------------------------------------------------------------
 
@@ -130,34 +144,35 @@ class Runner:
                 for job in jobs:
                     self._start(job)
             if self.burst and not jobs and not self._in_flight:
-                log.info("burst_done")
-                return
+                if not await self._runnable_left():
+                    log.info("burst_done")
+                    return
             if jobs and len(jobs) == free:
                 continue
             await self._wait(self.settings.poll_interval_s)
 
-    async def _claim_connection(self) -> asyncpg.Connection:
-        """A connection of its own for claims, committing with synchronous_commit=off.
+    async def _runnable_left(self) -> bool:
+        """Burst mode: is a runnable job hidden from the claim by a lock held elsewhere?"""
+        try:
+            return bool(await self.pool.fetchval(sql.RUNNABLE_EXISTS))
+        except CONNECTION_ERRORS:
+            return True  # unknown: keep trying rather than report done
 
-        A claim then returns in about 0.5 ms instead of waiting ~4 ms for the WAL flush. It is
-        safe: a claim lost in a server crash leaves the job pending, and this worker's later
-        completion of it is fenced on `locked_by`, so it rolls back and the job simply runs again.
-        Completions keep the default, durable commit.
-        """
+    async def _claim_connection(self) -> asyncpg.Connection:
+        """A connection of its own for claims: no pool hand-off on the latency path."""
         if self._claim_conn is None or self._claim_conn.is_closed():
             if self._claim_conn is not None:
                 self._claim_conn.terminate()
             self._claim_conn = None
             self._claim_conn = await asyncpg.connect(
                 self.claim_dsn,
-                server_settings={**SERVER_SETTINGS, "synchronous_commit": "off"},
-                statement_cache_size=self.settings.statement_cache_size,
+                **connect_options(self.settings),
             )
         return self._claim_conn
 
     def _start(self, job: Job) -> None:
         task = asyncio.create_task(self._execute(job), name=f"job-{job.symbol}")
-        self._in_flight[job.id] = task
+        self._in_flight[(job.id, job.started_at)] = task
 
     async def _execute(self, job: Job) -> None:
         bound = log.bind(job_id=str(job.id), symbol=job.symbol, attempt=job.attempts)
@@ -177,8 +192,14 @@ class Runner:
                 error=result.error,
             )
         except asyncio.CancelledError:
-            await asyncio.shield(self._hand_back(job, "worker shut down before the job finished"))
-            bound.warning("job_finished", outcome="handed_back", duration_ms=elapsed_ms())
+            handed = await asyncio.shield(
+                self._hand_back(job, "worker shut down before the job finished")
+            )
+            bound.warning(
+                "job_finished",
+                outcome="handed_back" if handed else "abandoned",
+                duration_ms=elapsed_ms(),
+            )
             raise
         except JobLost as exc:
             bound.warning("job_finished", outcome="lost", duration_ms=elapsed_ms(), error=str(exc))
@@ -195,26 +216,37 @@ class Runner:
             with contextlib.suppress(JobLost, *CONNECTION_ERRORS):
                 await self.queue.retry_later(self.pool, job, f"worker error: {_describe(exc)}")
         finally:
-            self._in_flight.pop(job.id, None)
+            self._in_flight.pop((job.id, job.started_at), None)
             self._wake.set()
 
-    async def _hand_back(self, job: Job, reason: str) -> None:
-        """Return the job to pending now; if the database is away, recovery will do it later."""
+    async def _hand_back(self, job: Job, reason: str) -> bool:
+        """Return the job to pending now; if the database is away, the stall sweep will.
+
+        Bounded by the stall timeout, and cut short by an abort (second signal): each attempt
+        also has its own timeout, so a silent network cannot hold the shutdown.
+        """
         backoff = _Backoff(1.0)
         deadline = time.monotonic() + self.settings.stall_timeout_s
         while True:
+            remaining = deadline - time.monotonic()
             try:
-                await self.queue.release(self.pool, job, reason=reason)
+                await asyncio.wait_for(
+                    self.queue.release(self.pool, job, reason=reason), timeout=min(5.0, remaining)
+                )
                 log.info("job_handed_back", job_id=str(job.id), symbol=job.symbol)
-                return
+                return True
             except JobLost:
-                return
+                return False
             except CONNECTION_ERRORS as exc:
-                if time.monotonic() > deadline or self._abort.is_set():
-                    # Not heartbeated any more, so the stalled-job sweep returns it.
+                if time.monotonic() + 0.1 > deadline or self._abort.is_set():
+                    # Left processing: once this worker stops heartbeating it, the sweep returns it.
                     log.warning("job_hand_back_failed", job_id=str(job.id), error=_describe(exc))
-                    return
-                await asyncio.sleep(backoff.next_delay())
+                    return False
+                await self._wait_abort(backoff.next_delay())
+
+    async def _wait_abort(self, timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._abort.wait(), timeout_s)
 
     # --- waiting, listening, heartbeats, housekeeping --------------------------------------------
 
@@ -240,9 +272,11 @@ class Runner:
             )
             abort.cancel()
             finished.cancel()
+        await asyncio.sleep(0)  # tasks created by the last claim enter their handlers first
         for task in tasks:
             task.cancel()  # a no-op for jobs that finished; the rest hand their job back
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Hand-backs are bounded (see _hand_back); this bound is only a last resort.
+        await asyncio.wait(tasks, timeout=self.settings.stall_timeout_s + 5)
 
     async def _listen_loop(self) -> None:
         backoff = _Backoff(self.settings.reconnect_max_wait_s)
@@ -265,7 +299,7 @@ class Runner:
                     # A network cut is silent on an idle connection: probe it now and then.
                     await conn.execute("SELECT 1", timeout=5)
                 raise ConnectionResetError("LISTEN connection closed")
-            except CONNECTION_ERRORS as exc:
+            except Exception as exc:  # polling still finds work; keep trying to listen
                 self.listening.clear()
                 delay = backoff.next_delay()
                 log.warning("listener_lost", error=_describe(exc), retry_in_s=round(delay, 2))
@@ -281,9 +315,11 @@ class Runner:
             if not self._in_flight:
                 continue
             try:
-                await self.queue.heartbeat(self.pool, list(self._in_flight))
+                await self.queue.heartbeat(self.pool, [job_id for job_id, _ in self._in_flight])
             except CONNECTION_ERRORS as exc:
                 log.warning("heartbeat_failed", error=_describe(exc))
+            except Exception:  # never let the heartbeat die: live jobs would be taken away
+                log.exception("heartbeat_failed")
 
     async def _housekeeping_loop(self) -> None:
         assert self.housekeeping is not None
@@ -294,6 +330,8 @@ class Runner:
                 await self.housekeeping()
             except CONNECTION_ERRORS as exc:
                 log.warning("housekeeping_failed", error=_describe(exc))
+            except Exception:  # recovery must keep running: log and try again next round
+                log.exception("housekeeping_failed")
             self._wake.set()  # recovered jobs are claimable at once
 
 

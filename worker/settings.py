@@ -28,6 +28,9 @@ class Settings:
     embedded_pgdata: Path = _env("EMBEDDED_PGDATA", Path(".data/pg"))
     # 0 behind a transaction-pooling proxy (PgBouncer), which cannot keep prepared statements.
     statement_cache_size: int = _env("DATABASE_STATEMENT_CACHE_SIZE", 100)
+    # A statement that has not answered by then is treated as a lost connection (a silent
+    # network cut would otherwise hold a job, or the shutdown, forever).
+    command_timeout_s: float = _env("DATABASE_COMMAND_TIMEOUT_S", 60.0)
     # Runner
     concurrency: int = _env("WORKER_CONCURRENCY", 4)
     poll_interval_s: float = _env("WORKER_POLL_INTERVAL_S", 2.0)
@@ -100,6 +103,11 @@ class Settings:
 
     def validate(self) -> None:
         positive = (
+            "command_timeout_s",
+            "reconnect_max_wait_s",
+            "housekeeping_interval_s",
+            "prune_completed_days",
+            "prune_failed_days",
             "concurrency",
             "poll_interval_s",
             "heartbeat_interval_s",
@@ -112,6 +120,10 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{env_name(name)} must be > 0, got {getattr(self, name)!r}")
+        if self.shutdown_grace_s < 0:
+            raise SettingsError(
+                f"WORKER_SHUTDOWN_GRACE_S must be >= 0, got {self.shutdown_grace_s}"
+            )
         if self.stall_timeout_s <= 2 * self.heartbeat_interval_s:
             raise SettingsError(
                 "QUEUE_STALL_TIMEOUT_S must exceed twice QUEUE_HEARTBEAT_INTERVAL_S, "

@@ -139,10 +139,16 @@ BEGIN
                WHERE symbol = v_symbol AND status IN ('pending', 'processing')) THEN
         RETURN false;
     END IF;
-    UPDATE symbol_onboarding_queue
-    SET status = 'pending', attempts = 0, run_after = now(), started_at = NULL,
-        completed_at = NULL, locked_by = NULL, heartbeat_at = NULL
-    WHERE id = p_job_id;
+    BEGIN
+        UPDATE symbol_onboarding_queue
+        SET status = 'pending', attempts = 0, run_after = now(), started_at = NULL,
+            completed_at = NULL, locked_by = NULL, heartbeat_at = NULL
+        WHERE id = p_job_id;
+    EXCEPTION WHEN unique_violation THEN
+        RETURN false;  -- an enqueue of the same symbol won the race: it is live already
+    END;
+    UPDATE symbol_universe SET status = 'pending', updated_at = now()
+    WHERE symbol = v_symbol AND status = 'error';
     PERFORM pg_notify('symbol_onboarding', '');
     RETURN true;
 END $$;

@@ -178,6 +178,15 @@ async def test_workers_ride_out_a_database_restart(provider) -> None:
         assert queue_rows == 12 and prices == 12 * 10  # nothing lost, nothing duplicated
         for w in workers:
             assert any(e.get("event") == "listener_lost" for e in w.events), "restart unnoticed"
+        completions = [
+            e["symbol"]
+            for w in workers
+            for e in w.events
+            if e.get("event") == "job_finished" and e.get("outcome") == "completed"
+        ]
+        # No job ran to completion twice. (One may lack its line: a commit that succeeded just
+        # as the server went away looks "interrupted" to the worker; its row says completed.)
+        assert len(completions) == len(set(completions)) and set(completions) <= set(symbols)
     finally:
         server.stop()
 
@@ -206,8 +215,19 @@ async def test_logs_are_json_and_hold_no_secret(database_url, conn, provider) ->
         assert await worker.finish() == 0
     finally:
         await worker.kill()
-    output = "\n".join(worker.lines)
-    assert worker.lines and all(isinstance(json.loads(line), dict) for line in worker.lines)
+    # A database that cannot be reached: the URL (with its password) is in what gets logged.
+    unreachable = f"postgresql://postgres:{password}@127.0.0.1:1/postgres"
+    waiting = await start_worker(worker_env(unreachable, DATABASE_COMMAND_TIMEOUT_S="5"))
+    try:
+        await waiting.wait_for("database_unavailable")
+        waiting.proc.send_signal(signal.SIGTERM)
+        assert await waiting.finish() == 0
+    finally:
+        await waiting.kill()
+    lines = worker.lines + waiting.lines
+    output = "\n".join(lines)
+    assert all(isinstance(json.loads(line), dict) for line in lines)
+    assert "postgres:***@127.0.0.1:1" in output
     assert password not in output and key not in output
 
 

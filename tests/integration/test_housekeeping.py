@@ -72,10 +72,11 @@ async def test_rounds_are_bounded_per_call(pool, conn) -> None:
 async def test_only_one_worker_prunes_at_a_time(pool, conn, database_url) -> None:
     holder = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
-        assert await holder.fetchval(sql.TRY_LOCK_HOUSEKEEPING, sql.HOUSEKEEPING_LOCK_KEY)
-        assert await Housekeeper(settings(), pool, Queue("second")).prune() is None
+        async with holder.transaction():  # another worker in the middle of a batch
+            assert await holder.fetchval(sql.TRY_LOCK_HOUSEKEEPING, sql.HOUSEKEEPING_LOCK_KEY)
+            assert await Housekeeper(settings(), pool, Queue("second")).prune() is None
     finally:
-        await holder.close()  # the lock goes with its session
+        await holder.close()
     assert await Housekeeper(settings(), pool, Queue("second")).prune() is not None
 
 
@@ -88,3 +89,27 @@ async def test_pruning_waits_for_its_interval(pool, conn) -> None:
     )
     await keeper()  # within the interval: recovery only
     assert await conn.fetchval("SELECT count(*) FROM symbol_onboarding_queue") == 1
+
+
+async def test_fractional_days_are_not_truncated(pool, conn) -> None:
+    await conn.execute(
+        "INSERT INTO symbol_onboarding_queue (symbol, status, completed_at) VALUES"
+        " ('FRESH', 'completed', now() - interval '1 second'),"
+        " ('HALFDAY', 'completed', now() - interval '13 hours')"
+    )
+    keeper = Housekeeper(settings(prune_completed_days=0.5), pool, Queue("keeper"))
+    assert (await keeper.prune()).completed == 1
+    assert await conn.fetchval("SELECT symbol FROM symbol_onboarding_queue") == "FRESH"
+    huge = Housekeeper(settings(prune_failed_days=36500.0), pool, Queue("keeper"))
+    assert (await huge.prune()).failed == 0  # no overflow
+
+
+async def test_a_failed_last_attempt_marks_a_pending_symbol_error(pool, conn) -> None:
+    await conn.execute("INSERT INTO symbol_onboarding_queue (symbol) VALUES ('GONE')")
+    await Queue("dead", max_attempts=1).claim(conn)
+    await conn.execute("UPDATE symbol_onboarding_queue SET heartbeat_at = now() - interval '1 min'")
+    keeper = Housekeeper(settings(max_attempts=1), pool, Queue("keeper", max_attempts=1))
+    assert await keeper.recover_stalled() == 1
+    assert (
+        await conn.fetchval("SELECT status FROM symbol_universe WHERE symbol = 'GONE'") == "error"
+    )

@@ -1,6 +1,7 @@
 """Queue core against real PostgreSQL: claim order, concurrency, lifecycle, recovery, pruning."""
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sys
@@ -119,7 +120,7 @@ async def test_claim_uses_the_claim_index_at_a_realistic_size(conn) -> None:
     )
     await conn.execute("ALTER TABLE symbol_onboarding_queue ENABLE TRIGGER USER")
     await conn.execute("ANALYZE symbol_onboarding_queue")
-    claim_select = sql.CLAIM.split("WITH next AS (")[1].split(")\nUPDATE")[0].replace("$2", "10")
+    claim_select = sql.CLAIM.split("next AS (")[1].split(")\nUPDATE")[0].replace("$2", "10")
     plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + claim_select))
     assert "idx_queue_claim" in plan, plan
     assert "Seq Scan" not in plan, plan
@@ -133,7 +134,7 @@ async def test_claim_uses_the_claim_index_at_a_realistic_size(conn) -> None:
     await Queue("w").claim(conn, 500)
     await conn.execute("ANALYZE symbol_onboarding_queue")
     job_id = await conn.fetchval("SELECT id FROM symbol_onboarding_queue LIMIT 1")
-    complete = sql.COMPLETE.replace("$1", f"'{job_id}'").replace("$2", "'w'")
+    complete = sql.COMPLETE.replace("$1", f"'{job_id}'").replace("$2", "'w'").replace("$3", "now()")
     plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + complete))
     assert "Index Cond: (" in plan and "id = " in plan.split("Index Cond:")[1], plan
 
@@ -246,7 +247,11 @@ async def test_a_live_job_is_never_stolen_however_long_it_runs(conn) -> None:
     worker = Queue("slow")
     (job,) = await worker.claim(conn)
     # Started long ago, but its worker keeps heartbeating.
-    await conn.execute("UPDATE symbol_onboarding_queue SET started_at = now() - interval '6 hours'")
+    started = await conn.fetchval(
+        "UPDATE symbol_onboarding_queue SET started_at = now() - interval '6 hours'"
+        " RETURNING started_at"
+    )
+    job = dataclasses.replace(job, started_at=started)
     assert await worker.heartbeat(conn, [job.id]) == 1
     assert await Queue("other").recover_stalled(conn, stall_timeout_s=30) == []
     await worker.complete(conn, job)
@@ -392,3 +397,60 @@ async def test_operator_retry_of_failed_jobs(conn) -> None:
     assert rows["A"]["attempts"] == 0 and rows["A"]["error_message"] == "boom"
     # Runnable order: C's new job was enqueued before A and B were retried.
     assert [j.symbol for j in await Queue("w2").claim(conn, 3)] == ["C", "A", "B"]
+
+
+async def test_a_stale_execution_cannot_end_the_same_workers_next_claim(conn) -> None:
+    """Fencing is per claim: recovered and re-claimed by the same worker, the old run is lost."""
+    await enqueue(conn, ["AAPL"])
+    worker = Queue("w")
+    (first,) = await worker.claim(conn)
+    await conn.execute("UPDATE symbol_onboarding_queue SET heartbeat_at = now() - interval '1 min'")
+    await worker.recover_stalled(conn, stall_timeout_s=30)
+    (second,) = await worker.claim(conn)
+    assert second.id == first.id and second.started_at != first.started_at
+    for end in (worker.complete, worker.fail, worker.retry_later, worker.release):
+        args = ("boom",) if end in (worker.fail, worker.retry_later) else ()
+        with pytest.raises(JobLost):
+            await end(conn, first, *args)
+    await worker.complete(conn, second)
+
+
+async def test_heartbeat_skips_a_row_locked_by_an_open_enqueue(database_url, conn) -> None:
+    await enqueue(conn, ["AAPL", "MSFT"])
+    worker = Queue("w")
+    jobs = await worker.claim(conn, 2)
+    backend = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        tx = backend.transaction()
+        await tx.start()
+        await backend.fetchval("SELECT enqueue_symbol_onboarding('AAPL', 'high')")  # row lock
+        beat = await asyncio.wait_for(worker.heartbeat(conn, [j.id for j in jobs]), 5)
+        assert beat == 1  # MSFT now; AAPL next time, without waiting for the backend
+        await tx.rollback()
+    finally:
+        await backend.close()
+
+
+async def test_retry_racing_an_enqueue_returns_false_instead_of_raising(conn) -> None:
+    await enqueue(conn, ["AAPL"])
+    worker = Queue("w", max_attempts=1)
+    (job,) = await worker.claim(conn)
+    await worker.fail(conn, job, "boom")
+    await conn.execute("UPDATE symbol_universe SET status = 'error' WHERE symbol = 'AAPL'")
+    # The race, made deterministic: a live job appears between the check and the update.
+    await conn.execute(
+        "CREATE FUNCTION sneak() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " INSERT INTO symbol_onboarding_queue (symbol) VALUES (NEW.symbol); RETURN NEW; END $$"
+    )
+    await conn.execute(
+        "CREATE TRIGGER sneak BEFORE UPDATE OF status ON symbol_onboarding_queue"
+        " FOR EACH ROW WHEN (NEW.status = 'pending') EXECUTE FUNCTION sneak()"
+    )
+    assert await q.retry_job(conn, job.id) is False
+    assert await q.retry_failed(conn) == 0
+    await conn.execute("DROP TRIGGER sneak ON symbol_onboarding_queue")
+    await conn.execute("DELETE FROM symbol_onboarding_queue WHERE status = 'pending'")
+    assert await q.retry_job(conn, job.id) is True
+    assert (
+        await conn.fetchval("SELECT status FROM symbol_universe WHERE symbol = 'AAPL'") == "pending"
+    )

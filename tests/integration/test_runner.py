@@ -207,3 +207,72 @@ async def test_poll_only_mode_without_listen(pool, database_url, conn) -> None:
     assert runner.listener_connects == 0
     runner.request_stop()
     await asyncio.wait_for(task, 10)
+
+
+async def test_background_failures_do_not_stop_recovery(pool, database_url, conn) -> None:
+    rounds: list[int] = []
+
+    async def flaky_housekeeping() -> None:
+        rounds.append(len(rounds))
+        if len(rounds) <= 2:
+            raise ValueError("numeric field overflow")  # not a connection error
+
+    settings = make_settings(stall_timeout_s=0.6, heartbeat_interval_s=0.1)
+    queue = Queue("bg")
+    handler = RecordingHandler(queue, pool)
+    runner = Runner(
+        settings,
+        pool,
+        queue,
+        handler,
+        claim_dsn=asyncpg_dsn(database_url),
+        housekeeping=flaky_housekeeping,
+    )
+    task = asyncio.create_task(runner.run())
+    await wait_until(lambda: _true_when(len(rounds) >= 4), timeout_s=5)
+    assert not task.done()
+    runner.request_stop()
+    await asyncio.wait_for(task, 10)
+
+
+async def _true_when(value: bool) -> bool:
+    return value
+
+
+async def test_burst_waits_for_a_runnable_job_locked_elsewhere(pool, database_url, conn) -> None:
+    await conn.execute("INSERT INTO symbol_onboarding_queue (symbol) VALUES ('IBM')")
+    backend = await asyncpg.connect(asyncpg_dsn(database_url))
+    tx = backend.transaction()
+    await tx.start()
+    await backend.fetchval("SELECT enqueue_symbol_onboarding('IBM', 'high')")  # holds the row
+    runner, handler = runner_for(pool, database_url, burst=True, poll_interval_s=0.1)
+    task = asyncio.create_task(runner.run())
+    await asyncio.sleep(0.5)
+    assert not task.done()  # the claim skips the locked row, but burst must not call it done
+    await tx.commit()
+    await backend.close()
+    await asyncio.wait_for(task, 10)
+    assert handler.ran == ["IBM"]
+
+
+@dataclass
+class CrashingHandler:
+    async def run(self, job: Job) -> Result:
+        raise KeyError("a bug in the handler")
+
+
+async def test_a_handler_bug_spends_an_attempt_and_keeps_the_job(pool, database_url, conn) -> None:
+    await conn.execute("INSERT INTO symbol_onboarding_queue (symbol) VALUES ('BUG')")
+    queue = Queue("crash", retry_base_s=60)
+    runner = Runner(
+        make_settings(),
+        pool,
+        queue,
+        CrashingHandler(),
+        claim_dsn=asyncpg_dsn(database_url),
+        burst=True,
+    )
+    await asyncio.wait_for(runner.run(), 10)
+    row = await conn.fetchrow("SELECT status, attempts, error_message FROM symbol_onboarding_queue")
+    assert (row["status"], row["attempts"]) == ("pending", 1)
+    assert "KeyError" in row["error_message"] and "a bug in the handler" in row["error_message"]
