@@ -312,8 +312,10 @@ class Runner:
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval_s)
-            if not self._in_flight:
-                continue
+            await self._heartbeat_once()
+
+    async def _heartbeat_once(self) -> None:
+        if self._in_flight:
             try:
                 await self.queue.heartbeat(self.pool, [job_id for job_id, _ in self._in_flight])
             except CONNECTION_ERRORS as exc:
@@ -326,6 +328,8 @@ class Runner:
         interval = min(self.settings.stall_timeout_s / 3, self.settings.housekeeping_interval_s)
         while True:
             await asyncio.sleep(interval)
+            # Our own jobs first, so that after an outage our sweep never takes them from us.
+            await self._heartbeat_once()
             try:
                 await self.housekeeping()
             except CONNECTION_ERRORS as exc:

@@ -20,7 +20,7 @@ async def pool(database_url: str):
 
 
 def settings(**overrides: object) -> Settings:
-    base = {"prune_batch_size": 10, "stall_timeout_s": 30.0, "housekeeping_interval_s": 0.0}
+    base = {"prune_batch_size": 10, "stall_timeout_s": 2.0, "housekeeping_interval_s": 0.0}
     return Settings(**{**base, **overrides})  # type: ignore[arg-type]
 
 

@@ -223,9 +223,9 @@ async def test_stalled_job_is_recovered_and_the_old_owner_is_fenced_out(conn) ->
     await enqueue(conn, ["AAPL"])
     dead, alive = Queue("dead"), Queue("alive")
     (job,) = await dead.claim(conn)
-    await conn.execute("UPDATE symbol_onboarding_queue SET heartbeat_at = now() - interval '31 s'")
+    await conn.execute("UPDATE symbol_onboarding_queue SET heartbeat_at = now() - interval '3 s'")
 
-    recovered = await alive.recover_stalled(conn, stall_timeout_s=30)
+    recovered = await alive.recover_stalled(conn, stall_timeout_s=2)
     assert [(r.symbol, r.status) for r in recovered] == [("AAPL", "pending")]
     assert (
         "worker dead stopped responding during attempt 1"
@@ -253,7 +253,7 @@ async def test_a_live_job_is_never_stolen_however_long_it_runs(conn) -> None:
     )
     job = dataclasses.replace(job, started_at=started)
     assert await worker.heartbeat(conn, [job.id]) == 1
-    assert await Queue("other").recover_stalled(conn, stall_timeout_s=30) == []
+    assert await Queue("other").recover_stalled(conn, stall_timeout_s=2) == []
     await worker.complete(conn, job)
 
 
@@ -264,7 +264,7 @@ async def test_recovery_of_the_last_attempt_fails_the_job(conn) -> None:
     await conn.execute(
         "UPDATE symbol_onboarding_queue SET heartbeat_at = now() - interval '1 hour'"
     )
-    (recovered,) = await worker.recover_stalled(conn, stall_timeout_s=30)
+    (recovered,) = await worker.recover_stalled(conn, stall_timeout_s=2)
     assert recovered.status == "failed"
     assert (await job_row(conn, "BOOM"))["completed_at"] is not None
 
@@ -405,7 +405,7 @@ async def test_a_stale_execution_cannot_end_the_same_workers_next_claim(conn) ->
     worker = Queue("w")
     (first,) = await worker.claim(conn)
     await conn.execute("UPDATE symbol_onboarding_queue SET heartbeat_at = now() - interval '1 min'")
-    await worker.recover_stalled(conn, stall_timeout_s=30)
+    await worker.recover_stalled(conn, stall_timeout_s=2)
     (second,) = await worker.claim(conn)
     assert second.id == first.id and second.started_at != first.started_at
     for end in (worker.complete, worker.fail, worker.retry_later, worker.release):
@@ -454,3 +454,16 @@ async def test_retry_racing_an_enqueue_returns_false_instead_of_raising(conn) ->
     assert (
         await conn.fetchval("SELECT status FROM symbol_universe WHERE symbol = 'AAPL'") == "pending"
     )
+
+
+async def test_no_recovery_right_after_a_server_start(conn) -> None:
+    """After a restart, live workers get one stall timeout to heartbeat again first."""
+    await enqueue(conn, ["AAPL"])
+    await Queue("w").claim(conn)
+    await conn.execute("UPDATE symbol_onboarding_queue SET heartbeat_at = now() - interval '1 day'")
+    uptime_s = await conn.fetchval(
+        "SELECT extract(epoch FROM now() - pg_postmaster_start_time())::float8"
+    )
+    # A stall timeout longer than the server has been up: as if it had just restarted.
+    assert await Queue("x").recover_stalled(conn, stall_timeout_s=uptime_s + 3600) == []
+    assert [r.symbol for r in await Queue("x").recover_stalled(conn, stall_timeout_s=1)] == ["AAPL"]

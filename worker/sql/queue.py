@@ -104,12 +104,15 @@ WHERE q.id = mine.id
 
 # Jobs whose worker stopped heartbeating for $1 seconds go back to pending (or fail, when that
 # was their last attempt). SKIP LOCKED: a job being completed right now is not touched.
+# Not within $1 seconds of a server start: after a restart every live worker needs one stall
+# timeout to reconnect and heartbeat again, or the first sweep would take their jobs.
 RECOVER_STALLED = """
 WITH stalled AS (
     SELECT id
     FROM symbol_onboarding_queue
     WHERE status = 'processing'
       AND coalesce(heartbeat_at, started_at, created_at) < now() - make_interval(secs => $1)
+      AND pg_postmaster_start_time() < now() - make_interval(secs => $1)
     FOR UPDATE SKIP LOCKED
 ),
 recovered AS (
