@@ -432,19 +432,19 @@ def test_check_source_config(tmp_path: Path) -> None:
     ],
 )
 def test_tiingo_quota_pauses_until_its_period_resets(monkeypatch, text: str, period: str) -> None:
-    import worker.prices.tiingo as tiingo
+    import worker.prices.http as http  # where every source's quota pause is computed
 
     resets = {"hour": 1111.0, "day": 2222.0, "month": 3333.0}
-    monkeypatch.setattr(tiingo, "seconds_until_next", lambda p, now=None: resets[p])
+    monkeypatch.setattr(http, "seconds_until_next", lambda p, now=None: resets[p])
     with pytest.raises(RateLimited) as caught:
         parse_prices("X", Reply(429, json.dumps({"detail": f"Error: {text}"}).encode()))
     assert caught.value.retry_after_s == resets[period]
 
 
 def test_fmp_limit_reach_without_retry_after_pauses_until_the_next_utc_day(monkeypatch) -> None:
-    import worker.prices.fmp as fmp
+    import worker.prices.http as http  # where every source's quota pause is computed
 
-    monkeypatch.setattr(fmp, "seconds_until_next", {"day": 2222.0}.__getitem__)
+    monkeypatch.setattr(http, "seconds_until_next", {"day": 2222.0}.__getitem__)
     limit = b'{"Error Message": "Limit Reach . Please upgrade your plan"}'
     for status in (200, 429):
         with pytest.raises(RateLimited) as caught:

@@ -10,29 +10,31 @@ scrubbed of the key.
 """
 
 from worker.prices.base import (
-    Bar,
     InvalidData,
-    PermanentSourceError,
-    RateLimited,
     RawBar,
     Reply,
-    SourceAuthError,
     SourceError,
-    SymbolNotFound,
     Window,
     classify_status,
     excerpt,
     expect,
-    foreign_404,
     iso_date,
-    quota_period,
-    retry_after_s,
-    seconds_until_next,
 )
-from worker.prices.http import HttpSource
-from worker.prices.validate import load_json, normalize
+from worker.prices.http import (
+    ErrorWords,
+    HttpSource,
+    Page,
+    Request,
+    error_for_status,
+    error_text,
+    json_or_none,
+    quota_used_up,
+    said,
+)
+from worker.prices.validate import load_json
 
 NAME = "fmp"
+WORDS = ErrorWords(NAME, key_setting="FMP_API_KEY")
 PLAN_ERRORS = (
     "legacy endpoint",
     "premium",
@@ -45,8 +47,8 @@ PLAN_ERRORS = (
 class FmpSource(HttpSource):
     name = NAME
 
-    async def fetch(self, symbol: str, window: Window) -> list[Bar]:
-        reply = await self.get(
+    def request(self, symbol: str, window: Window) -> Request:
+        return Request(
             f"{self._base_url}/stable/historical-price-eod/full",
             params={
                 "symbol": symbol,
@@ -56,11 +58,9 @@ class FmpSource(HttpSource):
             },
             headers={"Accept": "application/json"},
         )
-        try:
-            rows = parse_eod(symbol, reply)
-        except SourceError as exc:
-            raise self.scrub(exc) from None
-        return normalize(NAME, symbol, rows, window)
+
+    def parse(self, symbol: str, reply: Reply) -> Page:
+        return Page(parse_eod(symbol, reply))
 
 
 def parse_eod(symbol: str, reply: Reply) -> list[RawBar]:
@@ -69,10 +69,7 @@ def parse_eod(symbol: str, reply: Reply) -> list[RawBar]:
     if message is not None and "limit reach" in message.lower():
         # No Retry-After in the measured answers: the quota is daily on the free plan (unless
         # the message names another period), so pause until it resets at the next UTC period.
-        wait = retry_after_s(reply.retry_after)
-        if wait is None:
-            wait = seconds_until_next(quota_period(message) or "day")
-        raise RateLimited(NAME, f"quota used up ({message})", wait)
+        raise quota_used_up(NAME, reply, f"quota used up ({message})", message, "day")
     classify_status(NAME, reply)
     if message is not None or reply.status != 200:
         raise _error(symbol, reply, message)
@@ -109,37 +106,26 @@ def _error_message(reply: Reply) -> str | None:
     """The text of an `{"Error Message": ...}` body, whatever the status."""
     if b"Error Message" not in reply.body[:4096]:
         return None
-    try:
-        document = load_json(NAME, reply.body)
-    except SourceError:
+    document = json_or_none(NAME, reply.body)
+    if document is None:
         return excerpt(reply.body)
-    if isinstance(document, dict) and isinstance(document.get("Error Message"), str):
-        return excerpt(document["Error Message"], 200)
-    return None
-
-
-def _is_fmp_error(reply: Reply) -> bool:
-    """FMP's own JSON error shape: `{"Error Message": "..."}`."""
-    try:
-        document = load_json(NAME, reply.body)
-    except SourceError:
-        return False
-    return isinstance(document, dict) and isinstance(document.get("Error Message"), str)
+    return error_text(document, "Error Message", limit=200)
 
 
 def _error(symbol: str, reply: Reply, message: str | None) -> SourceError:
-    said = message or excerpt(reply.body) or "no body"
-    lowered = said.lower()
-    if reply.status == 401 or "api key" in lowered:
-        return SourceAuthError(
-            NAME, f"API key rejected (HTTP {reply.status}: {said}); check FMP_API_KEY"
-        )
-    if reply.status in (402, 403) or any(p in lowered for p in PLAN_ERRORS):
-        return SourceAuthError(
-            NAME, f"the plan does not cover this request (HTTP {reply.status}: {said})"
-        )
-    if reply.status == 404:
-        if _is_fmp_error(reply):
-            return SymbolNotFound(NAME, f"unknown symbol {symbol} (HTTP 404: {said})")
-        return foreign_404(NAME, reply)
-    return PermanentSourceError(NAME, f"request refused (HTTP {reply.status}: {said})")
+    text = said(reply, message)
+    lowered = text.lower()
+    key_rejected = reply.status == 401 or "api key" in lowered
+    plan_refused = reply.status in (402, 403) or any(p in lowered for p in PLAN_ERRORS)
+    # FMP's own error shape is `{"Error Message": ...}`; one that names the key or the plan is
+    # about the key or the plan, not the symbol.
+    own_error = error_text(json_or_none(NAME, reply.body), "Error Message") is not None
+    return error_for_status(
+        WORDS,
+        symbol,
+        reply,
+        text,
+        not_found=reply.status == 404 and own_error and not (key_rejected or plan_refused),
+        key_rejected=key_rejected,
+        plan_refused=plan_refused,
+    )

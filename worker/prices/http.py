@@ -1,15 +1,41 @@
-"""What the HTTP sources share: one GET that returns a `Reply` or a classified error, and the
-guard that keeps API keys out of logs and error messages."""
+"""What the HTTP sources share: the fetch skeleton (request -> GET -> parse -> scrub ->
+normalize), one GET that returns a `Reply` or a classified error, the mapping of a refused
+request to an error class, and the guard that keeps API keys out of logs and error messages.
+
+A source module says only what differs: the request it sends, how it reads a reply, and the few
+hooks of `error_for_status` where its provider answers differently."""
 
 import asyncio
 import logging
+from abc import abstractmethod
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import httpx
 
 from worker.logs import redact_text
-from worker.prices.base import PriceSource, Reply, SourceError, TransientSourceError
+from worker.prices.base import (
+    Bar,
+    InvalidData,
+    PermanentSourceError,
+    PriceSource,
+    RateLimited,
+    RawBar,
+    Reply,
+    SourceAuthError,
+    SourceError,
+    SymbolNotFound,
+    TransientSourceError,
+    Window,
+    excerpt,
+    foreign_404,
+    quota_period,
+    retry_after_s,
+    seconds_until_next,
+)
 from worker.prices.ratelimit import SourceGate
+from worker.prices.validate import load_json, normalize
 
 # One year of daily bars is about 30 KB; anything far bigger is not what we asked for.
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -18,8 +44,28 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 URL_LOGGERS = ("httpx",)
 
 
+class Request(NamedTuple):
+    """One GET a source wants sent."""
+
+    url: str
+    params: Mapping[str, str | int] | None = None
+    headers: Mapping[str, str] | None = None
+
+
+class Page(NamedTuple):
+    """What one reply held: its rows and, for a paged answer, the request for the next page."""
+
+    rows: list[RawBar]
+    next: Request | None = None
+
+
 class HttpSource(PriceSource):
-    """A source behind one HTTP API (base URL from the environment, so tests can redirect it)."""
+    """A source behind one HTTP API (base URL from the environment, so tests can redirect it).
+
+    Subclasses say which `request` to send and how to `parse` a reply; `fetch` does the rest."""
+
+    # More than one only for paged APIs; a longer chain is a provider bug or a loop.
+    max_pages = 1
 
     def __init__(
         self,
@@ -37,6 +83,29 @@ class HttpSource(PriceSource):
         self._gate = gate
         self._base_url = base_url.rstrip("/")
         self._secrets = (secret,) if secret else ()
+
+    @abstractmethod
+    def request(self, symbol: str, window: Window) -> Request:
+        """The first (usually only) GET for `symbol`'s bars in `window`."""
+
+    @abstractmethod
+    def parse(self, symbol: str, reply: Reply) -> Page:
+        """The rows of one reply (and the next page's request), or a classified SourceError."""
+
+    async def fetch(self, symbol: str, window: Window) -> list[Bar]:
+        request = self.request(symbol, window)
+        rows: list[RawBar] = []
+        for _ in range(self.max_pages):
+            reply = await self.get(request.url, params=request.params, headers=request.headers)
+            try:
+                page = self.parse(symbol, reply)
+            except SourceError as exc:
+                raise self.scrub(exc) from None
+            rows.extend(page.rows)
+            if page.next is None:
+                return normalize(self.name, symbol, rows, window)
+            request = page.next
+        raise InvalidData(self.name, f"more than {self.max_pages} pages of daily bars for {symbol}")
 
     async def get(
         self,
@@ -97,6 +166,89 @@ def scrub(exc: SourceError, secrets: Iterable[str]) -> SourceError:
         exc.detail = detail
         exc.args = (f"{exc.source}: {detail}",)
     return exc
+
+
+# --- the error side of a reply -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ErrorWords:
+    """How a source words its refusals (providers differ: "ticker" or "symbol", "token" or
+    "API key"), so the messages stay the ones a person knows to act on."""
+
+    source: str
+    key_setting: str = ""  # the setting to check when the key is rejected
+    noun: str = "symbol"
+    credential: str = "API key"
+    plan: str = "the plan does not cover this request"
+    plan_hint: str = ""
+
+
+def error_for_status(
+    words: ErrorWords,
+    symbol: str,
+    reply: Reply,
+    said: str,
+    *,
+    not_found: bool = False,
+    special: SourceError | None = None,
+    key_rejected: bool = False,
+    plan_refused: bool = False,
+) -> SourceError:
+    """The error for a refused request (a status `classify_status` let through, or an error body),
+    in this order: the provider's own not-found answer (`not_found`); any other 404, which says
+    nothing about the symbol (`foreign_404`); the source's own `special` case; a rejected key; a
+    plan that does not cover the request; else a permanent refusal. `said` is the error text."""
+    source, status = words.source, reply.status
+    if not_found:
+        return SymbolNotFound(source, f"unknown {words.noun} {symbol} (HTTP {status}: {said})")
+    if status == 404:
+        return foreign_404(source, reply)
+    if special is not None:
+        return special
+    if key_rejected:
+        return SourceAuthError(
+            source,
+            f"{words.credential} rejected (HTTP {status}: {said}); check {words.key_setting}",
+        )
+    if plan_refused:
+        return SourceAuthError(source, f"{words.plan} (HTTP {status}: {said}){words.plan_hint}")
+    return PermanentSourceError(source, f"request refused (HTTP {status}: {said})")
+
+
+def json_or_none(source: str, body: bytes) -> Any:
+    """The decoded JSON body, or None when it is not JSON (an error page, a truncated body)."""
+    try:
+        return load_json(source, body)
+    except SourceError:
+        return None
+
+
+def error_text(document: object, *keys: str, limit: int = 160) -> str | None:
+    """The provider's own error text: the first non-empty string among `keys` of a JSON object."""
+    if isinstance(document, dict):
+        for key in keys:
+            value = document.get(key)
+            if isinstance(value, str) and value:
+                return excerpt(value, limit)
+    return None
+
+
+def said(reply: Reply, text: str | None = None) -> str:
+    """What a refusal said, for its message: the provider's error text, else the body."""
+    return text or excerpt(reply.body) or "no body"
+
+
+def quota_used_up(
+    source: str, reply: Reply, detail: str, text: str, period: str | None = None
+) -> RateLimited:
+    """A used-up quota: the source pauses for Retry-After, else until the quota's period (named in
+    `text`, else `period`) resets at the next UTC hour, day or month; else the default pause."""
+    wait = retry_after_s(reply.retry_after)
+    period = quota_period(text) or period
+    if wait is None and period is not None:
+        wait = seconds_until_next(period)
+    return RateLimited(source, detail, wait)
 
 
 def _describe(exc: Exception) -> str:

@@ -10,56 +10,67 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from worker.prices.base import (
-    Bar,
     InvalidData,
     PermanentSourceError,
     RawBar,
     Reply,
     SourceAuthError,
     SourceError,
-    SymbolNotFound,
     TransientSourceError,
     Window,
     classify_status,
     excerpt,
     expect,
-    foreign_404,
     local_date,
 )
-from worker.prices.http import HttpSource
-from worker.prices.validate import load_json, normalize
+from worker.prices.http import (
+    ErrorWords,
+    HttpSource,
+    Page,
+    Request,
+    error_for_status,
+    error_text,
+    json_or_none,
+    said,
+)
+from worker.prices.validate import load_json
 
 NAME = "polygon"
 NEW_YORK = ZoneInfo("America/New_York")
-# One year of daily bars is one page; a chain longer than this is a provider bug or a loop.
-MAX_PAGES = 20
+WORDS = ErrorWords(
+    NAME,
+    key_setting="POLYGON_API_KEY",
+    noun="ticker",
+    plan="not entitled to this data",
+    plan_hint="; the plan may not cover it",
+)
 
 
 class PolygonSource(HttpSource):
     name = NAME
 
-    async def fetch(self, symbol: str, window: Window) -> list[Bar]:
-        url = (
+    # One year of daily bars is one page; a chain longer than this is a provider bug or a loop.
+    max_pages = 20
+
+    def request(self, symbol: str, window: Window) -> Request:
+        return Request(
             f"{self._base_url}/v2/aggs/ticker/{quote(symbol, safe='')}/range/1/day/"
-            f"{window.start.isoformat()}/{window.end.isoformat()}"
+            f"{window.start.isoformat()}/{window.end.isoformat()}",
+            params={"adjusted": "true", "sort": "asc", "limit": 50000},
+            headers=self._headers(),
         )
-        params: dict[str, str | int] | None = {"adjusted": "true", "sort": "asc", "limit": 50000}
-        headers = {"Authorization": f"Bearer {self._secrets[0]}", "Accept": "application/json"}
-        rows: list[RawBar] = []
-        for _ in range(MAX_PAGES):
-            reply = await self.get(url, params=params, headers=headers)
-            try:
-                page, next_url = parse_aggs(symbol, reply)
-            except SourceError as exc:
-                raise self.scrub(exc) from None
-            rows.extend(page)
-            if next_url is None:
-                return normalize(NAME, symbol, rows, window)
-            # The key travels in a header: never send it to a host other than the configured one.
-            if not next_url.startswith(f"{self._base_url}/"):
-                raise InvalidData(NAME, "next_url points outside the configured POLYGON_BASE_URL")
-            url, params = next_url, None
-        raise InvalidData(NAME, f"more than {MAX_PAGES} pages of daily bars for {symbol}")
+
+    def parse(self, symbol: str, reply: Reply) -> Page:
+        rows, next_url = parse_aggs(symbol, reply)
+        if next_url is None:
+            return Page(rows)
+        # The key travels in a header: never send it to a host other than the configured one.
+        if not next_url.startswith(f"{self._base_url}/"):
+            raise InvalidData(NAME, "next_url points outside the configured POLYGON_BASE_URL")
+        return Page(rows, Request(next_url, headers=self._headers()))
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._secrets[0]}", "Accept": "application/json"}
 
 
 def parse_aggs(symbol: str, reply: Reply) -> tuple[list[RawBar], str | None]:
@@ -70,12 +81,12 @@ def parse_aggs(symbol: str, reply: Reply) -> tuple[list[RawBar], str | None]:
     document = expect(NAME, load_json(NAME, reply.body), dict, "the response")
     status = document.get("status")
     if status not in ("OK", "DELAYED"):
-        said = excerpt(str(document.get("error") or document.get("message") or status))
+        text = error_text(document, "error", "message") or excerpt(str(status))
         if status == "NOT_AUTHORIZED":
-            if _too_early(said):
-                raise _today_not_ready(reply.status, said)
-            raise SourceAuthError(NAME, f"not entitled to this data ({said})")
-        raise PermanentSourceError(NAME, f"request refused (status {said})")
+            if _too_early(text):
+                raise _today_not_ready(reply.status, text)
+            raise SourceAuthError(NAME, f"{WORDS.plan} ({text})")
+        raise PermanentSourceError(NAME, f"request refused (status {text})")
     results = document.get("results")
     rows: list[RawBar] = []
     for i, item in enumerate(expect(NAME, results, list, "'results'") if results else []):
@@ -101,28 +112,24 @@ def parse_aggs(symbol: str, reply: Reply) -> tuple[list[RawBar], str | None]:
 
 
 def _error(symbol: str, reply: Reply) -> SourceError:
-    said = _message(reply)
-    if reply.status == 401:
-        return SourceAuthError(NAME, f"API key rejected (HTTP 401: {said}); check POLYGON_API_KEY")
-    if reply.status == 403 and _too_early(said):
-        return _today_not_ready(403, said)
-    if reply.status == 403:
-        return SourceAuthError(
-            NAME, f"not entitled to this data (HTTP 403: {said}); the plan may not cover it"
-        )
-    if reply.status == 404:
-        if _is_polygon_error(reply):
-            return SymbolNotFound(NAME, f"unknown ticker {symbol} (HTTP 404: {said})")
-        return foreign_404(NAME, reply)
-    return PermanentSourceError(NAME, f"request refused (HTTP {reply.status}: {said})")
+    document = json_or_none(NAME, reply.body)
+    # Polygon's error text is `error` (401, 429) or `message` (403).
+    text = said(reply, error_text(document, "error", "message", "status"))
+    too_early = reply.status == 403 and _too_early(text)
+    return error_for_status(
+        WORDS,
+        symbol,
+        reply,
+        text,
+        not_found=reply.status == 404 and _is_polygon_error(document),
+        special=_today_not_ready(403, text) if too_early else None,
+        key_rejected=reply.status == 401,
+        plan_refused=reply.status == 403,
+    )
 
 
-def _is_polygon_error(reply: Reply) -> bool:
+def _is_polygon_error(document: object) -> bool:
     """Polygon's own JSON error shape: `{"status": "...", "request_id": .., "message"|"error"}`."""
-    try:
-        document = load_json(NAME, reply.body)
-    except SourceError:
-        return False
     return (
         isinstance(document, dict)
         and isinstance(document.get("status"), str)
@@ -137,20 +144,7 @@ def _too_early(message: str) -> bool:
     return "today's data" in lowered or "before end of day" in lowered
 
 
-def _today_not_ready(status: int, said: str) -> TransientSourceError:
+def _today_not_ready(status: int, text: str) -> TransientSourceError:
     return TransientSourceError(
-        NAME, f"today's data is not available before the end of the day (HTTP {status}: {said})"
+        NAME, f"today's data is not available before the end of the day (HTTP {status}: {text})"
     )
-
-
-def _message(reply: Reply) -> str:
-    """Polygon's error text: `error` (401, 429) or `message` (403), else the body itself."""
-    try:
-        document = load_json(NAME, reply.body)
-    except SourceError:
-        document = None
-    if isinstance(document, dict):
-        for key in ("error", "message", "status"):
-            if isinstance(document.get(key), str) and document[key]:
-                return excerpt(document[key])
-    return excerpt(reply.body) or "no body"

@@ -8,35 +8,35 @@ move it to the previous day). The token goes in the Authorization header.
 from urllib.parse import quote
 
 from worker.prices.base import (
-    Bar,
-    PermanentSourceError,
-    RateLimited,
     RawBar,
     Reply,
-    SourceAuthError,
     SourceError,
-    SymbolNotFound,
     Window,
     classify_status,
-    excerpt,
     expect,
-    foreign_404,
     iso_date,
-    quota_period,
-    retry_after_s,
-    seconds_until_next,
 )
-from worker.prices.http import HttpSource
-from worker.prices.validate import load_json, normalize
+from worker.prices.http import (
+    ErrorWords,
+    HttpSource,
+    Page,
+    Request,
+    error_for_status,
+    error_text,
+    quota_used_up,
+    said,
+)
+from worker.prices.validate import load_json
 
 NAME = "tiingo"
+WORDS = ErrorWords(NAME, key_setting="TIINGO_API_KEY", noun="ticker", credential="token")
 
 
 class TiingoSource(HttpSource):
     name = NAME
 
-    async def fetch(self, symbol: str, window: Window) -> list[Bar]:
-        reply = await self.get(
+    def request(self, symbol: str, window: Window) -> Request:
+        return Request(
             f"{self._base_url}/tiingo/daily/{quote(symbol, safe='')}/prices",
             params={
                 "startDate": window.start.isoformat(),
@@ -48,11 +48,9 @@ class TiingoSource(HttpSource):
                 "Accept": "application/json",
             },
         )
-        try:
-            rows = parse_prices(symbol, reply)
-        except SourceError as exc:
-            raise self.scrub(exc) from None
-        return normalize(NAME, symbol, rows, window)
+
+    def parse(self, symbol: str, reply: Reply) -> Page:
+        return Page(parse_prices(symbol, reply))
 
 
 def parse_prices(symbol: str, reply: Reply) -> list[RawBar]:
@@ -91,23 +89,18 @@ def _check_allocation(reply: Reply) -> None:
     text = reply.body[:2000].decode("utf-8", "replace").lower()
     if "allocation" not in text or reply.status not in (200, 429):
         return
-    period = quota_period(text)
-    wait = retry_after_s(reply.retry_after)
-    if wait is None and period is not None:
-        wait = seconds_until_next(period)
-    raise RateLimited(NAME, f"request allocation used up ({excerpt(reply.body)})", wait)
+    raise quota_used_up(NAME, reply, f"request allocation used up ({said(reply)})", text)
 
 
 def _error(symbol: str, reply: Reply, document: object) -> SourceError:
-    detail = document.get("detail") if isinstance(document, dict) else None
-    said = excerpt(detail if isinstance(detail, str) else reply.body) or "no body"
-    if isinstance(detail, str) and "not found" in detail.lower():
+    detail = error_text(document, "detail")
+    text = said(reply, detail)
+    return error_for_status(
+        WORDS,
+        symbol,
+        reply,
+        text,
         # Tiingo's own answer: 404 {"detail":"Error: Ticker 'ZZZZ' not found"}
-        return SymbolNotFound(NAME, f"unknown ticker {symbol} (HTTP {reply.status}: {said})")
-    if reply.status == 404:
-        return foreign_404(NAME, reply)
-    if reply.status in (401, 403) or "token" in said.lower():
-        return SourceAuthError(
-            NAME, f"token rejected (HTTP {reply.status}: {said}); check TIINGO_API_KEY"
-        )
-    return PermanentSourceError(NAME, f"request refused (HTTP {reply.status}: {said})")
+        not_found=detail is not None and "not found" in detail.lower(),
+        key_rejected=reply.status in (401, 403) or "token" in text.lower(),
+    )

@@ -12,16 +12,13 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from worker.prices.base import (
-    Bar,
     InvalidData,
     NoData,
-    PermanentSourceError,
     RateLimited,
     RawBar,
     Reply,
     SourceBlocked,
     SourceError,
-    SymbolNotFound,
     Window,
     classify_status,
     excerpt,
@@ -30,8 +27,8 @@ from worker.prices.base import (
     local_date,
     looks_like_html,
 )
-from worker.prices.http import HttpSource
-from worker.prices.validate import load_json, normalize
+from worker.prices.http import ErrorWords, HttpSource, Page, Request, error_for_status, said
+from worker.prices.validate import load_json
 
 log = structlog.get_logger()
 
@@ -45,17 +42,18 @@ HEADERS = {
     "Accept": "application/json",
 }
 MINOR_UNIT_CURRENCIES = ("GBp", "GBX", "ZAc", "ILA")
+WORDS = ErrorWords(NAME)
 
 
 class YahooSource(HttpSource):
     name = NAME
 
-    async def fetch(self, symbol: str, window: Window) -> list[Bar]:
+    def request(self, symbol: str, window: Window) -> Request:
         # A day of margin on both sides (exchanges far from UTC stamp bars on the previous or
         # next UTC day); the exact window is applied by the trading date afterwards.
         period1 = datetime.combine(window.start - timedelta(days=1), time(), UTC)
         period2 = datetime.combine(window.end + timedelta(days=2), time(), UTC)
-        reply = await self.get(
+        return Request(
             f"{self._base_url}/v8/finance/chart/{quote(symbol, safe='')}",
             params={
                 "period1": int(period1.timestamp()),
@@ -65,13 +63,12 @@ class YahooSource(HttpSource):
             },
             headers=HEADERS,
         )
-        try:
-            rows, currency = parse_chart(symbol, reply)
-        except SourceError as exc:
-            raise self.scrub(exc) from None
+
+    def parse(self, symbol: str, reply: Reply) -> Page:
+        rows, currency = parse_chart(symbol, reply)
         if currency in MINOR_UNIT_CURRENCIES:
             log.warning("price_currency_minor_unit", source=NAME, symbol=symbol, currency=currency)
-        return normalize(NAME, symbol, rows, window)
+        return Page(rows)
 
 
 def parse_chart(symbol: str, reply: Reply) -> tuple[list[RawBar], str | None]:
@@ -141,21 +138,22 @@ def parse_chart(symbol: str, reply: Reply) -> tuple[list[RawBar], str | None]:
 
 
 def _error(symbol: str, reply: Reply, error: object) -> SourceError:
+    """Yahoo's own error is an object inside the `chart` (or `finance`) envelope."""
     code = description = ""
     if isinstance(error, dict):
         code = str(error.get("code") or "")
         description = str(error.get("description") or "")
-    said = excerpt(f"{code}: {description}" if code or description else reply.body)
-    if code == "Not Found":  # Yahoo's own answer: {"chart":{"error":{"code":"Not Found",..}}}
-        return SymbolNotFound(NAME, f"unknown symbol {symbol} (HTTP {reply.status}: {said})")
-    if reply.status == 404:
-        return foreign_404(NAME, reply)
+    text = said(reply, excerpt(f"{code}: {description}") if code or description else None)
+    special: SourceError | None = None
     if reply.status == 400 and "doesn't exist" in description.lower():
-        return NoData(NAME, f"no daily prices for {symbol} in the requested range ({said})")
-    if reply.status in (401, 403) or code == "Unauthorized":
+        special = NoData(NAME, f"no daily prices for {symbol} in the requested range ({text})")
+    elif reply.status in (401, 403) or code == "Unauthorized":
         # Cookie/crumb or IP-level refusal: it affects every symbol, so the source pauses.
-        return SourceBlocked(NAME, f"Yahoo refused the request (HTTP {reply.status}: {said})")
-    return PermanentSourceError(NAME, f"request refused (HTTP {reply.status}: {said})")
+        special = SourceBlocked(NAME, f"Yahoo refused the request (HTTP {reply.status}: {text})")
+    # Yahoo's own not-found answer: {"chart":{"error":{"code":"Not Found",..}}}
+    return error_for_status(
+        WORDS, symbol, reply, text, not_found=code == "Not Found", special=special
+    )
 
 
 def _first(blocks: object, what: str) -> dict[str, object]:
