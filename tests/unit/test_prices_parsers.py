@@ -453,3 +453,10 @@ def test_fmp_limit_reach_without_retry_after_pauses_until_the_next_utc_day(monke
     with pytest.raises(RateLimited) as caught:  # a Retry-After, when sent, wins
         parse_eod("X", Reply(429, limit, retry_after="60"))
     assert caught.value.retry_after_s == 60.0
+
+
+def test_a_timestamp_with_a_huge_exponent_is_invalid_data_not_a_crash() -> None:
+    # abs() of Decimal("1E+9991603373400") overflows the decimal context (found by the fuzz test).
+    reply = Reply(200, chart([0], "America/New_York", [1]).replace(b"[0]", b"[1e9991603373400]"))
+    with pytest.raises(InvalidData, match="not a whole number"):
+        parse_chart("X", reply)

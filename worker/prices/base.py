@@ -143,7 +143,7 @@ class PriceSource(ABC):
 _SPACE = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 MAX_RETRY_AFTER_S = 31 * 86400.0
-MAX_EPOCH_S = 10**11  # about the year 5138: beyond it, a timestamp is garbage
+MAX_EPOCH_DIGITS = 11  # 10**11 s is about the year 5138: beyond it, a timestamp is garbage
 T = TypeVar("T")
 
 
@@ -276,7 +276,13 @@ def expect(source: str, value: object, kind: type[T], what: str) -> T:
 def local_date(source: str, epoch_s: object, tz: tzinfo) -> date:
     """The calendar date in `tz` of a Unix time in seconds (int or integral Decimal)."""
     # Bounded before int(): int(Decimal("1E+999999")) would build a million-digit number.
-    if isinstance(epoch_s, Decimal) and epoch_s.is_finite() and abs(epoch_s) < MAX_EPOCH_S:
+    # adjusted() (the exponent of the leading digit), not abs(): abs() rounds in the decimal
+    # context and overflows on an exponent like 1E+9991603373400.
+    if (
+        isinstance(epoch_s, Decimal)
+        and epoch_s.is_finite()
+        and epoch_s.adjusted() < MAX_EPOCH_DIGITS
+    ):
         if epoch_s == epoch_s.to_integral_value():
             epoch_s = int(epoch_s)
     if not isinstance(epoch_s, int) or isinstance(epoch_s, bool):
