@@ -305,3 +305,29 @@ def iso_date(source: str, value: object, what: str) -> date:
         except ValueError:
             pass
     raise InvalidData(source, f"{what} has date {str(value)[:40]!r}, expected YYYY-MM-DD")
+
+
+def eod_rows(source: str, document: object, symbol: str | None = None) -> list[RawBar]:
+    """A list of rows keyed `date`, `open`, `high`, `low`, `close`, `adjClose`, `volume` (Tiingo's
+    and FMP's shape). With `symbol`, a row naming another symbol is InvalidData."""
+    rows = []
+    for i, item in enumerate(expect(source, document, list, "the response")):
+        item = expect(source, item, dict, f"row {i}")
+        row_symbol = item.get("symbol")
+        if symbol is not None and row_symbol is not None:
+            if str(row_symbol).upper() != symbol.upper():
+                raise InvalidData(
+                    source, f"row {i} is for {excerpt(str(row_symbol), 20)!r}, not {symbol}"
+                )
+        rows.append(
+            RawBar(
+                price_date=iso_date(source, item.get("date"), f"row {i}"),
+                open=item.get("open"),
+                high=item.get("high"),
+                low=item.get("low"),
+                close=item.get("close"),
+                adj_close=item.get("adjClose"),
+                volume=item.get("volume"),
+            )
+        )
+    return rows

@@ -16,9 +16,8 @@ from worker.prices.base import (
     SourceError,
     Window,
     classify_status,
+    eod_rows,
     excerpt,
-    expect,
-    iso_date,
 )
 from worker.prices.http import (
     ErrorWords,
@@ -80,26 +79,7 @@ def parse_eod(symbol: str, reply: Reply) -> list[RawBar]:
         document = document.get("historical", document)
         if isinstance(document, dict):
             raise InvalidData(NAME, "unexpected response shape: an object without 'historical'")
-    rows = []
-    for i, item in enumerate(expect(NAME, document, list, "the response")):
-        item = expect(NAME, item, dict, f"row {i}")
-        row_symbol = item.get("symbol")
-        if row_symbol is not None and str(row_symbol).upper() != symbol.upper():
-            raise InvalidData(
-                NAME, f"row {i} is for {excerpt(str(row_symbol), 20)!r}, not {symbol}"
-            )
-        rows.append(
-            RawBar(
-                price_date=iso_date(NAME, item.get("date"), f"row {i}"),
-                open=item.get("open"),
-                high=item.get("high"),
-                low=item.get("low"),
-                close=item.get("close"),
-                adj_close=item.get("adjClose"),
-                volume=item.get("volume"),
-            )
-        )
-    return rows
+    return eod_rows(NAME, document, symbol)
 
 
 def _error_message(reply: Reply) -> str | None:

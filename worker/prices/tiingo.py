@@ -13,8 +13,7 @@ from worker.prices.base import (
     SourceError,
     Window,
     classify_status,
-    expect,
-    iso_date,
+    eod_rows,
 )
 from worker.prices.http import (
     ErrorWords,
@@ -65,21 +64,7 @@ def parse_prices(symbol: str, reply: Reply) -> list[RawBar]:
         document = None
     if isinstance(document, dict) or reply.status != 200:
         raise _error(symbol, reply, document)
-    rows = []
-    for i, item in enumerate(expect(NAME, document, list, "the response")):
-        item = expect(NAME, item, dict, f"row {i}")
-        rows.append(
-            RawBar(
-                price_date=iso_date(NAME, item.get("date"), f"row {i}"),
-                open=item.get("open"),
-                high=item.get("high"),
-                low=item.get("low"),
-                close=item.get("close"),
-                adj_close=item.get("adjClose"),
-                volume=item.get("volume"),
-            )
-        )
-    return rows
+    return eod_rows(NAME, document)
 
 
 def _check_allocation(reply: Reply) -> None:
