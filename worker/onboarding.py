@@ -191,6 +191,13 @@ class Onboarder:
         if deferrals:
             # Some source may still serve the symbol once its pause ends: come back then.
             first = min(deferrals, key=lambda d: d.delay_s)
+            if first.rate_slot:
+                # Refused a request slot: defer until a slot reserved for this job, so refused
+                # jobs come back spread out, one a slot, not all together after the same wait.
+                ahead = await self._gate.reserve_ahead(first.source, job.symbol)
+                if ahead is not None:
+                    deferrals[deferrals.index(first)] = ahead
+                    first = min(deferrals, key=lambda d: d.delay_s)
             reason = "; ".join(
                 [
                     f"deferred, {d.source} paused for {d.delay_s:.0f} s: {d.reason}"

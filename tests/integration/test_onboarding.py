@@ -2,6 +2,7 @@
 status rules; the upsert; fallback chains; the local sources; pauses and the rate limiter."""
 
 import asyncio
+import itertools
 import json
 from datetime import date, timedelta
 from decimal import Decimal
@@ -464,6 +465,75 @@ async def test_rate_limiter_defers_a_job_whose_slot_is_too_far(
         job.id,
     )
     assert provider.hits("/v8/finance/chart/AAPL") == []
+
+
+async def test_jobs_refused_a_slot_are_deferred_to_distinct_slots_of_their_own(
+    provider, pool, queue, onboarder_for
+) -> None:
+    """At 60/minute a backlog refused a slot comes back spread out, one job a slot, instead of
+    all together after the same wait (to fight over the few slots within the max wait again)."""
+    provider.route(MSFT_PATH, recorded(MSFT))
+    onboarder = onboarder_for(
+        "yahoo", today=MSFT_TODAY, rate_limit_yahoo="60/minute", rate_limit_max_wait_s=0.5
+    )
+    assert (await onboarder.run(await claim(pool, queue, "MSFT"))).outcome == "completed"
+
+    jobs = [await claim(pool, queue, symbol) for symbol in ("AAPL", "IBM", "ORCL", "AMZN")]
+    for job in jobs:
+        result = await onboarder.run(job)
+        assert result.outcome == "deferred"
+        assert "request rate 60/minute reached; this job's own slot is reserved" in (
+            result.error or ""
+        )
+    run_after = [
+        await pool.fetchval(
+            "SELECT extract(epoch FROM run_after)::float8 FROM symbol_onboarding_queue "
+            "WHERE id = $1",
+            job.id,
+        )
+        for job in jobs
+    ]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(run_after)]
+    assert all(abs(gap - 1.0) < 0.3 for gap in gaps), gaps  # distinct, one interval apart
+    assert [(await job_row(pool, job))["attempts"] for job in jobs] == [0, 0, 0, 0]
+
+
+async def test_a_job_back_for_its_reserved_slot_takes_it_and_an_unused_one_is_harmless(
+    pool, monkeypatch
+) -> None:
+    slept: list[float] = []
+
+    async def no_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(ratelimit, "_sleep", no_sleep)
+    rates = {"yahoo": Rate(60, "minute")}
+    gate = SourceGate(pool, rates, max_wait_s=0.5)
+    other = SourceGate(pool, rates, max_wait_s=0.5)  # another worker process
+    await gate.acquire("yahoo", "MSFT")  # the first slot: no wait
+    with pytest.raises(SourcePaused) as refused:
+        await gate.acquire("yahoo", "AAPL")
+    assert refused.value.rate_slot
+    aapl = await gate.reserve_ahead("yahoo", "AAPL")
+    ibm = await gate.reserve_ahead("yahoo", "IBM")
+    assert aapl is not None and ibm is not None and aapl.delay_s < ibm.delay_s
+    # Asked again before its slot (another source's pause ended first): the same slot, kept.
+    again = await gate.reserve_ahead("yahoo", "AAPL")
+    assert again is not None and again.delay_s <= aapl.delay_s
+    state = "SELECT next_request_at FROM price_source_state WHERE source = 'yahoo'"
+    next_free = await pool.fetchval(state)
+
+    # AAPL's job is back here at its slot: it takes that slot and reserves nothing more.
+    now = ratelimit._clock()
+    monkeypatch.setattr(ratelimit, "_clock", lambda: now + aapl.delay_s)
+    await gate.acquire("yahoo", "AAPL")
+    assert await pool.fetchval(state) == next_free
+    # IBM's job was claimed by another process: its slot goes unused, and that process's
+    # request takes the next free slot (refused here, the slot being over the max wait away).
+    with pytest.raises(SourcePaused) as elsewhere:
+        await other.acquire("yahoo", "IBM")
+    assert elsewhere.value.rate_slot and elsewhere.value.delay_s > ibm.delay_s
+    assert await pool.fetchval(state) == next_free
 
 
 async def test_reserve_request_spaces_slots_across_callers(pool) -> None:

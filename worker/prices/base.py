@@ -122,11 +122,15 @@ class SourceBlocked(SourceError):
 class SourcePaused(Exception):
     """Not a provider error: the source is paused, or the next request slot is too far away."""
 
-    def __init__(self, source: str, delay_s: float, reason: str) -> None:
+    def __init__(
+        self, source: str, delay_s: float, reason: str, *, rate_slot: bool = False
+    ) -> None:
         super().__init__(f"{source} paused for {delay_s:.0f} s: {reason}")
         self.source = source
         self.delay_s = max(delay_s, 0.0)
         self.reason = reason
+        # Not paused: only the next request slot is too far away (SourceGate.reserve_ahead).
+        self.rate_slot = rate_slot
 
 
 class PriceSource(ABC):

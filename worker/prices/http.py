@@ -96,7 +96,9 @@ class HttpSource(PriceSource):
         request = self.request(symbol, window)
         rows: list[RawBar] = []
         for _ in range(self.max_pages):
-            reply = await self.get(request.url, params=request.params, headers=request.headers)
+            reply = await self.get(
+                request.url, params=request.params, headers=request.headers, symbol=symbol
+            )
             try:
                 page = self.parse(symbol, reply)
             except SourceError as exc:
@@ -113,9 +115,11 @@ class HttpSource(PriceSource):
         *,
         params: Mapping[str, str | int] | None = None,
         headers: Mapping[str, str] | None = None,
+        symbol: str | None = None,
     ) -> Reply:
-        """One GET, after taking a request slot; transport failures become TransientSourceError."""
-        await self._gate.acquire(self.name)
+        """One GET, after taking a request slot (the one reserved ahead for `symbol`'s job, if
+        any); transport failures become TransientSourceError."""
+        await self._gate.acquire(self.name, symbol)
         try:
             async with asyncio.timeout(self._request_timeout_s):
                 return await self._get(url, params=params, headers=headers)

@@ -8,10 +8,17 @@ limiter spaces requests evenly: "2000/hour" lets one request start every 1.8 s, 
 processes, because providers count per API key or per IP, not per process. Each request
 reserves the next free slot in one statement (`RESERVE_REQUEST`); a job whose slot is further
 away than `max_wait_s` is deferred instead of holding a worker that long.
+
+A deferred job gets a slot of its own (`reserve_ahead`) and is deferred until exactly then, so
+a backlog of refused jobs comes back spread out, one job a slot, instead of all together to
+fight over the few slots within `max_wait_s`. The reservation is remembered by this process:
+when the job comes back here its first request takes that slot; when another process claims it
+(or it comes back too late), the slot goes unused and that request takes the next free slot.
 """
 
 import asyncio
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -24,6 +31,7 @@ from worker.sql import prices as sql
 
 log = structlog.get_logger()
 _sleep = asyncio.sleep  # the wait for a request slot (a seam for tests)
+_clock = time.monotonic  # when reserved-ahead slots fall due (a seam for tests)
 
 PERIODS_S = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
@@ -64,6 +72,8 @@ class SourceGate:
         self._pool = pool
         self._rates = dict(rates)
         self._max_wait_s = max_wait_s
+        # (source, symbol) -> the monotonic time of the slot reserved ahead for that job.
+        self._reserved: dict[tuple[str, str], float] = {}
 
     async def paused(self, sources: Sequence[str]) -> dict[str, SourcePaused]:
         """The sources among `sources` that are paused right now."""
@@ -92,8 +102,9 @@ class SourceGate:
         """`source` answered: its run of transient failures is over."""
         await conn.execute(sql.RESET_FAILURES, source)
 
-    async def acquire(self, source: str) -> None:
+    async def acquire(self, source: str, symbol: str | None = None) -> None:
         """Wait for `source`'s next request slot; SourcePaused when paused or the slot is too far.
+        The first request of a job that `reserve_ahead` gave a slot (`symbol`) takes that slot.
 
         Called before every request, in-process retries included: a pause recorded by any
         process (or by this job's previous attempt) stops the next request. Without a rate limit
@@ -104,6 +115,17 @@ class SourceGate:
         if rate is None:
             await self._check_paused(source)
             return
+        own = self._reserved.pop((source, symbol), None) if symbol is not None else None
+        if own is not None:
+            wait_s = own - _clock()
+            if wait_s > self._max_wait_s:  # back early (another source's pause ended first)
+                self._reserved[(source, symbol)] = own
+                raise self._slot_ahead(source, rate, wait_s)
+            if wait_s >= -rate.spacing_s:  # its own slot: nothing more to reserve
+                await self._wait(source, wait_s)
+                await self._check_paused(source)
+                return
+            # Back too late for its slot, which went unused: take the next free one.
         wait_s = await self._pool.fetchval(
             sql.RESERVE_REQUEST, source, rate.spacing_s, self._max_wait_s
         )
@@ -116,11 +138,45 @@ class SourceGate:
                 source,
                 delay,
                 f"request rate {rate} reached; the next free slot is {delay:.0f} s away",
+                rate_slot=True,
             )
+        if wait_s > 0:
+            await self._wait(source, wait_s)
+            await self._check_paused(source)
+
+    async def reserve_ahead(self, source: str, symbol: str) -> SourcePaused | None:
+        """Reserve `source`'s next free slot, however far, for `symbol`'s job, which is about to
+        be deferred for want of a slot: the deferral until exactly that slot (its own, still
+        held when the job comes back early), or None when the source has no rate or is paused."""
+        rate = self._rates.get(source)
+        if rate is None:
+            return None
+        now = _clock()
+        # Forget the slots of jobs that did not come back here in time.
+        for key, slot in list(self._reserved.items()):
+            if slot < now - PERIODS_S["hour"]:
+                del self._reserved[key]
+        own = self._reserved.get((source, symbol))
+        if own is not None and own > now:
+            return self._slot_ahead(source, rate, own - now)
+        wait_s = await self._pool.fetchval(sql.RESERVE_AHEAD, source, rate.spacing_s)
+        if wait_s is None:
+            return None
+        self._reserved[(source, symbol)] = _clock() + wait_s
+        return self._slot_ahead(source, rate, wait_s)
+
+    def _slot_ahead(self, source: str, rate: Rate, wait_s: float) -> SourcePaused:
+        return SourcePaused(
+            source,
+            wait_s,
+            f"request rate {rate} reached; this job's own slot is reserved {wait_s:.0f} s away",
+            rate_slot=True,
+        )
+
+    async def _wait(self, source: str, wait_s: float) -> None:
         if wait_s > 0:
             log.debug("price_request_slot_wait", source=source, wait_s=round(wait_s, 3))
             await _sleep(wait_s)
-            await self._check_paused(source)
 
     async def _check_paused(self, source: str) -> None:
         paused = await self.paused([source])

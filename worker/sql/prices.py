@@ -125,6 +125,19 @@ WHERE greatest(s.next_request_at, now()) <= now() + make_interval(secs => $3)
 RETURNING extract(epoch FROM s.next_request_at - now())::float8 - $2 AS wait_s
 """
 
+# Reserve source $1's next free slot however far away it is (spacing $2 seconds), for a job that
+# is deferred until exactly that slot (see SourceGate.reserve_ahead); returns how long until it.
+# No row comes back when the source is paused.
+RESERVE_AHEAD = """
+INSERT INTO price_source_state AS s (source, next_request_at, updated_at)
+VALUES ($1, now() + make_interval(secs => $2), now())
+ON CONFLICT (source) DO UPDATE
+SET next_request_at = greatest(s.next_request_at, now()) + make_interval(secs => $2),
+    updated_at = now()
+WHERE NOT coalesce(s.paused_until > now(), false)
+RETURNING extract(epoch FROM s.next_request_at - now())::float8 - $2 AS wait_s
+"""
+
 # Why RESERVE_REQUEST refused: the pause left, and the wait for the next slot, in seconds.
 SOURCE_STATE = """
 SELECT greatest(extract(epoch FROM paused_until - now()), 0)::float8 AS paused_s,
