@@ -2,7 +2,7 @@
 
 import argparse
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -33,12 +33,9 @@ class Stop(Exception):
 
 
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        yield conn
-    finally:
-        await conn.close()
+def db(conn: asyncpg.Connection) -> asyncpg.Connection:
+    """The shared `conn` fixture (tests/conftest.py), under this module's name."""
+    return conn
 
 
 def cache_rows(symbols: Sequence[str], days: int = DAYS) -> list[tuple[Any, ...]]:
