@@ -75,6 +75,16 @@ async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 @pytest.fixture
+async def database_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """An asyncpg pool on the test's own database copy."""
+    pool = await asyncpg.create_pool(asyncpg_dsn(database_url), min_size=1, max_size=4)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
 async def provider() -> AsyncIterator[FakeProvider]:
     """A real HTTP server on 127.0.0.1 replaying recorded price-provider responses."""
     fake = FakeProvider()

@@ -428,7 +428,3 @@ def _format_status(report: dict[str, Any]) -> str:
     for r in report["recent_failures"]:
         lines.append(f"  {r['symbol']:<12} {r['job_id']}  {r['failed_at']}  {r['error']}")
     return "\n".join(lines)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -11,12 +11,9 @@ from worker.sql import queue as sql
 
 
 @pytest.fixture
-async def pool(database_url: str):
-    pool = await asyncpg.create_pool(asyncpg_dsn(database_url), min_size=1, max_size=3)
-    try:
-        yield pool
-    finally:
-        await pool.close()
+def pool(database_pool: asyncpg.Pool) -> asyncpg.Pool:
+    """A pool on this test's own database (not the onboarding modules' shared one)."""
+    return database_pool
 
 
 def settings(**overrides: object) -> Settings:

@@ -59,12 +59,9 @@ def make_settings(**overrides: object) -> Settings:
 
 
 @pytest.fixture
-async def pool(database_url: str):
-    pool = await asyncpg.create_pool(asyncpg_dsn(database_url), min_size=1, max_size=4)
-    try:
-        yield pool
-    finally:
-        await pool.close()
+def pool(database_pool: asyncpg.Pool) -> asyncpg.Pool:
+    """A pool on this test's own database (not the onboarding modules' shared one)."""
+    return database_pool
 
 
 def runner_for(pool, database_url, *, delay_s=0.0, burst=False, **overrides):
