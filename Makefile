@@ -9,8 +9,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# The bench extras too: the bench smoke test runs every baseline (tests/acceptance/test_bench_scripts.py).
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $@
 
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
@@ -28,7 +29,6 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check .
 
 bench: $(VENV)/.installed-test
-	$(BIN)/pip install --quiet -e '.[test,bench]'
 	PYTHONPATH=. $(BIN)/python bench/queue_throughput.py
 
 clean:
