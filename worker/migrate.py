@@ -1,5 +1,6 @@
 """Run Alembic from Python on a URL: used by `make run`, the health check and the tests."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -43,7 +44,7 @@ async def current_revision(url: str) -> str | None:
         await engine.dispose()
 
 
-async def _run(url: str, operation) -> None:
+async def _run(url: str, operation: Callable[[Config], None]) -> None:
     engine = create_engine(url, poolclass=pool.NullPool)
 
     def run_on(connection: Connection) -> None:

@@ -1,8 +1,9 @@
 """Ticker symbols: the one normalisation and validation rule, mirrored by the queue's trigger."""
 
 import re
+from typing import TypeGuard
 
-from models.onboarding_queue import PRIORITIES, SYMBOL_PATTERN
+from models.onboarding_queue import PRIORITIES, SYMBOL_PATTERN, Priority
 
 _SYMBOL = re.compile(SYMBOL_PATTERN)
 WHITESPACE = " \t\r\n\f\v"
@@ -30,9 +31,13 @@ def normalize_symbol(raw: object) -> str:
     return symbol.upper()
 
 
-def check_priority(priority: object) -> str:
-    if priority not in PRIORITIES:
+def is_priority(value: object) -> TypeGuard[Priority]:
+    return value in PRIORITIES
+
+
+def check_priority(priority: object) -> Priority:
+    if not is_priority(priority):
         raise InvalidPriorityError(
             f"invalid priority {priority!r}: expected one of {', '.join(PRIORITIES)}"
         )
-    return priority  # type: ignore[return-value]
+    return priority
