@@ -6,6 +6,7 @@ from models.base import Base
 from models.onboarding_queue import SymbolOnboardingQueue
 from models.price_sources import PriceSourceState
 from models.symbols import MarketDataCache, SymbolFactorExposure, SymbolPricesDaily, SymbolUniverse
+from models.workers import SymbolOnboardingWorker
 
 __all__ = [
     "Base",
@@ -15,6 +16,7 @@ __all__ = [
     "PriceSourceState",
     "SymbolFactorExposure",
     "SymbolOnboardingQueue",
+    "SymbolOnboardingWorker",
     "SymbolPricesDaily",
     "SymbolUniverse",
     "User",

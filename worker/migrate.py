@@ -1,7 +1,9 @@
 """Run Alembic from Python on a URL: used by `make run`, the health check and the tests."""
 
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -11,6 +13,7 @@ from sqlalchemy.engine import Connection
 
 from worker.db import create_engine
 
+VERSION_QUERY = "SELECT version_num FROM alembic_version"
 ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
 
 
@@ -22,6 +25,14 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
+
+
+async def schema_revision(db: Any) -> str | None:
+    """The revision a database is at, on an asyncpg Connection or Pool (None: not migrated)."""
+    try:
+        return await db.fetchval(VERSION_QUERY)
+    except asyncpg.UndefinedTableError:
+        return None
 
 
 async def upgrade(url: str, revision: str = "head") -> None:
