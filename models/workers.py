@@ -1,4 +1,4 @@
-"""Live worker processes: one row each, upserted by the worker's heartbeat (see revision 0006)."""
+"""Live worker processes: one row each, upserted by the worker's heartbeat (see revision 0007)."""
 
 from datetime import datetime
 

@@ -7,8 +7,8 @@ and does hold, and when its claim loop last went round. A row whose heartbeat is
 stall timeout belongs to a dead (or cut-off) process; housekeeping deletes such rows after
 `WORKER_DEAD_RETENTION_S`. A worker that stops cleanly deletes its own row.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-27
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006"
-down_revision: str | Sequence[str] | None = "0005"
+revision: str = "0007"
+down_revision: str | Sequence[str] | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
