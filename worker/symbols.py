@@ -2,7 +2,7 @@
 
 import re
 
-from models.onboarding_queue import PRIORITIES, SYMBOL_PATTERN
+from worker.models.onboarding_queue import PRIORITIES, SYMBOL_PATTERN
 
 _SYMBOL = re.compile(SYMBOL_PATTERN)
 WHITESPACE = " \t\r\n\f\v"
