@@ -47,7 +47,10 @@ class FatalError(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "migrate" and args.downgrade and args.revision == "head":
+        parser.error("migrate --downgrade needs a target revision, e.g. `base`")
     try:
         settings = Settings.from_env(
             concurrency=getattr(args, "concurrency", None),
@@ -318,8 +321,6 @@ async def _health(_args: argparse.Namespace, settings: Settings, url: str) -> in
 
 
 async def _migrate(args: argparse.Namespace, settings: Settings, url: str) -> int:
-    if args.downgrade and args.revision == "head":
-        raise FatalError("--downgrade needs a target revision, e.g. `base`")
     async with _connection(settings, url, check_schema=False):
         pass  # reachable, or a one-line error
     before = await migrate.current_revision(url)
