@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, DateTime, Integer, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base
+from worker.models.base import Base
 
 
 class SymbolOnboardingWorker(Base):

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import asyncpg
 
-from models.onboarding_queue import PRIORITIES, STATUSES
+from worker.models.onboarding_queue import PRIORITIES, STATUSES
 from worker.settings import Settings
 from worker.sql import status as sql
 
