@@ -27,7 +27,7 @@ run: $(VENV)/.installed-run
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy
+	$(BIN)/python -m tests.typecheck  # mypy, strict, on the installed layout
 
 bench: $(VENV)/.installed-test
 	PYTHONPATH=. $(BIN)/python bench/queue_throughput.py

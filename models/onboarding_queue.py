@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base
+from worker.models.base import Base
 
 # The values the CHECK constraints below allow, as types for the code that reads and writes them.
 Status = Literal["pending", "processing", "completed", "failed"]

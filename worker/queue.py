@@ -23,7 +23,7 @@ from typing import Any, Literal, Protocol, cast
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from models.onboarding_queue import Priority
+from worker.models.onboarding_queue import Priority
 from worker.sql import queue as sql
 from worker.symbols import (
     UnknownRequesterError,
@@ -180,6 +180,17 @@ async def prune(
 async def retry_job(db: Executor, job_id: uuid.UUID) -> bool:
     """Operator retry of one failed job; False if it is not failed or its symbol has a live job."""
     return bool(await db.fetchval(sql.RETRY_JOB, job_id))
+
+
+async def run_now(db: Executor, job_id: uuid.UUID) -> bool:
+    """Operator action: a pending job in backoff runs at once; False if it is not one."""
+    return bool(await db.fetchval(sql.RUN_NOW, job_id))
+
+
+async def job_state(db: Executor, job_id: uuid.UUID) -> tuple[str, bool] | None:
+    """A job's status and whether it waits for its run_after (None: no such job)."""
+    rows = await db.fetch(sql.JOB_STATE, job_id)
+    return (rows[0]["status"], rows[0]["waiting"]) if rows else None
 
 
 async def retry_failed(db: Executor) -> int:

@@ -5,7 +5,7 @@ import re
 import uuid
 from typing import TypeGuard
 
-from models.onboarding_queue import PRIORITIES, SYMBOL_PATTERN, Priority
+from worker.models.onboarding_queue import PRIORITIES, SYMBOL_PATTERN, Priority
 
 _SYMBOL = re.compile(SYMBOL_PATTERN)
 # A symbol names something: at least one letter or digit (`..`, `/` or `^` alone do not).

@@ -13,9 +13,9 @@ from typing import get_args
 import asyncpg
 import pytest
 
-from models.onboarding_queue import Priority, Status
 from worker import queue as q
 from worker.db import CONNECTION_ERRORS, asyncpg_dsn
+from worker.models.onboarding_queue import Priority, Status
 from worker.queue import JobLost, Queue
 from worker.sql import queue as sql
 
