@@ -28,6 +28,7 @@ from tenacity import (
 from worker import analytics_cache, backfill, embedded, logs, migrate
 from worker import queue as queue_ops
 from worker.db import CONNECTION_ERRORS, DatabaseUrlError, asyncpg_dsn, connect_options, redact
+from worker.schema import VERSION_TABLE
 from worker.settings import Settings, SettingsError
 from worker.sql import queue as sql
 from worker.symbols import InvalidPriorityError, InvalidSymbolError, UnknownRequesterError
@@ -133,7 +134,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "enqueue": _enqueue,
         "retry": _retry,
         "prune": _prune,
-        "backfill": lambda a, _s, url: backfill.command(a, url),
+        "backfill": _backfill,
     }
     async with _database(settings, migrate_embedded=args.command == "run") as url:
         return await commands[args.command](args, settings, url)
@@ -279,7 +280,8 @@ def _first_line(exc: BaseException) -> str:
 async def _check_schema(db: asyncpg.Pool | asyncpg.Connection) -> None:
     head = migrate.head_revision()
     try:
-        current = await db.fetchval("SELECT version_num FROM alembic_version")
+        # The project's own version table; a host's `alembic_version` is never read.
+        current = await db.fetchval(f"SELECT version_num FROM {VERSION_TABLE}")
     except asyncpg.UndefinedTableError:
         current = None
     except asyncpg.PostgresError as exc:
@@ -318,6 +320,12 @@ async def _health(_args: argparse.Namespace, settings: Settings, url: str) -> in
     async with _connection(settings, url):
         print(f"ok: database {redact(url)} reachable, schema at {migrate.head_revision()}")
     return 0
+
+
+async def _backfill(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    async with _connection(settings, url):
+        pass  # reachable and migrated, or a one-line error
+    return await backfill.command(args, url)
 
 
 async def _migrate(args: argparse.Namespace, settings: Settings, url: str) -> int:

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 import worker.migrations
 from worker.db import create_engine
+from worker.schema import VERSION_TABLE
 
 MIGRATIONS_DIR = Path(worker.migrations.__file__).resolve().parent
 
@@ -47,7 +48,9 @@ async def current_revision(url: str) -> str | None:
     try:
         async with engine.connect() as connection:
             return await connection.run_sync(
-                lambda sync: MigrationContext.configure(sync).get_current_revision()
+                lambda sync: MigrationContext.configure(
+                    sync, opts={"version_table": VERSION_TABLE}
+                ).get_current_revision()
             )
     finally:
         await engine.dispose()
