@@ -167,7 +167,7 @@ async def _database(settings: Settings, *, migrate_embedded: bool) -> AsyncItera
 
 async def _run(args: argparse.Namespace, settings: Settings, url: str) -> int:
     from worker.housekeeping import Housekeeper
-    from worker.onboarding import Onboarder
+    from worker.onboarding import open_onboarder
     from worker.runner import Runner
 
     stop_requests: list[Callable[[], None]] = []
@@ -193,8 +193,7 @@ async def _run(args: argparse.Namespace, settings: Settings, url: str) -> int:
             retry_base_s=settings.retry_base_s,
             retry_max_s=settings.retry_max_s,
         )
-        handler = Onboarder(settings, queue, pool, sources=args.source)
-        try:
+        async with open_onboarder(settings, queue, pool, sources=args.source) as handler:
             runner = Runner(
                 settings,
                 pool,
@@ -214,8 +213,6 @@ async def _run(args: argparse.Namespace, settings: Settings, url: str) -> int:
             if startup.is_set():
                 return 0
             await runner.run()
-        finally:
-            await handler.aclose()
     finally:
         await pool.close()
     return 0
