@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
+from worker.metrics import Metrics
 from worker.prices.base import SourcePaused
 from worker.settings import SettingsError
 from worker.sql import prices as sql
@@ -67,9 +68,15 @@ class SourceGate:
     """Checks and records pauses, and reserves request slots, for the configured sources."""
 
     def __init__(
-        self, pool: asyncpg.Pool, rates: Mapping[str, Rate | None], *, max_wait_s: float
+        self,
+        pool: asyncpg.Pool,
+        rates: Mapping[str, Rate | None],
+        *,
+        max_wait_s: float,
+        metrics: Metrics | None = None,
     ) -> None:
         self._pool = pool
+        self._metrics = metrics or Metrics()
         self._rates = dict(rates)
         self._max_wait_s = max_wait_s
         # (source, symbol) -> the monotonic time of the slot reserved ahead for that job.
@@ -86,6 +93,7 @@ class SourceGate:
     async def pause(self, source: str, seconds: float, reason: str) -> SourcePaused:
         """Pause `source` for every process for `seconds` (an existing longer pause stays)."""
         row = await self._pool.fetchrow(sql.PAUSE_SOURCE, source, seconds, reason)
+        self._metrics.source_paused(source)
         log.warning(
             "price_source_paused",
             source=source,
