@@ -39,6 +39,7 @@ from tenacity import (
 
 from worker.db import CONNECTION_ERRORS
 from worker.logs import redact_text
+from worker.metrics import Metrics
 from worker.prices import (
     HTTP_SOURCES,
     build_sources,
@@ -89,6 +90,7 @@ async def open_onboarder(
     *,
     sources: str | None = None,
     today: Callable[[], date] | None = None,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator["Onboarder"]:
     """An Onboarder with the resources it needs, released on the way out:
 
@@ -96,13 +98,15 @@ async def open_onboarder(
             result = await onboarder.run(job)
 
     `sources` overrides settings.price_source (the --source flag); `today` is the UTC date clock
-    (tests, benchmarks): the window ends the day before it. The chain is checked before anything
+    (tests, benchmarks): the window ends the day before it; `metrics` what the sources and the
+    gate count into (a fresh registry if None). The chain is checked before anything
     is built (SettingsError for one it cannot run); then the HTTP client (only for HTTP sources),
     the log filter that masks the chain's API keys, the rate gate and the sources are built in
     turn, and whatever was built is released again if a later part fails to build."""
     names = check_source_config(settings, sources)
     # Longest first, so a key inside another is not half-hidden.
     secrets = sorted(source_secrets(settings, names), key=len, reverse=True)
+    metrics = metrics or Metrics()
     async with contextlib.AsyncExitStack() as resources:
         client: httpx.AsyncClient | None = None
         if any(name in HTTP_SOURCES for name in names):
@@ -111,11 +115,21 @@ async def open_onboarder(
         mask.attach()
         resources.callback(mask.detach)
         gate = SourceGate(
-            pool, source_rates(settings, names), max_wait_s=settings.rate_limit_max_wait_s
+            pool,
+            source_rates(settings, names),
+            max_wait_s=settings.rate_limit_max_wait_s,
+            metrics=metrics,
         )
-        chain = build_sources(settings, names, pool=pool, client=client, gate=gate)
+        chain = build_sources(settings, names, pool=pool, client=client, gate=gate, metrics=metrics)
         yield Onboarder(
-            settings, queue, pool, sources=chain, gate=gate, secrets=secrets, today=today
+            settings,
+            queue,
+            pool,
+            sources=chain,
+            gate=gate,
+            secrets=secrets,
+            today=today,
+            metrics=metrics,
         )
 
 
@@ -144,12 +158,14 @@ class Onboarder:
         gate: SourceGate,
         secrets: Sequence[str] = (),
         today: Callable[[], date] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """`sources`: the chain, in order, built on `gate`; `secrets`: the values to mask in
         error messages (longest first); `today`: the UTC date clock."""
         self._settings = settings
         self._queue = queue
         self._pool = pool
+        self._metrics = metrics or Metrics()
         self._today = today or (lambda: datetime.now(UTC).date())
         self._secrets = list(secrets)
         self._gate = gate
@@ -229,6 +245,7 @@ class Onboarder:
                 if ahead is not None:
                     deferrals[deferrals.index(first)] = ahead
                     first = min(deferrals, key=lambda d: d.delay_s)
+                self._metrics.rate_limit_deferral(first.source)
             reason = "; ".join(
                 [
                     f"deferred, {d.source} paused for {d.delay_s:.0f} s: {d.reason}"
@@ -325,6 +342,7 @@ class Onboarder:
                 await self._queue.complete(conn, job)
         assert stored is not None  # the statement returns one summary row
         written, last_price_date = stored["rows_written"], stored["last_price_date"]
+        self._metrics.rows_written(source.name, written)
         log.info(
             "prices_stored",
             source=source.name,
