@@ -8,11 +8,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from worker.prices.base import RawBar
-from worker.prices.validate import row_problem, row_problem_sql
+from worker.prices.validate import row_problem, row_problem_sql, row_valid_sql
 
-ROW_PROBLEM = row_problem_sql(
-    open_="$1", high="$2", low="$3", close="$4", adj_close="$5", volume_="$6"
-)
+COLUMNS = {
+    "open_": "$1::numeric",
+    "high": "$2::numeric",
+    "low": "$3::numeric",
+    "close": "$4::numeric",
+    "adj_close": "$5::numeric",
+    "volume_": "$6::numeric",
+}
+ROW_PROBLEM = row_problem_sql(**COLUMNS)
+ROW_VALID = row_valid_sql(**COLUMNS)
 # Values around every boundary of the rule, and ordinary ones.
 EDGES = [
     "0",
@@ -58,8 +65,8 @@ async def test_python_and_sql_rules_agree(
     conn: asyncpg.Connection,
 ) -> None:
     expected = row_problem(RawBar(date(2023, 1, 3), open_, high, low, close, adj_close, volume))
-    in_sql = await conn.fetchval(
-        f"SELECT {ROW_PROBLEM}",
+    in_sql = await conn.fetchrow(
+        f"SELECT {ROW_PROBLEM} AS problem, {ROW_VALID} AS valid",
         open_,
         high,
         low,
@@ -67,4 +74,6 @@ async def test_python_and_sql_rules_agree(
         adj_close,
         volume,
     )
-    assert in_sql == expected
+    assert in_sql["problem"] == expected
+    # NULL (a missing close) filters a row out of a WHERE as false does.
+    assert (in_sql["valid"] is True) is (expected is None)

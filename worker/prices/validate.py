@@ -328,12 +328,37 @@ def row_problem(row: RawBar) -> str | None:
     return None if problem is None else problem[0]
 
 
+def row_valid_sql(
+    *, open_: str, high: str, low: str, close: str, adj_close: str, volume_: str
+) -> str:
+    """The same rule as `row_problem(...) is None`, as an SQL predicate over numeric column
+    expressions: true when the row can be stored. Cheap (two comparisons a value): NaN compares
+    above every number and the infinities beyond the bounds, so the bounds alone refuse them."""
+    low_bound, high_bound = HALF_QUANTUM, PRICE_LIMIT - HALF_QUANTUM
+    terms = [f"({close}) > {low_bound} AND ({close}) < {high_bound}"]
+    for expr in (open_, high, low, adj_close):
+        terms.append(f"(({expr}) IS NULL OR (({expr}) > {low_bound} AND ({expr}) < {high_bound}))")
+    terms.append(f"(({volume_}) IS NULL OR (({volume_}) >= 0 AND ({volume_}) <= {BIGINT_MAX}))")
+    terms.append(f"coalesce(({low}) - ({high}) <= {HIGH_LOW_TOLERANCE}, true)")
+    return "(" + " AND ".join(terms) + ")"
+
+
 def row_problem_sql(
     *, open_: str, high: str, low: str, close: str, adj_close: str, volume_: str
 ) -> str:
     """The same rule as `row_problem`, as an SQL expression over numeric column expressions: the
     reason text, or NULL when the row can be stored. Used where rows are copied set-based."""
-    whens = [f"WHEN ({close})::numeric IS NULL THEN 'close_price {MISSING}'"]
+    columns = {
+        "open_": open_,
+        "high": high,
+        "low": low,
+        "close": close,
+        "adj_close": adj_close,
+        "volume_": volume_,
+    }
+    # The common case first: a valid row costs the cheap predicate only.
+    whens = [f"WHEN {row_valid_sql(**columns)} THEN NULL"]
+    whens.append(f"WHEN ({close})::numeric IS NULL THEN 'close_price {MISSING}'")
     for name, expr in (
         ("close", close),
         ("open", open_),

@@ -15,7 +15,7 @@ read the batch come in two forms, with and without the cache's `adjusted_close` 
 
 from dataclasses import dataclass
 
-from worker.prices.validate import row_problem_sql
+from worker.prices.validate import row_problem_sql, row_valid_sql
 
 # Whether the cache table exists, and whether it has the `adjusted_close` column the spec's code
 # reads (deployed databases do not have it). to_regclass follows search_path, as the queries do.
@@ -66,7 +66,7 @@ SELECT symbol, 'active', 'batch', max(date)
 FROM market_data_cache
 WHERE symbol > :after AND symbol <= :upto
   AND (CAST(:symbols AS varchar[]) IS NULL OR symbol = ANY(:symbols))
-  AND ({problem}) IS NULL
+  AND {valid}
 GROUP BY symbol
 ON CONFLICT (symbol) DO NOTHING
 """
@@ -112,7 +112,7 @@ FROM (
     FROM market_data_cache
     WHERE symbol > :after AND symbol <= :upto
       AND (CAST(:symbols AS varchar[]) IS NULL OR symbol = ANY(:symbols))
-      AND ({problem}) IS NULL
+      AND {valid}
     GROUP BY symbol
 ) AS latest
 WHERE u.symbol = latest.symbol
@@ -164,15 +164,19 @@ class BatchStatements:
 
 
 def _batch_statements(adjusted_close: str) -> BatchStatements:
-    problem = row_problem_sql(
-        open_="open",
-        high="high",
-        low="low",
-        close="close",
-        adj_close=adjusted_close,
-        volume_="volume",
-    )
-    values = {"problem": problem, "adjusted_close": adjusted_close}
+    columns = {
+        "open_": "open",
+        "high": "high",
+        "low": "low",
+        "close": "close",
+        "adj_close": adjusted_close,
+        "volume_": "volume",
+    }
+    values = {
+        "problem": row_problem_sql(**columns),
+        "valid": row_valid_sql(**columns),
+        "adjusted_close": adjusted_close,
+    }
     return BatchStatements(
         add_missing_symbols=_ADD_MISSING_SYMBOLS.format(**values),
         insert_prices=_INSERT_PRICES.format(**values),
