@@ -181,7 +181,7 @@ async def main(args: argparse.Namespace) -> None:
             rows = {
                 s: [
                     (s, b.price_date, b.open, b.high, b.low, b.close, b.adj_close, b.volume)
-                    for b in normalize("synthetic", s, synthetic.generate(s, window), window)
+                    for b in normalize("synthetic", s, synthetic.generate(s, window), window).bars
                 ]
                 for s in symbols
             }

@@ -49,6 +49,7 @@ from worker.prices import (
 )
 from worker.prices.base import (
     Bar,
+    Bars,
     PriceSource,
     RateLimited,
     SourceBlocked,
@@ -80,6 +81,8 @@ class JobResult:
     outcome: Outcome
     rows: int | None = None  # rows stored, when known
     error: str | None = None
+    # Rows the serving source skipped (invalid, or without a close), by reason; None: none.
+    skipped: dict[str, int] | None = None
 
 
 @contextlib.asynccontextmanager
@@ -207,7 +210,7 @@ class Onboarder:
             try:
                 # A paused HTTP source raises SourcePaused before any request: every request
                 # (in-process retries too) first checks the pause in SourceGate.acquire.
-                bars = await self._fetch(source, job.symbol, window, log)
+                fetched = await self._fetch(source, job.symbol, window, log)
             except SourcePaused as exc:
                 log.info("price_source_skipped", source=source.name, reason=exc.reason)
                 deferrals.append(exc)
@@ -233,7 +236,7 @@ class Onboarder:
                 failures.append(exc)
                 log.info("price_source_failed", source=source.name, error=str(exc))
             else:
-                return await self._store(job, source, bars, log)
+                return await self._store(job, source, fetched, log)
         errors = "; ".join(str(scrub(f, self._secrets)) for f in failures)
         if deferrals:
             # Some source may still serve the symbol once its pause ends: come back then.
@@ -284,7 +287,7 @@ class Onboarder:
         symbol: str,
         window: Window,
         log: FilteringBoundLogger,
-    ) -> list[Bar]:
+    ) -> Bars:
         """Bars from one source, retrying transient errors in-process a few times."""
         settings = self._settings
 
@@ -313,24 +316,27 @@ class Onboarder:
         try:
             async for attempt in retrying:
                 with attempt:
-                    bars = await source.fetch(symbol, window)
+                    fetched = await source.fetch(symbol, window)
         except TransientSourceError as exc:
             tries = settings.http_retries + 1
             raise TransientSourceError(exc.source, f"{exc.detail} ({tries} attempts)") from None
+        bars = fetched.bars
         log.info(
             "prices_fetched",
             source=source.name,
             rows=len(bars),
+            rows_skipped=sum(fetched.skipped.values()),
             first_date=bars[0].price_date.isoformat(),
             last_date=bars[-1].price_date.isoformat(),
             elapsed_s=round(time.monotonic() - started, 3),
         )
-        return bars
+        return fetched
 
     async def _store(
-        self, job: Job, source: PriceSource, bars: list[Bar], log: FilteringBoundLogger
+        self, job: Job, source: PriceSource, fetched: Bars, log: FilteringBoundLogger
     ) -> JobResult:
         """Upsert the bars, mark the symbol active and complete the job: one transaction."""
+        bars = fetched.bars
         columns = _columns(bars)
         async with self._pool.acquire() as conn:
             if source.name in self._pausable and self._settings.source_failures_before_pause > 0:
@@ -348,9 +354,10 @@ class Onboarder:
             source=source.name,
             rows=len(bars),
             rows_written=written,
+            rows_skipped=fetched.skipped or None,
             last_price_date=last_price_date.isoformat() if last_price_date else None,
         )
-        return JobResult("completed", rows=len(bars))
+        return JobResult("completed", rows=len(bars), skipped=fetched.skipped or None)
 
     async def _fail(self, job: Job, error: str) -> JobResult:
         async with self._pool.acquire() as conn, conn.transaction():

@@ -168,7 +168,7 @@ async def test_the_last_transient_attempt_fails_the_job_and_marks_the_symbol_err
     assert (await symbol_row(pool, "MSFT"))["status"] == "error"
 
 
-async def test_invalid_data_fails_permanently_naming_date_and_field(
+async def test_a_bad_row_is_skipped_counted_and_never_stored(
     provider, pool, queue, onboarder_for
 ) -> None:
     body = fixture(MSFT).replace(b'"close":[239.64999389648438', b'"close":[-239.64999389648438')
@@ -176,9 +176,25 @@ async def test_invalid_data_fails_permanently_naming_date_and_field(
     job = await claim(pool, queue, "MSFT")
     result = await (await onboarder_for("yahoo", today=MSFT_TODAY)).run(job)
 
+    assert (result.outcome, result.rows) == ("completed", 251)
+    assert result.skipped == {"close_price not positive": 1}
+    rows = await stored(pool, "MSFT")
+    assert len(rows) == 251 and rows[0][0] == date(2021, 2, 2)
+    assert (await job_row(pool, job))["status"] == "completed"
+
+
+async def test_an_invalid_most_recent_bar_fails_permanently_naming_date_and_field(
+    provider, pool, queue, onboarder_for
+) -> None:
+    body = fixture(MSFT).replace(b'308.260009765625],"low"', b'0],"low"')
+    provider.route(MSFT_PATH, Reply(body=body))
+    job = await claim(pool, queue, "MSFT")
+    result = await onboarder_for("yahoo", today=MSFT_TODAY).run(job)
+
     assert result.outcome == "failed"
     assert result.error == (
-        "yahoo: invalid close_price for MSFT on 2021-02-01: -239.64999389648438 is not positive"
+        "yahoo: invalid close_price for MSFT on 2022-01-28: 0 is not positive "
+        "(the most recent bar; 251 older rows are valid, none stored)"
     )
     assert await stored(pool, "MSFT") == []
     assert len(provider.hits(MSFT_PATH)) == 1
@@ -313,7 +329,8 @@ async def test_database_source_onboards_from_the_cache_without_network(
         INSERT INTO market_data_cache (symbol, date, open, high, low, close, volume, data_source)
         VALUES ('IBM', '2023-01-03', 141.1, 141.9, 140.48, 141.55, 3338800, 'polygon'),
                ('IBM', '2023-01-04', 142.07, 143.615, 141.3675, 142.6, 3591500, 'polygon'),
-               ('IBM', '2022-01-03', 1, 1, 1, 1, 1, 'polygon')  -- outside the window
+               ('IBM', '2022-01-03', 1, 1, 1, 1, 1, 'polygon'),  -- outside the window
+               ('IBM', '2023-01-02', 1, 1, 1, 0, 1, 'polygon')  -- the host's zero close
         """
     )
     job = await claim(pool, queue, "IBM")
@@ -322,6 +339,7 @@ async def test_database_source_onboards_from_the_cache_without_network(
     ).run(job)
 
     assert (result.outcome, result.rows) == ("completed", 2)
+    assert result.skipped == {"close_price not positive": 1}
     assert await stored(pool, "IBM") == [
         (date(2023, 1, 3), Decimal("141.1000"), Decimal("141.9000"), Decimal("140.4800"),
          Decimal("141.5500"), None, 3338800),
@@ -374,6 +392,7 @@ async def test_csv_source_reads_a_yahoo_download_and_reports_missing_files(
 ) -> None:
     (tmp_path / "brk_b.csv").write_text(
         "Date,Open,High,Low,Close,Adj Close,Volume\n"
+        "2023-01-02,1,1,1,4_59.0,1,1\n"  # Python's digit grouping is not decimal notation
         "2023-01-03,459.01,463.19,456.15,459.78,459.78,3343000\n"
         "2023-01-04,null,null,null,null,null,null\n"
         "2023-01-05,461.5,462.0,455.7,458.52,458.52,2.5e6\n"
@@ -381,6 +400,7 @@ async def test_csv_source_reads_a_yahoo_download_and_reports_missing_files(
     onboarder = await onboarder_for("csv", today=date(2023, 1, 11), price_csv_dir=tmp_path)
     result = await onboarder.run(await claim(pool, queue, "BRK/B"))
     assert (result.outcome, result.rows) == ("completed", 2)
+    assert result.skipped == {"close_price missing": 1, "close_price not a number": 1}
     assert await stored(pool, "BRK/B") == [
         (date(2023, 1, 3), Decimal("459.0100"), Decimal("463.1900"), Decimal("456.1500"),
          Decimal("459.7800"), Decimal("459.7800"), 3343000),
