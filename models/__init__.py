@@ -5,7 +5,13 @@ from models.analytics_cache import PortfolioAnalyticsCache
 from models.base import Base
 from models.onboarding_queue import SymbolOnboardingQueue
 from models.price_sources import PriceSourceState
-from models.symbols import MarketDataCache, SymbolFactorExposure, SymbolPricesDaily, SymbolUniverse
+from models.symbols import (
+    MarketDataCache,
+    SymbolFactorExposure,
+    SymbolFactorWait,
+    SymbolPricesDaily,
+    SymbolUniverse,
+)
 
 __all__ = [
     "Base",
@@ -14,6 +20,7 @@ __all__ = [
     "PortfolioAnalyticsCache",
     "PriceSourceState",
     "SymbolFactorExposure",
+    "SymbolFactorWait",
     "SymbolOnboardingQueue",
     "SymbolPricesDaily",
     "SymbolUniverse",
