@@ -160,7 +160,14 @@ NEXT_RUN_AFTER = """
 SELECT min(run_after) FROM symbol_onboarding_queue WHERE status = 'pending'
 """
 
-ENQUEUE = "SELECT enqueue_symbol_onboarding(:symbol, :priority, :requested_by)"
+# The Python helpers' enqueue. The requester is checked in the same statement, before the insert:
+# an unknown `requested_by` returns NULL (no row for the batch) instead of a foreign-key error,
+# which would abort the caller's transaction.
+ENQUEUE = """
+SELECT CASE WHEN CAST(:requested_by AS uuid) IS NULL
+              OR EXISTS (SELECT 1 FROM users WHERE id = CAST(:requested_by AS uuid))
+            THEN enqueue_symbol_onboarding(:symbol, :priority, :requested_by) END
+"""
 
 # One round trip for a batch: the function runs once per symbol, in input order.
 ENQUEUE_MANY = """
@@ -170,6 +177,8 @@ FROM (
     FROM unnest(CAST(:symbols AS text[])) WITH ORDINALITY AS u(symbol, position)
     ORDER BY position
 ) AS t
+WHERE CAST(:requested_by AS uuid) IS NULL
+   OR EXISTS (SELECT 1 FROM users WHERE id = CAST(:requested_by AS uuid))
 """
 
 COUNTS = """
