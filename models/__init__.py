@@ -12,6 +12,7 @@ from worker.models.symbols import (
     SymbolPricesDaily,
     SymbolUniverse,
 )
+from worker.models.workers import SymbolOnboardingWorker
 
 __all__ = [
     "Base",
@@ -22,6 +23,7 @@ __all__ = [
     "SymbolFactorExposure",
     "SymbolFactorWait",
     "SymbolOnboardingQueue",
+    "SymbolOnboardingWorker",
     "SymbolPricesDaily",
     "SymbolUniverse",
     "User",

@@ -7,7 +7,9 @@ from a checkout (`alembic revision`, `alembic check`) and points at the same fol
 """
 
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -18,6 +20,7 @@ from sqlalchemy.engine import Connection
 import worker.migrations
 from worker.db import create_engine
 
+VERSION_QUERY = "SELECT version_num FROM alembic_version"
 MIGRATIONS_DIR = Path(worker.migrations.__file__).resolve().parent
 
 
@@ -32,6 +35,14 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
+
+
+async def schema_revision(db: Any) -> str | None:
+    """The revision a database is at, on an asyncpg Connection or Pool (None: not migrated)."""
+    try:
+        return await db.fetchval(VERSION_QUERY)
+    except asyncpg.UndefinedTableError:
+        return None
 
 
 async def upgrade(url: str, revision: str = "head") -> None:
