@@ -174,7 +174,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "enqueue": _enqueue,
         "retry": _retry,
         "prune": _prune,
-        "backfill": lambda a, _s, url: backfill.command(a, url),
+        "backfill": _backfill,
         "factors": _factors,
     }
     async with _database(settings, migrate_embedded=args.command == "run") as url:
@@ -384,6 +384,12 @@ async def _health(_args: argparse.Namespace, settings: Settings, url: str) -> in
     async with _connection(settings, url):
         print(f"ok: database {redact(url)} reachable, schema at {migrate.head_revision()}")
     return 0
+
+
+async def _backfill(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    async with _connection(settings, url):
+        pass  # reachable and migrated, or a one-line error
+    return await backfill.command(args, url)
 
 
 async def _migrate(args: argparse.Namespace, settings: Settings, url: str) -> int:

@@ -19,8 +19,10 @@ from sqlalchemy.engine import Connection
 
 import worker.migrations
 from worker.db import create_engine
+from worker.schema import VERSION_TABLE
 
-VERSION_QUERY = "SELECT version_num FROM alembic_version"
+# The project's own version table; a host's `alembic_version` is never read.
+VERSION_QUERY = f"SELECT version_num FROM {VERSION_TABLE}"
 MIGRATIONS_DIR = Path(worker.migrations.__file__).resolve().parent
 
 
@@ -58,7 +60,9 @@ async def current_revision(url: str) -> str | None:
     try:
         async with engine.connect() as connection:
             return await connection.run_sync(
-                lambda sync: MigrationContext.configure(sync).get_current_revision()
+                lambda sync: MigrationContext.configure(
+                    sync, opts={"version_table": VERSION_TABLE}
+                ).get_current_revision()
             )
     finally:
         await engine.dispose()
