@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Literal
 
 import asyncpg
 import httpx
@@ -39,7 +38,7 @@ from tenacity import (
 )
 
 from worker import factors
-from worker.db import CONNECTION_ERRORS
+from worker.db import CONNECTION_ERRORS, Connection
 from worker.logs import redact_text
 from worker.prices import (
     HTTP_SOURCES,
@@ -61,6 +60,7 @@ from worker.prices.base import (
 from worker.prices.http import MaskSecrets, scrub
 from worker.prices.ratelimit import SourceGate
 from worker.queue import Job, JobLost, Queue
+from worker.runner import Outcome
 from worker.settings import Settings
 from worker.sql import prices as sql
 
@@ -77,7 +77,7 @@ MAX_ERROR_CHARS = 2000
 
 @dataclass(frozen=True)
 class JobResult:
-    outcome: Literal["completed", "retried", "failed", "deferred"]
+    outcome: Outcome
     rows: int | None = None  # rows stored, when known
     error: str | None = None
 
@@ -300,6 +300,7 @@ class Onboarder:
                     await factors.lock_references(conn, job.symbol)  # first: see factors
                 stored = await conn.fetchrow(sql.STORE_PRICES, job.symbol, *columns)
                 await self._queue.complete(conn, job)
+                assert stored is not None  # the statement returns one summary row
                 if self._factors is not None:
                     step = await self._factor_step(conn, job.symbol, stored["last_price_date"], log)
         written, last_price_date = stored["rows_written"], stored["last_price_date"]
@@ -316,7 +317,7 @@ class Onboarder:
 
     async def _factor_step(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         symbol: str,
         last_price_date: date,
         log: FilteringBoundLogger,
@@ -342,7 +343,7 @@ class Onboarder:
             log.exception("factors_failed", error=f"{type(exc).__name__}: {exc}")
             return None
 
-    async def _reference_ended(self, conn: asyncpg.Connection, job: Job) -> None:
+    async def _reference_ended(self, conn: Connection, job: Job) -> None:
         """A reference ETF's job failed for good: the symbols waiting only for it get their
         betas from what is there (its transaction holds the exclusive reference lock)."""
         if self._factors is None or job.symbol not in factors.REFERENCE_ETFS:
@@ -388,7 +389,7 @@ class Onboarder:
                 await self._reference_ended(conn, job)
         return JobResult("retried" if status == "pending" else "failed", error=error)
 
-    async def _lock_references(self, conn: asyncpg.Connection, job: Job) -> None:
+    async def _lock_references(self, conn: Connection, job: Job) -> None:
         """A reference ETF's ending transaction takes the reference lock first (before its job
         row), as its completing one does."""
         if self._factors is not None and job.symbol in factors.REFERENCE_ETFS:

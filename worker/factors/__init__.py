@@ -34,10 +34,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-import asyncpg
 import numpy as np
 import structlog
 
+from worker.db import Connection
 from worker.factors.betas import (
     COMPUTED,
     FACTORS,
@@ -95,14 +95,14 @@ class Recomputed:
         self.last_date = max(dates, default=None)
 
 
-async def lock_references(conn: asyncpg.Connection, symbol: str | None = None) -> None:
+async def lock_references(conn: Connection, symbol: str | None = None) -> None:
     """Take the reference lock for this transaction: call it first, before any write (a
     refresh's transaction too, if it then calls recompute_factors)."""
     await FactorStore.lock_references(conn, exclusive=symbol in REFERENCE_ETFS)
 
 
 async def recompute_factors(
-    conn: asyncpg.Connection,
+    conn: Connection,
     symbols: Sequence[str],
     *,
     store: FactorStore | None = None,
@@ -171,7 +171,7 @@ class FactorStep:
 
 
 async def after_prices_stored(
-    conn: asyncpg.Connection,
+    conn: Connection,
     store: FactorStore,
     symbol: str,
     last_price_date: date,
@@ -188,9 +188,7 @@ async def after_prices_stored(
     dates = await FactorStore.reference_dates(conn)
     oldest = last_price_date - timedelta(days=max_lag_days)
     stale = tuple(
-        etf
-        for etf in REFERENCE_ETFS
-        if etf != symbol and (dates[etf] is None or dates[etf] < oldest)
+        etf for etf, last in dates.items() if etf != symbol and (last is None or last < oldest)
     )
     if stale:
         await FactorStore.enqueue_references(conn, stale)
@@ -229,7 +227,7 @@ def _log_symbol(log: structlog.typing.FilteringBoundLogger, r: Recomputed, start
 
 
 async def resolve_waiting(
-    conn: asyncpg.Connection,
+    conn: Connection,
     store: FactorStore,
     *,
     history_days: int = DEFAULT_HISTORY_DAYS,

@@ -135,7 +135,8 @@ class Betas:
 
     @property
     def computed(self) -> BoolArray:
-        return self.status == COMPUTED
+        computed: BoolArray = self.status == COMPUTED
+        return computed
 
 
 def simple_returns(prices: FloatArray) -> FloatArray:
@@ -239,8 +240,8 @@ def _solve_group(
     valid[last + 1 :] = False
     prices = panel.prices[members]
     for regression in REGRESSIONS:
-        columns = [FACTOR_INDEX[c] for c in regression.factors]
-        etf_rows = [REFERENCE_ETFS.index(e) for e in regression.etfs]
+        columns = np.array([FACTOR_INDEX[c] for c in regression.factors])
+        etf_rows = np.array([REFERENCE_ETFS.index(e) for e in regression.etfs])
         window = FACTORS[columns[0]].window
         minimum = FACTORS[columns[0]].min_returns
         dates = np.flatnonzero(valid & ref_present[etf_rows].all(axis=0))[-(window + 1) :]

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-import asyncpg
 import structlog
 
+from worker.db import Connection
 from worker.factors import Recomputed, recompute_factors
 from worker.factors.store import FactorStore
 from worker.settings import Settings
@@ -22,7 +22,7 @@ log = structlog.get_logger("worker.factors")
 
 
 async def command(
-    conn: asyncpg.Connection,
+    conn: Connection,
     store: FactorStore,
     settings: Settings,
     symbols: Sequence[str] | None,

@@ -23,6 +23,7 @@ from typing import Literal
 import asyncpg
 import numpy as np
 
+from worker.db import Connection
 from worker.factors.betas import FACTORS, REFERENCE_ETFS, Betas, Panel
 from worker.sql import factors as sql
 
@@ -63,7 +64,7 @@ class FactorStore:
     factor_ids: tuple[uuid.UUID, ...] = ()  # long: the ids of FACTORS, in order
 
     @classmethod
-    async def detect(cls, conn: asyncpg.Connection | asyncpg.Pool) -> "FactorStore":
+    async def detect(cls, conn: Connection | asyncpg.Pool) -> "FactorStore":
         """The shape this database's table has; ShapeError when the worker cannot write it."""
         columns = {r["name"]: r for r in await conn.fetch(sql.TABLE_COLUMNS, TABLE)}
         if not columns:
@@ -110,7 +111,7 @@ class FactorStore:
 
     async def read_panel(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         symbols: Sequence[str],
         *,
         as_of: date | None,
@@ -146,13 +147,13 @@ class FactorStore:
             return int(betas.computed.any(axis=1).sum())
         return int(betas.computed.sum())
 
-    async def write(self, conn: asyncpg.Connection, symbols: Sequence[str], betas: Betas) -> int:
+    async def write(self, conn: Connection, symbols: Sequence[str], betas: Betas) -> int:
         """Upsert every symbol with at least one computed beta and move its last_factor_date;
         returns the exposure rows written. Universe rows first (the job's lock order)."""
         rows = np.flatnonzero(betas.computed.any(axis=1))
         if rows.size == 0:
             return 0
-        names = [symbols[i] for i in rows]
+        names = [symbols[i] for i in rows.tolist()]
         days = betas.calculation_day[rows].tolist()
         await conn.execute(sql.ADVANCE_LAST_FACTOR_DATE, names, days)
         computed = betas.computed[rows]
@@ -180,7 +181,7 @@ class FactorStore:
 
     @staticmethod
     async def active_symbols(
-        conn: asyncpg.Connection, symbols: Sequence[str] | None
+        conn: Connection, symbols: Sequence[str] | None
     ) -> tuple[list[str], list[tuple[str, str | None]]]:
         """The active symbols (all, or those of `symbols`), and the requested ones that are not
         active with their status (None: unknown)."""
@@ -194,31 +195,29 @@ class FactorStore:
     # --- reference ETFs and the symbols waiting for them ---------------------------------------
 
     @staticmethod
-    async def lock_references(conn: asyncpg.Connection, *, exclusive: bool) -> None:
+    async def lock_references(conn: Connection, *, exclusive: bool) -> None:
         """The reference lock, until the transaction ends (see worker/factors/__init__.py)."""
         statement = sql.LOCK_REFERENCES_EXCLUSIVE if exclusive else sql.LOCK_REFERENCES_SHARED
         await conn.execute(statement, sql.REFERENCE_LOCK_KEY)
 
     @staticmethod
-    async def reference_dates(conn: asyncpg.Connection) -> dict[str, date | None]:
+    async def reference_dates(conn: Connection) -> dict[str, date | None]:
         """Each reference ETF's latest stored price date (None: no prices)."""
         rows = await conn.fetch(sql.REFERENCE_DATES, list(REFERENCE_ETFS))
         return {r["symbol"]: r["last_price_date"] for r in rows}
 
     @staticmethod
-    async def enqueue_references(conn: asyncpg.Connection, etfs: Sequence[str]) -> None:
+    async def enqueue_references(conn: Connection, etfs: Sequence[str]) -> None:
         await conn.execute(sql.ENQUEUE_REFERENCES, list(etfs))
 
     @staticmethod
-    async def wait_for_references(
-        conn: asyncpg.Connection, symbol: str, etfs: Sequence[str]
-    ) -> None:
+    async def wait_for_references(conn: Connection, symbol: str, etfs: Sequence[str]) -> None:
         await conn.execute(sql.WAIT_FOR_REFERENCES, symbol, list(etfs))
 
     @staticmethod
-    async def ready_waiters(conn: asyncpg.Connection, limit: int) -> list[str]:
+    async def ready_waiters(conn: Connection, limit: int) -> list[str]:
         return [r[0] for r in await conn.fetch(sql.READY_WAITERS, limit)]
 
     @staticmethod
-    async def stop_waiting(conn: asyncpg.Connection, symbols: Sequence[str]) -> None:
+    async def stop_waiting(conn: Connection, symbols: Sequence[str]) -> None:
         await conn.execute(sql.STOP_WAITING, list(symbols))
