@@ -7,6 +7,7 @@ unreachable for a one-shot command, schema not migrated); 2 bad usage.
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import signal
@@ -35,6 +36,8 @@ from worker.symbols import InvalidPriorityError, InvalidSymbolError, UnknownRequ
 if TYPE_CHECKING:  # numpy loads with worker.factors: only the commands that use it import it
     from worker.factors import FactorStore
     from worker.housekeeping import Sweep
+    from worker.metrics import Metrics
+    from worker.web import StatusServer
 
 log = structlog.get_logger("worker.cli")
 
@@ -202,6 +205,24 @@ async def _database(settings: Settings, *, migrate_embedded: bool) -> AsyncItera
 
 
 async def _run(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    from worker import web
+
+    worker_id = queue_ops.new_worker_id(settings.worker_name)
+    try:
+        async with web.endpoint(settings, url, worker_id) as (metrics, server):
+            return await _run_worker(args, settings, url, worker_id, metrics, server)
+    except web.EndpointError as exc:
+        raise FatalError(str(exc)) from None
+
+
+async def _run_worker(
+    args: argparse.Namespace,
+    settings: Settings,
+    url: str,
+    worker_id: str,
+    metrics: "Metrics",
+    server: "StatusServer | None",
+) -> int:
     from worker.housekeeping import Housekeeper
     from worker.onboarding import Onboarder
     from worker.runner import Runner
@@ -224,7 +245,7 @@ async def _run(args: argparse.Namespace, settings: Settings, url: str) -> int:
     try:
         await _check_schema(pool)
         queue = queue_ops.Queue(
-            queue_ops.new_worker_id(settings.worker_name),
+            worker_id,
             max_attempts=settings.max_attempts,
             retry_base_s=settings.retry_base_s,
             retry_max_s=settings.retry_max_s,
@@ -235,7 +256,9 @@ async def _run(args: argparse.Namespace, settings: Settings, url: str) -> int:
             sweeps["factor_waits_resolved"] = functools.partial(
                 _sweep_factor_waits, store=store, settings=settings
             )
-        handler = Onboarder(settings, queue, pool, sources=args.source, factor_store=store)
+        handler = Onboarder(
+            settings, queue, pool, sources=args.source, metrics=metrics, factor_store=store
+        )
         try:
             runner = Runner(
                 settings,
@@ -246,7 +269,11 @@ async def _run(args: argparse.Namespace, settings: Settings, url: str) -> int:
                 listen_dsn=_listen_dsn(settings, url),
                 burst=args.burst,
                 housekeeping=Housekeeper(settings, pool, queue, extra_sweeps=sweeps),
+                metrics=metrics,
             )
+            if server is not None:
+                server.worker = runner
+                runner.info = dataclasses.replace(runner.info, http_url=server.url)
             stop_requests[:] = [runner.request_stop]
             if startup.is_set():
                 return 0
