@@ -6,8 +6,8 @@ window; otherwise it enqueues the ETFs and records the symbol here, and the ETFs
 its betas when they end (see worker/factors/__init__.py). A backend reads "betas pending" from
 this table. The foreign key cascades, like the host's other children of symbol_universe.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-11-27
 """
 
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0008"
-down_revision: str | Sequence[str] | None = "0007"
+revision: str = "0009"
+down_revision: str | Sequence[str] | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
