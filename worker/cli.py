@@ -224,7 +224,7 @@ async def _run_worker(
     server: "StatusServer | None",
 ) -> int:
     from worker.housekeeping import Housekeeper
-    from worker.onboarding import Onboarder
+    from worker.onboarding import open_onboarder
     from worker.runner import Runner
 
     stop_requests: list[Callable[[], None]] = []
@@ -256,10 +256,9 @@ async def _run_worker(
             sweeps["factor_waits_resolved"] = functools.partial(
                 _sweep_factor_waits, store=store, settings=settings
             )
-        handler = Onboarder(
+        async with open_onboarder(
             settings, queue, pool, sources=args.source, metrics=metrics, factor_store=store
-        )
-        try:
+        ) as handler:
             runner = Runner(
                 settings,
                 pool,
@@ -278,8 +277,6 @@ async def _run_worker(
             if startup.is_set():
                 return 0
             await runner.run()
-        finally:
-            await handler.aclose()
     finally:
         await pool.close()
     return 0

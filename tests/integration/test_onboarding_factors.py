@@ -2,7 +2,8 @@
 reference ETFs enqueued and waited for, their jobs computing the waiting symbols' betas."""
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
@@ -15,7 +16,7 @@ from tests.factordata import store_prices
 from tests.fakeprovider import FakeProvider, recorded
 from tests.integration.conftest import claim, job_row, stored, symbol_row
 from worker.factors import REFERENCE_ETFS, FactorStore
-from worker.onboarding import Onboarder
+from worker.onboarding import Onboarder, open_onboarder
 from worker.prices.base import Window
 from worker.prices.synthetic import generate
 from worker.queue import Queue
@@ -31,26 +32,25 @@ NOT_FOUND = recorded("yahoo/error-404-unknown-symbol.TRANSCRIBED.json", status=4
 @pytest.fixture
 async def make_onboarder(
     pool: asyncpg.Pool, queue: Queue, settings: Settings
-) -> AsyncIterator[Callable[..., Onboarder]]:
-    """Onboarders with the factor store on (detected like `run` does), closed afterwards."""
+) -> AsyncIterator[Callable[..., Awaitable[Onboarder]]]:
+    """Onboarders with the factor store on (detected like `run` does), closed afterwards:
+    `await make_onboarder("synthetic", **settings)`."""
     store = await FactorStore.detect(pool)
-    made: list[Onboarder] = []
+    async with contextlib.AsyncExitStack() as opened:
 
-    def make(sources: str = "synthetic", **overrides: Any) -> Onboarder:
-        onboarder = Onboarder(
-            replace(settings, **overrides),
-            queue,
-            pool,
-            sources=sources,
-            today=lambda: TODAY,
-            factor_store=store,
-        )
-        made.append(onboarder)
-        return onboarder
+        async def make(sources: str = "synthetic", **overrides: Any) -> Onboarder:
+            return await opened.enter_async_context(
+                open_onboarder(
+                    replace(settings, **overrides),
+                    queue,
+                    pool,
+                    sources=sources,
+                    today=lambda: TODAY,
+                    factor_store=store,
+                )
+            )
 
-    yield make
-    for onboarder in made:
-        await onboarder.aclose()
+        yield make
 
 
 async def seed_references(pool: asyncpg.Pool, *, end: date = LAST_DAY, skip: tuple = ()) -> None:
@@ -92,12 +92,12 @@ async def run_queue(pool: asyncpg.Pool, queue: Queue, onboarder: Onboarder) -> l
 
 
 async def test_betas_are_written_with_the_prices_and_the_completion(
-    pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Onboarder]
+    pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Awaitable[Onboarder]]
 ) -> None:
     await seed_references(pool)
     job = await claim(pool, queue, "AAA")
     with capture_logs() as events:
-        result = await make_onboarder().run(job)
+        result = await (await make_onboarder()).run(job)
     assert result.outcome == "completed"
     assert (await job_row(pool, job))["status"] == "completed"
     row = await exposures(pool, "AAA")
@@ -121,9 +121,9 @@ async def test_betas_are_written_with_the_prices_and_the_completion(
 
 
 async def test_missing_references_are_onboarded_first_and_the_betas_follow(
-    pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Onboarder]
+    pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Awaitable[Onboarder]]
 ) -> None:
-    onboarder = make_onboarder()
+    onboarder = await make_onboarder()
     job = await claim(pool, queue, "AAA")
     assert (await onboarder.run(job)).outcome == "completed"
     # Prices at once; betas pending, the ETFs enqueued at high priority.
@@ -155,13 +155,13 @@ async def test_missing_references_are_onboarded_first_and_the_betas_follow(
 
 
 async def test_a_stale_reference_is_onboarded_again(
-    pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Onboarder]
+    pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Awaitable[Onboarder]]
 ) -> None:
     await seed_references(pool, skip=("TLT",))
     await seed_references(
         pool, end=LAST_DAY - timedelta(days=10), skip=REFERENCE_ETFS[:1] + REFERENCE_ETFS[2:]
     )
-    onboarder = make_onboarder()
+    onboarder = await make_onboarder()
     await onboarder.run(await claim(pool, queue, "AAA"))
     assert await waits(pool) == {"AAA": ["TLT"]}
     assert await live_jobs(pool) == {"TLT": "high"}
@@ -171,11 +171,11 @@ async def test_a_stale_reference_is_onboarded_again(
 
 
 async def test_a_reference_within_the_allowed_lag_is_used_as_it_is(
-    pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Onboarder]
+    pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Awaitable[Onboarder]]
 ) -> None:
     behind = LAST_DAY - timedelta(days=2)  # Monday 2024-12-30
     await seed_references(pool, end=behind)
-    await make_onboarder().run(await claim(pool, queue, "AAA"))
+    await (await make_onboarder()).run(await claim(pool, queue, "AAA"))
     assert await waits(pool) == {} and await live_jobs(pool) == {}
     assert (await exposures(pool, "AAA"))["calculation_date"] == behind
     assert (await symbol_row(pool, "AAA"))["last_factor_date"] == behind
@@ -184,15 +184,15 @@ async def test_a_reference_within_the_allowed_lag_is_used_as_it_is(
 async def test_a_reference_that_fails_for_good_releases_its_waiters(
     pool: asyncpg.Pool,
     queue: Queue,
-    make_onboarder: Callable[..., Onboarder],
+    make_onboarder: Callable[..., Awaitable[Onboarder]],
     provider: FakeProvider,
 ) -> None:
     await seed_references(pool, skip=("USMV",))
-    await make_onboarder().run(await claim(pool, queue, "AAA"))
+    await (await make_onboarder()).run(await claim(pool, queue, "AAA"))
     assert await waits(pool) == {"AAA": ["USMV"]}
     provider.route("/v8/finance/chart/USMV", NOT_FOUND)
     (usmv,) = await queue.claim(pool)
-    result = await make_onboarder("yahoo").run(usmv)
+    result = await (await make_onboarder("yahoo")).run(usmv)
     assert result.outcome == "failed"
     # USMV's failing transaction computed AAA from what there is: styles need USMV, so absent.
     assert await waits(pool) == {}
@@ -204,12 +204,12 @@ async def test_a_reference_that_fails_for_good_releases_its_waiters(
 
 
 async def test_twenty_days_of_history_completes_without_betas(
-    pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Onboarder]
+    pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Awaitable[Onboarder]]
 ) -> None:
     await seed_references(pool)
     job = await claim(pool, queue, "NEWCO")
     with capture_logs() as events:
-        result = await make_onboarder(price_lookback_days=27).run(job)
+        result = await (await make_onboarder(price_lookback_days=27)).run(job)
     assert result.outcome == "completed" and len(await stored(pool, "NEWCO")) == 20
     assert await exposures(pool, "NEWCO") is None
     assert (await symbol_row(pool, "NEWCO"))["last_factor_date"] is None
@@ -219,14 +219,14 @@ async def test_twenty_days_of_history_completes_without_betas(
 
 
 async def test_a_lost_job_writes_neither_prices_nor_betas_nor_waits(
-    pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Onboarder]
+    pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Awaitable[Onboarder]]
 ) -> None:
     job = await claim(pool, queue, "AAA")
     await pool.execute("UPDATE symbol_onboarding_queue SET locked_by = 'someone-else'")
     from worker.queue import JobLost
 
     with pytest.raises(JobLost):
-        await make_onboarder().run(job)
+        await (await make_onboarder()).run(job)
     assert await stored(pool, "AAA") == []
     assert await waits(pool) == {} and await live_jobs(pool) == {}
 
@@ -242,20 +242,17 @@ async def test_a_failing_factor_step_is_rolled_back_alone(
            CREATE TRIGGER refuse BEFORE INSERT ON symbol_factor_exposures
            FOR EACH ROW EXECUTE FUNCTION refuse();"""
     )
-    onboarder = Onboarder(
+    async with open_onboarder(
         settings,
         queue,
         pool,
         sources="synthetic",
         today=lambda: TODAY,
         factor_store=await FactorStore.detect(pool),
-    )
-    try:
+    ) as onboarder:
         job = await claim(pool, queue, "AAA")
         with capture_logs() as events:
             assert (await onboarder.run(job)).outcome == "completed"
-    finally:
-        await onboarder.aclose()
     assert len(await stored(pool, "AAA")) > 250
     universe = await symbol_row(pool, "AAA")
     assert (universe["status"], universe["last_factor_date"]) == ("active", None)
@@ -264,7 +261,7 @@ async def test_a_failing_factor_step_is_rolled_back_alone(
 
 
 async def test_a_job_waits_for_a_reference_transaction_in_flight(
-    pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Onboarder]
+    pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Awaitable[Onboarder]]
 ) -> None:
     """The lost wake-up: while a reference ETF's transaction holds the exclusive lock, another
     job's write waits for it, and then sees what it committed (here SPY's prices)."""
@@ -274,7 +271,7 @@ async def test_a_job_waits_for_a_reference_transaction_in_flight(
         tx = etf_conn.transaction()
         await tx.start()
         await etf_conn.execute(sql.LOCK_REFERENCES_EXCLUSIVE, sql.REFERENCE_LOCK_KEY)
-        running = asyncio.create_task(make_onboarder().run(job))
+        running = asyncio.create_task((await make_onboarder()).run(job))
         await asyncio.sleep(0.5)
         assert not running.done()
         assert (
