@@ -1,7 +1,10 @@
 """Symbol-onboarding worker: a PostgreSQL job queue that loads daily prices for new symbols."""
 
-from worker.queue import enqueue_symbol, enqueue_symbols
-from worker.symbols import InvalidPriorityError, InvalidSymbolError, UnknownRequesterError
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from worker.queue import enqueue_symbol, enqueue_symbols
+    from worker.symbols import InvalidPriorityError, InvalidSymbolError, UnknownRequesterError
 
 __all__ = [
     "InvalidPriorityError",
@@ -10,3 +13,21 @@ __all__ = [
     "enqueue_symbol",
     "enqueue_symbols",
 ]
+
+_HOMES = {
+    "enqueue_symbol": "worker.queue",
+    "enqueue_symbols": "worker.queue",
+    "InvalidPriorityError": "worker.symbols",
+    "InvalidSymbolError": "worker.symbols",
+    "UnknownRequesterError": "worker.symbols",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, not with the package: `python -m worker` under a Python that lacks
+    # the dependencies then reaches worker/__main__.py, which says how to run it instead.
+    if name in _HOMES:
+        import importlib
+
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'worker' has no attribute {name!r}")

@@ -451,7 +451,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def command(args: argparse.Namespace, database_url: str) -> int:
-    """Run `python -m worker backfill`; 0 when done, 1 when it could not run or missed a symbol."""
+    """Run `python -m worker backfill`; 0 when done. BackfillError when it could not run or a
+    requested symbol has no cache rows (after copying the others)."""
     on_terminal = sys.stderr.isatty()
     reporter: TerminalProgress | LogProgress = (
         TerminalProgress(sys.stderr) if on_terminal else LogProgress()
@@ -465,10 +466,9 @@ async def command(args: argparse.Namespace, database_url: str) -> int:
             jobs=args.jobs,
             progress=reporter,
         )
-    except BackfillError as exc:
+    except BackfillError:
         reporter.close()
-        log.error("backfill_failed", error=str(exc))
-        return 1
+        raise  # the command line prints it as one line
     except asyncio.CancelledError:
         reporter.close()
         # Every committed batch stays; a rerun skips those rows at ON CONFLICT speed.
@@ -480,8 +480,10 @@ async def command(args: argparse.Namespace, database_url: str) -> int:
     else:
         log.info("backfill_finished", **summary.log_fields())
     if summary.symbols_not_found:
-        log.error("backfill_symbols_not_found", symbols=list(summary.symbols_not_found))
-        return 1
+        raise BackfillError(
+            f"no market_data_cache rows for {', '.join(summary.symbols_not_found)} "
+            "(the other symbols were copied)"
+        )
     return 0
 
 

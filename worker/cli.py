@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import importlib.metadata
 import json
 import signal
 import sys
@@ -30,8 +31,15 @@ from tenacity import (
 from worker import analytics_cache, backfill, embedded, logs, migrate, status
 from worker import queue as queue_ops
 from worker.db import CONNECTION_ERRORS, DatabaseUrlError, asyncpg_dsn, connect_options, redact
+from worker.models.onboarding_queue import PRIORITIES
 from worker.settings import Settings, SettingsError
-from worker.symbols import InvalidPriorityError, InvalidSymbolError, UnknownRequesterError
+from worker.sql import prices as prices_sql
+from worker.symbols import (
+    InvalidPriorityError,
+    InvalidSymbolError,
+    UnknownRequesterError,
+    normalize_symbol,
+)
 
 if TYPE_CHECKING:  # numpy loads with worker.factors: only the commands that use it import it
     from worker.factors import FactorStore
@@ -53,16 +61,32 @@ class FatalError(Exception):
     """Stop with exit code 1 and this one-line message."""
 
 
+DESCRIPTION = """\
+Onboard stock symbols: a PostgreSQL job queue whose worker loads about a year of daily prices
+for each enqueued symbol and marks it active.
+
+Every command uses DATABASE_URL, or an embedded PostgreSQL in EMBEDDED_PGDATA (.data/pg) when it
+is unset (created and migrated on first use). Settings are environment variables (see the
+README); `python -m worker COMMAND --help` describes a command.
+"""
+EPILOG = """\
+exit status: 0 success; 1 a fatal error, printed as one line on stderr (bad configuration,
+database unreachable, schema not migrated); 2 bad usage
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "migrate" and args.downgrade and args.revision == "head":
         parser.error("migrate --downgrade needs a target revision, e.g. `base`")
+    tracebacks = args.command == "run"  # a one-shot command prints one line unless debugging
     try:
         settings = Settings.from_env(
             concurrency=getattr(args, "concurrency", None),
             price_source=getattr(args, "source", None),
         )
+        tracebacks = tracebacks or settings.log_level.lower() == "debug"
         logs.configure(settings, stream=sys.stderr if args.command != "run" else sys.stdout)
         return asyncio.run(_dispatch(args, settings))
     except (FatalError, SettingsError, DatabaseUrlError) as exc:
@@ -70,19 +94,33 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # last resort: the traceback to the log, one line for the operator
-        log.exception("fatal_error")
+    except Exception as exc:  # last resort: one line for the operator, the traceback if useful
+        if tracebacks:
+            log.exception("fatal_error")
         print(f"error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        if not tracebacks:
+            print("(LOG_LEVEL=debug shows the traceback)", file=sys.stderr)
         return 1
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="python -m worker",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {_version()}", help="print the version"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the worker until SIGTERM/SIGINT")
     run.add_argument(
-        "--concurrency", type=_positive_int, help="jobs in flight (WORKER_CONCURRENCY)"
+        "--concurrency",
+        type=_positive_int,
+        metavar="N",
+        help="jobs in flight (WORKER_CONCURRENCY)",
     )
     run.add_argument("--burst", action="store_true", help="exit 0 once no runnable job remains")
     run.add_argument(
@@ -107,15 +145,29 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     enqueue = sub.add_parser("enqueue", help="enqueue symbols; prints each job id")
-    enqueue.add_argument("symbols", nargs="+", metavar="SYMBOL")
-    enqueue.add_argument("--priority", default="normal", choices=["high", "normal", "low"])
-    enqueue.add_argument("--requested-by", type=uuid.UUID, metavar="UUID")
+    enqueue.add_argument(
+        "symbols", nargs="+", metavar="SYMBOL", help="ticker symbols, e.g. AAPL BRK.B ^GSPC"
+    )
+    enqueue.add_argument(
+        "--priority",
+        default="normal",
+        choices=PRIORITIES,
+        help="claim order: high, then normal, then low (default: normal)",
+    )
+    enqueue.add_argument(
+        "--requested-by",
+        type=_uuid_arg,
+        metavar="UUID",
+        help="the id of the user asking (must exist in users)",
+    )
 
     retry = sub.add_parser(
         "retry", help="retry a failed job, or every failed job; --now: run a job in backoff now"
     )
     target = retry.add_mutually_exclusive_group(required=True)
-    target.add_argument("job_id", nargs="?", type=uuid.UUID, metavar="JOB_ID")
+    target.add_argument(
+        "job_id", nargs="?", type=_uuid_arg, metavar="JOB_ID", help="the failed job to run again"
+    )
     target.add_argument("--failed", action="store_true", help="every failed job")
     retry.add_argument(
         "--now",
@@ -124,6 +176,12 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("prune", help="delete old completed/failed jobs now (QUEUE_PRUNE_*)")
+
+    prices = sub.add_parser("prices", help="a symbol's status and its newest stored daily bars")
+    prices.add_argument("symbol", metavar="SYMBOL", help="a ticker symbol, e.g. AAPL")
+    prices.add_argument(
+        "--last", type=_positive_int, default=5, metavar="N", help="bars to show (default: 5)"
+    )
 
     backfill.add_arguments(
         sub.add_parser("backfill", help="copy market_data_cache into symbol_prices_daily")
@@ -162,10 +220,27 @@ def _date_arg(raw: str) -> date:
 
 
 def _positive_int(raw: str) -> int:
-    value = int(raw)
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a whole number > 0, got {raw!r}")
     return value
+
+
+def _uuid_arg(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a UUID, got {raw!r}") from None
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("symbol-onboarding-worker")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout without installing
+        return "(not installed)"
 
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -177,10 +252,13 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "enqueue": _enqueue,
         "retry": _retry,
         "prune": _prune,
+        "prices": _prices,
         "backfill": _backfill,
         "factors": _factors,
     }
-    async with _database(settings, migrate_embedded=args.command == "run") as url:
+    # The embedded server is the worker's own: every command but `migrate` brings it to head
+    # first, so a first `health` or `enqueue` works before any `run`.
+    async with _database(settings, migrate_embedded=args.command != "migrate") as url:
         return await commands[args.command](args, settings, url)
 
 
@@ -410,10 +488,46 @@ async def _health(_args: argparse.Namespace, settings: Settings, url: str) -> in
     return 0
 
 
+async def _prices(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    try:
+        symbol = normalize_symbol(args.symbol)
+    except InvalidSymbolError as exc:
+        raise FatalError(str(exc)) from None
+    async with _connection(settings, url) as conn:
+        row = await conn.fetchrow(prices_sql.SYMBOL_STATUS, symbol)
+        bars = await conn.fetch(prices_sql.LATEST_PRICES, symbol, args.last)
+    if row is None:
+        raise FatalError(f"{symbol} is not in symbol_universe: enqueue it first")
+    last = row["last_price_date"]
+    print(
+        f"{symbol}: {row['status']}, {row['bars']} daily bars stored"
+        + (f", the newest {last.isoformat()}" if last else "")
+    )
+    if bars:
+        print(
+            f"{'date':<10} {'open':>12} {'high':>12} {'low':>12} {'close':>12} {'adj close':>12}"
+            f" {'volume':>14}"
+        )
+    for bar in bars:
+        cells = [
+            bar[c]
+            for c in ("open_price", "high_price", "low_price", "close_price", "adj_close_price")
+        ]
+        print(
+            f"{bar['price_date'].isoformat():<10} "
+            + " ".join(f"{'' if v is None else v:>12}" for v in cells)
+            + f" {'' if bar['volume'] is None else bar['volume']:>14}"
+        )
+    return 0
+
+
 async def _backfill(args: argparse.Namespace, settings: Settings, url: str) -> int:
     async with _connection(settings, url):
         pass  # reachable and migrated, or a one-line error
-    return await backfill.command(args, url)
+    try:
+        return await backfill.command(args, url)
+    except backfill.BackfillError as exc:
+        raise FatalError(str(exc)) from None
 
 
 async def _migrate(args: argparse.Namespace, settings: Settings, url: str) -> int:

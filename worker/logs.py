@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from worker.settings import Settings
+from worker.settings import LOG_LEVELS, Settings, SettingsError
 
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
 _QUERY_SECRET = re.compile(r"(?i)\b(apikey|api_key|token|key|password)=([^&\s\"']+)")
@@ -59,9 +59,11 @@ def configure(settings: Settings, *, stream: Any = None) -> None:
     as_json = settings.log_format == "json" or (
         settings.log_format == "auto" and not stream.isatty()
     )
-    level = logging.getLevelName(settings.log_level.upper())
-    if not isinstance(level, int):
-        level = logging.INFO
+    if settings.log_level.lower() not in LOG_LEVELS:  # never silently another level
+        raise SettingsError(
+            f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {settings.log_level!r}"
+        )
+    level = logging.getLevelNamesMapping()[settings.log_level.upper()]
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

@@ -57,6 +57,7 @@ from worker.prices.base import (
     SourceBlocked,
     SourceError,
     SourcePaused,
+    SourceUnreachable,
     TransientSourceError,
     Window,
 )
@@ -232,6 +233,12 @@ class Onboarder:
                 deferrals.append(
                     await self._gate.pause(source.name, self._settings.blocked_pause_s, str(exc))
                 )
+            except SourceUnreachable as exc:
+                pause = await self._unreachable(source, scrub(exc, self._secrets), log)
+                if pause is not None:
+                    deferrals.append(pause)
+                else:
+                    failures.append(exc)
             except TransientSourceError as exc:
                 log.info("price_source_failed", source=source.name, error=str(exc))
                 pause = await self._count_failure(source, scrub(exc, self._secrets))
@@ -269,6 +276,28 @@ class Onboarder:
             return await self._retry_later(job, _clip(errors))
         return await self._fail(job, _clip(errors))
 
+    async def _unreachable(
+        self, source: PriceSource, exc: SourceUnreachable, log: FilteringBoundLogger
+    ) -> SourcePaused | None:
+        """Every try of this job failed to connect: the provider cannot be reached from here
+        (offline, DNS, a firewall). Pause the source at once for every worker (unless the circuit
+        breaker is off), so queued jobs are deferred rather than each spending minutes on it,
+        and say in one line what failed and what works offline."""
+        pause = None
+        if self._settings.source_failures_before_pause > 0:
+            pause = await self._gate.pause(
+                source.name, self._settings.source_failure_pause_s, exc.detail
+            )
+        log.warning(
+            "price_source_unreachable",
+            source=source.name,
+            error=exc.detail,
+            paused_s=round(pause.delay_s, 1) if pause is not None else None,
+            hint="offline? `--source synthetic` onboards generated prices (not market data), "
+            "`--source csv` reads PRICE_CSV_DIR",
+        )
+        return pause
+
     async def _count_failure(
         self, source: PriceSource, exc: TransientSourceError
     ) -> SourcePaused | None:
@@ -303,7 +332,9 @@ class Onboarder:
             log.warning(
                 "price_fetch_retry",
                 source=source.name,
-                attempt=state.attempt_number,
+                # `attempt` (bound for the whole job) is the job's attempt; this is the try of
+                # one fetch within it.
+                fetch_attempt=state.attempt_number,
                 wait_s=round(state.next_action.sleep, 3) if state.next_action else None,
                 error=str(error),
             )
@@ -320,13 +351,21 @@ class Onboarder:
             reraise=True,
         )
         started = time.monotonic()
+        every_try_unreachable = True
         try:
             async for attempt in retrying:
                 with attempt:
-                    fetched = await source.fetch(symbol, window)
+                    try:
+                        fetched = await source.fetch(symbol, window)
+                    except SourceUnreachable:
+                        raise
+                    except TransientSourceError:
+                        every_try_unreachable = False
+                        raise
         except TransientSourceError as exc:
             tries = settings.http_retries + 1
-            raise TransientSourceError(exc.source, f"{exc.detail} ({tries} attempts)") from None
+            kind = SourceUnreachable if every_try_unreachable else TransientSourceError
+            raise kind(exc.source, f"{exc.detail} ({tries} attempts)") from None
         bars = fetched.bars
         log.info(
             "prices_fetched",

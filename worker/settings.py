@@ -3,11 +3,14 @@
 Each field names its environment variable; the README lists them all with their defaults.
 """
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class SettingsError(ValueError):
@@ -119,6 +122,11 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            # nan and inf would pass every comparison below (nan compares False to anything).
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SettingsError(f"{env_name(f.name)} must be a finite number, got {value!r}")
         positive = (
             "command_timeout_s",
             "reconnect_max_wait_s",
@@ -160,6 +168,10 @@ class Settings:
             raise SettingsError(
                 f"LOG_FORMAT must be auto, json or console, got {self.log_format!r}"
             )
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise SettingsError(
+                f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
+            )
 
 
 def env_name(field_name: str) -> str:
@@ -179,12 +191,21 @@ def _parse(name: str, raw: str, default: Any) -> Any:
         if isinstance(default, int):
             return int(raw)
         if isinstance(default, float):
-            return float(raw)
+            value = float(raw)
+            if math.isfinite(value):
+                return value
+            raise ValueError(raw)
         if name.endswith("_PORT"):
             return int(raw)
         if isinstance(default, Path) or name.endswith("_DIR"):
             return Path(raw)
     except ValueError:
-        kind = "port number" if name.endswith("_PORT") else type(default).__name__
+        kind = (
+            "port number"
+            if name.endswith("_PORT")
+            else "finite number"
+            if isinstance(default, float)
+            else type(default).__name__
+        )
         raise SettingsError(f"{name}={raw!r} is not a valid {kind}") from None
     return raw

@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import json
 import logging
+import socket
 from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
@@ -15,6 +16,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from tests.fakeprovider import FakeProvider, Reply, fixture, recorded
 from tests.integration.conftest import claim, job_row, stored, symbol_row
@@ -760,3 +762,71 @@ async def test_in_process_retries_stop_when_another_process_paused_the_source(
     assert "seen by another worker" in (result.error or "")
     assert len(provider.hits(MSFT_PATH)) == 1
     assert (await job_row(pool, job))["attempts"] == 0
+
+
+# --- a provider that cannot be reached, and the log keys of retries (issue 11.18, 11.19) ---------
+
+
+def closed_port_url() -> str:
+    """An http URL on 127.0.0.1 where nothing listens: every connect is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+async def test_an_unreachable_source_is_paused_with_one_clear_line(
+    pool, queue, onboarder_for
+) -> None:
+    job = await claim(pool, queue, "MSFT")
+    onboarder = await onboarder_for(
+        "yahoo", today=MSFT_TODAY, yahoo_base_url=closed_port_url(), http_retries=2
+    )
+    with capture_logs() as events:
+        result = await onboarder.run(job)
+
+    # Deferred (no attempt spent): the source is paused for every worker, not the job failed.
+    assert result.outcome == "deferred"
+    assert (await job_row(pool, job))["attempts"] == 0
+    paused = await pool.fetchval(
+        "SELECT paused_until > now() FROM price_source_state WHERE source = 'yahoo'"
+    )
+    assert paused is True
+    [line] = [e for e in events if e["event"] == "price_source_unreachable"]
+    assert line["log_level"] == "warning" and line["source"] == "yahoo"
+    assert "cannot connect to 127.0.0.1" in line["error"] and "(3 attempts)" in line["error"]
+    assert line["paused_s"] == pytest.approx(120, abs=2)
+    assert "--source synthetic" in line["hint"] and "--source csv" in line["hint"]
+    # The next job meets the pause at once, without a connect attempt or another such line.
+    second = await claim(pool, queue, "AAPL")
+    with capture_logs() as events:
+        assert (await onboarder.run(second)).outcome == "deferred"
+    assert not [
+        e for e in events if e["event"] in ("price_source_unreachable", "price_fetch_retry")
+    ]
+
+
+async def test_a_source_that_answers_badly_is_not_called_unreachable(
+    provider, pool, queue, onboarder_for
+) -> None:
+    provider.route(MSFT_PATH, Reply(503, b"down", "text/plain"))
+    job = await claim(pool, queue, "MSFT")
+    with capture_logs() as events:
+        result = await (await onboarder_for("yahoo", today=MSFT_TODAY)).run(job)
+    assert result.outcome == "retried"
+    assert not [e for e in events if e["event"] == "price_source_unreachable"]
+
+
+async def test_fetch_retries_log_their_try_apart_from_the_job_attempt(
+    provider, pool, queue, onboarder_for
+) -> None:
+    provider.route(MSFT_PATH, Reply(503, b"down", "text/plain"), Reply(503, b"down", "text/plain"))
+    await pool.execute("SELECT enqueue_symbol_onboarding('MSFT')")
+    await pool.execute("UPDATE symbol_onboarding_queue SET attempts = 1")  # its second attempt
+    [job] = await queue.claim(pool)
+    assert job.attempts == 2
+    with capture_logs() as events:
+        await (await onboarder_for("yahoo", today=MSFT_TODAY, http_retries=2)).run(job)
+    retries = [e for e in events if e["event"] == "price_fetch_retry"]
+    assert [e["fetch_attempt"] for e in retries] == [1, 2]
+    assert all(e["attempt"] == 2 for e in retries)  # the job's attempt, as on every job line

@@ -116,6 +116,11 @@ class TransientSourceError(SourceError):
     """Worth retrying: timeout, connection error, 5xx, a truncated or unparseable body."""
 
 
+class SourceUnreachable(TransientSourceError):
+    """No connection could be made (name resolution, refused, connect timeout): the provider
+    cannot be reached from here (offline, DNS, a firewall)."""
+
+
 class RateLimited(SourceError):
     """The source asks us to slow down; `retry_after_s` when it said how long."""
 

@@ -26,6 +26,7 @@ from worker.prices.base import (
     Reply,
     SourceAuthError,
     SourceError,
+    SourceUnreachable,
     SymbolNotFound,
     TransientSourceError,
     Window,
@@ -159,6 +160,12 @@ class HttpSource(PriceSource):
                     location=response.headers.get("location"),
                     url_path=response.request.url.path,
                 )
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            self._metrics.provider_request(self.name, "error")
+            host = httpx.URL(url).host
+            raise SourceUnreachable(
+                self.name, f"cannot connect to {host} ({_describe(exc)})"
+            ) from None
         except httpx.TimeoutException as exc:
             self._metrics.provider_request(self.name, "timeout")
             raise TransientSourceError(self.name, f"timed out ({_describe(exc)})") from None

@@ -163,3 +163,19 @@ UPDATE price_source_state
 SET consecutive_failures = 0, updated_at = now()
 WHERE source = $1 AND consecutive_failures > 0
 """
+
+# `python -m worker prices SYMBOL`: the symbol's universe row, and its newest stored bars.
+SYMBOL_STATUS = """
+SELECT status, last_price_date,
+       (SELECT count(*) FROM symbol_prices_daily p WHERE p.symbol = u.symbol) AS bars
+FROM symbol_universe u
+WHERE symbol = $1
+"""
+
+LATEST_PRICES = """
+SELECT price_date, open_price, high_price, low_price, close_price, adj_close_price, volume
+FROM symbol_prices_daily
+WHERE symbol = $1
+ORDER BY price_date DESC
+LIMIT $2
+"""
