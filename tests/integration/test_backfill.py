@@ -418,5 +418,6 @@ async def test_command_runs_the_backfill_and_fails_on_an_absent_symbol(
     assert await run("--symbols", "aaa", "--batch-size", "2") == 0
     assert {s for s, _ in await prices(db)} == {"AAA"}
 
-    assert await run("--symbols", "BBB,NOPE") == 1
+    with pytest.raises(BackfillError, match=r"no market_data_cache rows for NOPE \(the other"):
+        await run("--symbols", "BBB,NOPE")
     assert {s for s, _ in await prices(db)} == {"AAA", "BBB"}
