@@ -426,7 +426,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-async def command(args: argparse.Namespace, database_url: str) -> int:
+async def command(args: argparse.Namespace, database: str | AsyncEngine) -> int:
     """Run `python -m worker backfill`; 0 when done, 1 when it could not run or missed a symbol."""
     on_terminal = sys.stderr.isatty()
     reporter: TerminalProgress | LogProgress = (
@@ -434,7 +434,7 @@ async def command(args: argparse.Namespace, database_url: str) -> int:
     )
     try:
         summary = await backfill(
-            database_url,
+            database,
             batch_size=args.batch_size,
             symbols=args.symbols,
             dry_run=args.dry_run,

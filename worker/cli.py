@@ -17,18 +17,22 @@ from typing import Any
 
 import asyncpg
 import structlog
+from sqlalchemy import pool as sa_pool
 from sqlalchemy.exc import IntegrityError
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
+    stop_after_delay,
     stop_never,
     wait_exponential_jitter,
 )
 
-from worker import analytics_cache, backfill, embedded, logs, migrate
+from worker import analytics_cache, backfill, db, embedded, logs, migrate
 from worker import queue as queue_ops
-from worker.db import CONNECTION_ERRORS, DatabaseUrlError, asyncpg_dsn, connect_options, redact
-from worker.settings import Settings, SettingsError
+from worker.db import asyncpg_dsn, redact
+from worker.errors import ConfigurationError, DatabaseUnavailable, WorkerError
+from worker.housekeeping import Housekeeper
+from worker.settings import Settings
 from worker.sql import queue as sql
 from worker.symbols import InvalidPriorityError, InvalidSymbolError
 
@@ -42,7 +46,7 @@ FATAL_DB_ERRORS = (
 )
 
 
-class FatalError(Exception):
+class FatalError(WorkerError):
     """Stop with exit code 1 and this one-line message."""
 
 
@@ -55,8 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         logs.configure(settings, stream=sys.stderr if args.command != "run" else sys.stdout)
         return asyncio.run(_dispatch(args, settings))
-    except (FatalError, SettingsError, DatabaseUrlError) as exc:
+    except (FatalError, ConfigurationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except DatabaseUnavailable as exc:  # `run --burst` gave up waiting for the database
+        print(f"error: database unavailable: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -117,7 +124,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "enqueue": _enqueue,
         "retry": _retry,
         "prune": _prune,
-        "backfill": lambda a, _s, url: backfill.command(a, url),
+        "backfill": _backfill,
     }
     async with _database(settings, migrate_embedded=args.command == "run") as url:
         return await commands[args.command](args, settings, url)
@@ -144,7 +151,6 @@ async def _database(settings: Settings, *, migrate_embedded: bool) -> AsyncItera
 
 
 async def _run(args: argparse.Namespace, settings: Settings, url: str) -> int:
-    from worker.housekeeping import Housekeeper
     from worker.onboarding import Onboarder
     from worker.runner import Runner
 
@@ -160,7 +166,7 @@ async def _run(args: argparse.Namespace, settings: Settings, url: str) -> int:
 
     startup = asyncio.Event()
     stop_requests.append(startup.set)  # a signal during start-up ends the start-up
-    pool = await _wait_for(_connect_pool(settings, url, retry=True), startup)
+    pool = await _wait_for(_connect_pool(settings, url, retry=True, burst=args.burst), startup)
     if pool is None:
         return 0
     try:
@@ -181,12 +187,7 @@ async def _run(args: argparse.Namespace, settings: Settings, url: str) -> int:
                 claim_dsn=asyncpg_dsn(url),
                 listen_dsn=_listen_dsn(settings, url),
                 burst=args.burst,
-                housekeeping=Housekeeper(
-                    settings,
-                    pool,
-                    queue,
-                    extra_sweeps={"expired_analytics_cache": analytics_cache.sweep_expired},
-                ),
+                housekeeping=housekeeper_for(settings, pool, queue),
             )
             stop_requests[:] = [runner.request_stop]
             if startup.is_set():
@@ -214,29 +215,45 @@ async def _wait_for(coro: Awaitable[Any], cancelled: asyncio.Event) -> Any:
     if task.done():
         return task.result()
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, *CONNECTION_ERRORS):
+    with contextlib.suppress(asyncio.CancelledError, DatabaseUnavailable):
         await task
     return None
 
 
-async def _connect_pool(settings: Settings, url: str, *, retry: bool) -> asyncpg.Pool:
-    """A pool of concurrency + 1 connections (claims, completions, heartbeats, housekeeping)."""
+def housekeeper_for(settings: Settings, pool: asyncpg.Pool, queue: queue_ops.Queue) -> Housekeeper:
+    """The worker's housekeeping (also `worker prune`): the queue, then the analytics cache."""
+    return Housekeeper(
+        settings,
+        pool,
+        queue,
+        # One batch per call: the housekeeper commits each batch on its own.
+        extra_sweeps={
+            "expired_analytics_cache": functools.partial(
+                analytics_cache.sweep_expired, max_batches=1
+            )
+        },
+    )
+
+
+async def _connect_pool(
+    settings: Settings, url: str, *, retry: bool, burst: bool = False
+) -> asyncpg.Pool:
+    """A pool of concurrency + 1 connections (claims, completions, heartbeats, housekeeping).
+
+    With `retry`, waits out an outage: for ever, or in burst mode (cron, CI) for
+    WORKER_BURST_MAX_OUTAGE_S, then a one-line error (exit 1).
+    """
 
     async def connect() -> asyncpg.Pool:
-        return await asyncpg.create_pool(
-            asyncpg_dsn(url),
-            min_size=1,
-            max_size=settings.concurrency + 1,
-            **connect_options(settings),
-        )
+        return await db.create_pool(url, settings, min_size=1, max_size=settings.concurrency + 1)
 
     try:
         if not retry:
             return await connect()
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(CONNECTION_ERRORS),
+            retry=retry_if_exception_type((DatabaseUnavailable, TimeoutError)),
             wait=wait_exponential_jitter(multiplier=0.2, max=settings.reconnect_max_wait_s),
-            stop=stop_never,
+            stop=stop_after_delay(settings.burst_max_outage_s) if burst else stop_never,
             reraise=True,
             before_sleep=lambda state: log.warning(
                 "database_unavailable",
@@ -249,8 +266,11 @@ async def _connect_pool(settings: Settings, url: str, *, retry: bool) -> asyncpg
                 return await connect()
     except FATAL_DB_ERRORS as exc:
         raise FatalError(f"cannot use database {redact(url)}: {exc}") from None
-    except CONNECTION_ERRORS as exc:
-        raise FatalError(f"database {redact(url)} is unreachable: {exc}") from None
+    except (DatabaseUnavailable, TimeoutError) as exc:
+        waited = f" for {settings.burst_max_outage_s:g} s" if retry else ""
+        raise FatalError(f"database {redact(url)} is unreachable{waited}: {exc}") from None
+    except ConfigurationError:
+        raise
     except (ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise FatalError(f"cannot use database URL {redact(url)}: {_first_line(exc)}") from None
     raise AssertionError("unreachable")
@@ -281,11 +301,13 @@ async def _check_schema(db: asyncpg.Pool | asyncpg.Connection) -> None:
 @contextlib.asynccontextmanager
 async def _connection(settings: Settings, url: str) -> AsyncIterator[asyncpg.Connection]:
     try:
-        conn = await asyncpg.connect(asyncpg_dsn(url), timeout=10)
+        conn = await db.connect(url, settings, timeout=10)
     except FATAL_DB_ERRORS as exc:
         raise FatalError(f"cannot use database {redact(url)}: {exc}") from None
-    except CONNECTION_ERRORS as exc:
+    except (DatabaseUnavailable, TimeoutError) as exc:
         raise FatalError(f"database {redact(url)} is unreachable: {exc}") from None
+    except ConfigurationError:
+        raise
     except (ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise FatalError(f"cannot use database URL {redact(url)}: {_first_line(exc)}") from None
     try:
@@ -302,15 +324,13 @@ async def _health(_args: argparse.Namespace, settings: Settings, url: str) -> in
 
 
 async def _enqueue(args: argparse.Namespace, settings: Settings, url: str) -> int:
-    from worker.db import create_engine
-
-    engine = create_engine(url)
+    engine = db.create_engine(url, settings)
     try:
         async with _connection(settings, url):
             pass  # reachable and migrated, or a one-line error
-        async with engine.begin() as db:
+        async with engine.begin() as connection:
             ids = await queue_ops.enqueue_symbols(
-                db, args.symbols, priority=args.priority, requested_by=args.requested_by
+                connection, args.symbols, priority=args.priority, requested_by=args.requested_by
             )
     except (InvalidSymbolError, InvalidPriorityError) as exc:
         raise FatalError(str(exc)) from None
@@ -344,22 +364,11 @@ async def _retry(args: argparse.Namespace, settings: Settings, url: str) -> int:
 
 
 async def _prune(_args: argparse.Namespace, settings: Settings, url: str) -> int:
-    from worker.housekeeping import Housekeeper
-
     async with _connection(settings, url):
         pass
     pool = await _connect_pool(settings, url, retry=False)
     try:
-        housekeeper = Housekeeper(
-            settings,
-            pool,
-            queue_ops.Queue("prune"),
-            extra_sweeps={
-                "expired_analytics_cache": functools.partial(
-                    analytics_cache.sweep_expired, max_batches=None
-                )
-            },
-        )
+        housekeeper = housekeeper_for(settings, pool, queue_ops.Queue("prune"))
         result = await housekeeper.prune(max_batches=None)
     finally:
         await pool.close()
@@ -369,6 +378,14 @@ async def _prune(_args: argparse.Namespace, settings: Settings, url: str) -> int
     for name, count in result.extra.items():
         print(f"pruned {count} {name.replace('_', ' ')} row(s)")
     return 0
+
+
+async def _backfill(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    engine = db.create_engine(url, settings, poolclass=sa_pool.NullPool)
+    try:
+        return await backfill.command(args, engine)
+    finally:
+        await engine.dispose()
 
 
 async def _status(args: argparse.Namespace, settings: Settings, url: str) -> int:

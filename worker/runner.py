@@ -14,17 +14,16 @@ import contextlib
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Protocol
 
 import asyncpg
 import structlog
 
-from worker.db import CONNECTION_ERRORS, connect_options
-from worker.queue import Job, JobLost, Queue
+from worker import db
+from worker.errors import DatabaseUnavailable, JobLost, database_errors, describe
+from worker.queue import Job, Queue
 from worker.settings import Settings
-from worker.sql import queue as sql
 
 CHANNEL = "symbol_onboarding"
 LISTENER_PROBE_S = 10.0
@@ -43,7 +42,11 @@ class Handler(Protocol):
     async def run(self, job: Job) -> JobResultLike: ...
 
 
-Housekeeping = Callable[[], Awaitable[None]]
+class Housekeeping(Protocol):
+    """One housekeeping round (see worker/housekeeping.py), and the stall sweep on its own."""
+
+    async def __call__(self) -> None: ...
+    async def recover_stalled(self) -> int: ...
 
 
 class Runner:
@@ -80,14 +83,20 @@ class Runner:
     # --- control ---------------------------------------------------------------------------------
 
     def request_stop(self) -> None:
-        """First call: graceful stop. Second call: abort (hand unfinished jobs back now)."""
-        if self._stopping.is_set():
-            log.warning("shutdown_abort", in_flight=len(self._in_flight))
+        """First call: graceful stop. Second call: abort (hand unfinished jobs back now).
+
+        The events are set before anything is logged: a signal always takes effect, whatever
+        happens to the log's output.
+        """
+        aborting = self._stopping.is_set()
+        if aborting:
             self._abort.set()
+        self._stopping.set()
+        self._wake.set()
+        if aborting:
+            log.warning("shutdown_abort", in_flight=len(self._in_flight))
         else:
             log.info("shutdown_requested", in_flight=len(self._in_flight))
-            self._stopping.set()
-        self._wake.set()
 
     async def run(self) -> None:
         background = [asyncio.create_task(self._heartbeat_loop(), name="heartbeat")]
@@ -127,6 +136,7 @@ class Runner:
 
     async def _claim_loop(self) -> None:
         outage = _Backoff(self.settings.reconnect_max_wait_s)
+        outage_since: float | None = None
         while not self._stopping.is_set():
             # Cleared before claiming: a NOTIFY that lands during the claim still wakes us.
             self._wake.clear()
@@ -135,12 +145,19 @@ class Runner:
             if free > 0:
                 try:
                     jobs = await self.queue.claim(await self._claim_connection(), free)
-                except CONNECTION_ERRORS as exc:
+                except DatabaseUnavailable as exc:
+                    outage_since = outage_since or time.monotonic()
+                    self._check_burst_outage(outage_since, exc)
                     await self._sleep(outage.next_delay(), reason="database_unavailable", exc=exc)
+                    continue
+                except Exception as exc:  # a timeout or a driver fault: a fresh connection
+                    self._drop_claim_connection()
+                    await self._sleep(outage.next_delay(), reason="claim_failed", exc=exc)
                     continue
                 if outage.failures:
                     log.info("database_available", after_failures=outage.failures)
                     outage.reset()
+                    outage_since = None
                 for job in jobs:
                     self._start(job)
             if self.burst and not jobs and not self._in_flight:
@@ -151,24 +168,38 @@ class Runner:
                 continue
             await self._wait(self.settings.poll_interval_s)
 
+    def _check_burst_outage(self, since: float, exc: DatabaseUnavailable) -> None:
+        """Burst mode (cron, CI) must end: give up once the outage outlasts its bound."""
+        limit = self.settings.burst_max_outage_s
+        if self.burst and time.monotonic() - since >= limit:
+            raise DatabaseUnavailable(
+                f"database unreachable for {limit:g} s (WORKER_BURST_MAX_OUTAGE_S): {exc}"
+            ) from exc
+
     async def _runnable_left(self) -> bool:
-        """Burst mode: is a runnable job hidden from the claim by a lock held elsewhere?"""
+        """Burst mode: is a job still to run here? One hidden from the claim by a lock held
+        elsewhere, or one a dead worker left in processing (swept back to pending first)."""
         try:
-            return bool(await self.pool.fetchval(sql.RUNNABLE_EXISTS))
-        except CONNECTION_ERRORS:
-            return True  # unknown: keep trying rather than report done
+            if self.housekeeping is not None and await self.housekeeping.recover_stalled():
+                return True
+            return await self.queue.runnable_exists(self.pool)
+        except DatabaseUnavailable:
+            return True  # unknown: keep trying (the claim bounds an outage) rather than stop
+        except Exception:
+            log.exception("burst_check_failed")
+            return True
 
     async def _claim_connection(self) -> asyncpg.Connection:
         """A connection of its own for claims: no pool hand-off on the latency path."""
         if self._claim_conn is None or self._claim_conn.is_closed():
-            if self._claim_conn is not None:
-                self._claim_conn.terminate()
-            self._claim_conn = None
-            self._claim_conn = await asyncpg.connect(
-                self.claim_dsn,
-                **connect_options(self.settings),
-            )
+            self._drop_claim_connection()
+            self._claim_conn = await db.connect(self.claim_dsn, self.settings)
         return self._claim_conn
+
+    def _drop_claim_connection(self) -> None:
+        if self._claim_conn is not None:
+            self._claim_conn.terminate()
+        self._claim_conn = None
 
     def _start(self, job: Job) -> None:
         task = asyncio.create_task(self._execute(job), name=f"job-{job.symbol}")
@@ -182,7 +213,8 @@ class Runner:
             return round((time.perf_counter() - started) * 1000, 1)
 
         try:
-            result = await self.handler.run(job)
+            with database_errors():  # whatever the handler, an outage is named the same way
+                result = await self.handler.run(job)
             level = "info" if result.outcome == "completed" else "warning"
             getattr(bound, level)(
                 "job_finished",
@@ -203,18 +235,19 @@ class Runner:
             raise
         except JobLost as exc:
             bound.warning("job_finished", outcome="lost", duration_ms=elapsed_ms(), error=str(exc))
-        except CONNECTION_ERRORS as exc:
+        except DatabaseUnavailable as exc:  # an outage: back to pending, no attempt spent
             bound.warning(
                 "job_finished",
                 outcome="interrupted",
                 duration_ms=elapsed_ms(),
-                error=_describe(exc),
+                error=str(exc),
             )
-            await self._hand_back(job, f"interrupted by a database outage: {_describe(exc)}")
+            await self._hand_back(job, f"interrupted by a database outage: {exc}")
         except Exception as exc:  # a bug in the handler: keep the job, count the attempt
             bound.exception("job_finished", outcome="crashed", duration_ms=elapsed_ms())
-            with contextlib.suppress(JobLost, *CONNECTION_ERRORS):
-                await self.queue.retry_later(self.pool, job, f"worker error: {_describe(exc)}")
+            # retry_later fails it on its last attempt, and marks a pending symbol `error`.
+            with contextlib.suppress(JobLost, DatabaseUnavailable):
+                await self.queue.retry_later(self.pool, job, f"worker error: {describe(exc)}")
         finally:
             self._in_flight.pop((job.id, job.started_at), None)
             self._wake.set()
@@ -237,10 +270,10 @@ class Runner:
                 return True
             except JobLost:
                 return False
-            except CONNECTION_ERRORS as exc:
+            except (DatabaseUnavailable, TimeoutError) as exc:
                 if time.monotonic() + 0.1 > deadline or self._abort.is_set():
                     # Left processing: once this worker stops heartbeating it, the sweep returns it.
-                    log.warning("job_hand_back_failed", job_id=str(job.id), error=_describe(exc))
+                    log.warning("job_hand_back_failed", job_id=str(job.id), error=describe(exc))
                     return False
                 await self._wait_abort(backoff.next_delay())
 
@@ -255,7 +288,7 @@ class Runner:
             await asyncio.wait_for(self._wake.wait(), timeout_s)
 
     async def _sleep(self, delay_s: float, *, reason: str, exc: BaseException) -> None:
-        log.warning(reason, error=_describe(exc), retry_in_s=round(delay_s, 2))
+        log.warning(reason, error=describe(exc), retry_in_s=round(delay_s, 2))
         await self._wait(delay_s)
 
     async def _drain(self) -> None:
@@ -302,7 +335,7 @@ class Runner:
             except Exception as exc:  # polling still finds work; keep trying to listen
                 self.listening.clear()
                 delay = backoff.next_delay()
-                log.warning("listener_lost", error=_describe(exc), retry_in_s=round(delay, 2))
+                log.warning("listener_lost", error=describe(exc), retry_in_s=round(delay, 2))
                 await asyncio.sleep(delay)
             finally:
                 self.listening.clear()
@@ -318,8 +351,8 @@ class Runner:
         if self._in_flight:
             try:
                 await self.queue.heartbeat(self.pool, [job_id for job_id, _ in self._in_flight])
-            except CONNECTION_ERRORS as exc:
-                log.warning("heartbeat_failed", error=_describe(exc))
+            except DatabaseUnavailable as exc:
+                log.warning("heartbeat_failed", error=str(exc))
             except Exception:  # never let the heartbeat die: live jobs would be taken away
                 log.exception("heartbeat_failed")
 
@@ -332,8 +365,8 @@ class Runner:
             await self._heartbeat_once()
             try:
                 await self.housekeeping()
-            except CONNECTION_ERRORS as exc:
-                log.warning("housekeeping_failed", error=_describe(exc))
+            except DatabaseUnavailable as exc:
+                log.warning("housekeeping_failed", error=str(exc))
             except Exception:  # recovery must keep running: log and try again next round
                 log.exception("housekeeping_failed")
             self._wake.set()  # recovered jobs are claimable at once
@@ -353,8 +386,3 @@ class _Backoff:
 
     def reset(self) -> None:
         self.failures = 0
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
