@@ -52,25 +52,37 @@ class FatalError(WorkerError):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    writer: logs.LineWriter | None = None
     try:
         settings = Settings.from_env(
             concurrency=getattr(args, "concurrency", None),
             price_source=getattr(args, "source", None),
         )
-        logs.configure(settings, stream=sys.stderr if args.command != "run" else sys.stdout)
+        writer = logs.configure(
+            settings, stream=sys.stderr if args.command != "run" else sys.stdout
+        )
         return asyncio.run(_dispatch(args, settings))
     except (FatalError, ConfigurationError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _print_error(f"error: {exc}")
         return 1
     except DatabaseUnavailable as exc:  # `run --burst` gave up waiting for the database
-        print(f"error: database unavailable: {exc}", file=sys.stderr)
+        _print_error(f"error: database unavailable: {exc}")
         return 1
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # last resort: the traceback to the log, one line for the operator
         log.exception("fatal_error")
-        print(f"error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        _print_error(f"error: {type(exc).__name__}: {exc}".splitlines()[0])
         return 1
+    finally:
+        if writer is not None:
+            writer.flush(timeout_s=2.0)  # bounded: a full pipe must not hold the exit
+
+
+def _print_error(line: str) -> None:
+    """The one-line error on stderr; a closed stderr must not turn exit 1 into a traceback."""
+    with contextlib.suppress(OSError):
+        print(line, file=sys.stderr, flush=True)
 
 
 def _parser() -> argparse.ArgumentParser:
