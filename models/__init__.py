@@ -1,20 +1,29 @@
 """Every mapped class, so `migrations/env.py` needs one import."""
 
-from models.accounts import Portfolio, User
-from models.analytics_cache import PortfolioAnalyticsCache
-from models.base import Base
-from models.onboarding_queue import SymbolOnboardingQueue
-from models.price_sources import PriceSourceState
-from models.symbols import MarketDataCache, SymbolFactorExposure, SymbolPricesDaily, SymbolUniverse
+from worker.models.accounts import Portfolio, User
+from worker.models.adoption import BaselineTable
+from worker.models.analytics_cache import PortfolioAnalyticsCache
+from worker.models.base import Base
+from worker.models.onboarding_queue import SymbolOnboardingQueue
+from worker.models.price_sources import PriceSourceState
+from worker.models.symbols import (
+    MarketDataCache,
+    SymbolFactorExposure,
+    SymbolPricesDaily,
+    SymbolUniverse,
+)
+from worker.models.workers import SymbolOnboardingWorker
 
 __all__ = [
     "Base",
+    "BaselineTable",
     "MarketDataCache",
     "Portfolio",
     "PortfolioAnalyticsCache",
     "PriceSourceState",
     "SymbolFactorExposure",
     "SymbolOnboardingQueue",
+    "SymbolOnboardingWorker",
     "SymbolPricesDaily",
     "SymbolUniverse",
     "User",

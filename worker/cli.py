@@ -27,14 +27,13 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from worker import analytics_cache, backfill, db, embedded, logs, migrate
+from worker import analytics_cache, backfill, db, embedded, logs, migrate, status
 from worker import queue as queue_ops
 from worker.db import asyncpg_dsn, redact
 from worker.errors import ConfigurationError, DatabaseUnavailable, WorkerError
 from worker.housekeeping import Housekeeper
 from worker.settings import Settings
-from worker.sql import queue as sql
-from worker.symbols import InvalidPriorityError, InvalidSymbolError
+from worker.symbols import InvalidPriorityError, InvalidSymbolError, UnknownRequesterError
 
 log = structlog.get_logger("worker.cli")
 
@@ -51,7 +50,10 @@ class FatalError(WorkerError):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "migrate" and args.downgrade and args.revision == "head":
+        parser.error("migrate --downgrade needs a target revision, e.g. `base`")
     writer: logs.LineWriter | None = None
     try:
         settings = Settings.from_env(
@@ -103,15 +105,34 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("health", help="exit 0 if the database is reachable and migrated to head")
 
+    migrate_cmd = sub.add_parser(
+        "migrate", help="migrate the database to head (creates or adopts; `alembic upgrade head`)"
+    )
+    migrate_cmd.add_argument(
+        "revision", nargs="?", default="head", help="target revision (default: head)"
+    )
+    migrate_cmd.add_argument(
+        "--downgrade",
+        action="store_true",
+        help="go down to REVISION instead (`base` removes everything this project created)",
+    )
+
     enqueue = sub.add_parser("enqueue", help="enqueue symbols; prints each job id")
     enqueue.add_argument("symbols", nargs="+", metavar="SYMBOL")
     enqueue.add_argument("--priority", default="normal", choices=["high", "normal", "low"])
     enqueue.add_argument("--requested-by", type=uuid.UUID, metavar="UUID")
 
-    retry = sub.add_parser("retry", help="retry a failed job, or every failed job")
+    retry = sub.add_parser(
+        "retry", help="retry a failed job, or every failed job; --now: run a job in backoff now"
+    )
     target = retry.add_mutually_exclusive_group(required=True)
     target.add_argument("job_id", nargs="?", type=uuid.UUID, metavar="JOB_ID")
     target.add_argument("--failed", action="store_true", help="every failed job")
+    retry.add_argument(
+        "--now",
+        action="store_true",
+        help="with JOB_ID: a pending job waiting out its backoff (or a deferral) runs at once",
+    )
 
     sub.add_parser("prune", help="delete old completed/failed jobs now (QUEUE_PRUNE_*)")
 
@@ -133,6 +154,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "run": _run,
         "status": _status,
         "health": _health,
+        "migrate": _migrate,
         "enqueue": _enqueue,
         "retry": _retry,
         "prune": _prune,
@@ -295,15 +317,13 @@ def _first_line(exc: BaseException) -> str:
 async def _check_schema(db: asyncpg.Pool | asyncpg.Connection) -> None:
     head = migrate.head_revision()
     try:
-        current = await db.fetchval("SELECT version_num FROM alembic_version")
-    except asyncpg.UndefinedTableError:
-        current = None
+        current = await migrate.schema_revision(db)
     except asyncpg.PostgresError as exc:
         raise FatalError(f"cannot read the schema version: {_first_line(exc)}") from None
     if current != head:
         raise FatalError(
             f"database schema is at revision {current or 'none'}, expected {head}: "
-            "run `alembic upgrade head`"
+            "run `python -m worker migrate` (or `alembic upgrade head` in a checkout)"
         )
 
 
@@ -311,7 +331,9 @@ async def _check_schema(db: asyncpg.Pool | asyncpg.Connection) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _connection(settings: Settings, url: str) -> AsyncIterator[asyncpg.Connection]:
+async def _connection(
+    settings: Settings, url: str, *, check_schema: bool = True
+) -> AsyncIterator[asyncpg.Connection]:
     try:
         conn = await db.connect(url, settings, timeout=10)
     except FATAL_DB_ERRORS as exc:
@@ -323,7 +345,8 @@ async def _connection(settings: Settings, url: str) -> AsyncIterator[asyncpg.Con
     except (ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise FatalError(f"cannot use database URL {redact(url)}: {_first_line(exc)}") from None
     try:
-        await _check_schema(conn)
+        if check_schema:
+            await _check_schema(conn)
         yield conn
     finally:
         await conn.close()
@@ -332,6 +355,25 @@ async def _connection(settings: Settings, url: str) -> AsyncIterator[asyncpg.Con
 async def _health(_args: argparse.Namespace, settings: Settings, url: str) -> int:
     async with _connection(settings, url):
         print(f"ok: database {redact(url)} reachable, schema at {migrate.head_revision()}")
+    return 0
+
+
+async def _backfill(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    async with _connection(settings, url):
+        pass  # reachable and migrated, or a one-line error
+    return await backfill.command(args, url)
+
+
+async def _migrate(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    async with _connection(settings, url, check_schema=False):
+        pass  # reachable, or a one-line error
+    before = await migrate.current_revision(url)
+    if args.downgrade:
+        await migrate.downgrade(url, args.revision)
+    else:
+        await migrate.upgrade(url, args.revision)
+    after = await migrate.current_revision(url)
+    print(f"ok: database {redact(url)} schema at {after or 'base'} (was {before or 'base'})")
     return 0
 
 
@@ -346,9 +388,9 @@ async def _enqueue(args: argparse.Namespace, settings: Settings, url: str) -> in
             )
     except (InvalidSymbolError, InvalidPriorityError) as exc:
         raise FatalError(str(exc)) from None
+    except UnknownRequesterError:
+        raise FatalError(f"--requested-by {args.requested_by}: no such user") from None
     except IntegrityError as exc:
-        if "requested_by" in str(exc.orig):
-            raise FatalError(f"--requested-by {args.requested_by}: no such user") from None
         raise FatalError(str(exc.orig).splitlines()[0]) from None
     finally:
         await engine.dispose()
@@ -358,6 +400,9 @@ async def _enqueue(args: argparse.Namespace, settings: Settings, url: str) -> in
 
 
 async def _retry(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    if args.now and args.failed:
+        print("error: --now takes a JOB_ID, not --failed", file=sys.stderr)
+        return 2
     async with _connection(settings, url) as conn:
         if args.failed:
             print(f"retried {await queue_ops.retry_failed(conn)} failed job(s)")
@@ -365,13 +410,23 @@ async def _retry(args: argparse.Namespace, settings: Settings, url: str) -> int:
         if await queue_ops.retry_job(conn, args.job_id):
             print(f"retried {args.job_id}")
             return 0
-        status = await conn.fetchval(
-            "SELECT status FROM symbol_onboarding_queue WHERE id = $1", args.job_id
-        )
-    if status is None:
+        if args.now and await queue_ops.run_now(conn, args.job_id):
+            print(f"{args.job_id} runs now")
+            return 0
+        state = await queue_ops.job_state(conn, args.job_id)
+    if state is None:
         raise FatalError(f"no job {args.job_id}")
-    if status != "failed":
-        raise FatalError(f"job {args.job_id} is {status}, not failed: nothing to retry")
+    job_status, waiting = state
+    if job_status == "pending" and not waiting and args.now:
+        print(f"{args.job_id} is pending and already runnable")
+        return 0
+    if job_status == "pending" and waiting:
+        raise FatalError(
+            f"job {args.job_id} is pending in backoff, not failed: `retry {args.job_id} --now`"
+            " runs it at once"
+        )
+    if job_status != "failed":
+        raise FatalError(f"job {args.job_id} is {job_status}, not failed: nothing to retry")
     raise FatalError(f"job {args.job_id}: its symbol already has a pending or processing job")
 
 
@@ -402,58 +457,9 @@ async def _backfill(args: argparse.Namespace, settings: Settings, url: str) -> i
 
 async def _status(args: argparse.Namespace, settings: Settings, url: str) -> int:
     async with _connection(settings, url) as conn:
-        counts = await conn.fetch(sql.COUNTS)
-        oldest = await conn.fetchval(sql.OLDEST_PENDING_AGE_S)
-        running = await conn.fetch(sql.RUNNING)
-        failures = await conn.fetch(sql.RECENT_FAILURES, 10)
-    report = {
-        "counts": {
-            status: {r["priority"]: r["jobs"] for r in counts if r["status"] == status}
-            for status in ("pending", "processing", "completed", "failed")
-        },
-        "oldest_pending_age_s": round(oldest, 1) if oldest is not None else None,
-        "running": [
-            {
-                "job_id": str(r["id"]),
-                "symbol": r["symbol"],
-                "owner": r["locked_by"],
-                "attempt": r["attempts"],
-                "running_s": round(r["running_s"] or 0, 1),
-                "heartbeat_age_s": round(r["heartbeat_age_s"], 1)
-                if r["heartbeat_age_s"] is not None
-                else None,
-            }
-            for r in running
-        ],
-        "recent_failures": [
-            {
-                "job_id": str(r["id"]),
-                "symbol": r["symbol"],
-                "attempts": r["attempts"],
-                "failed_at": r["completed_at"].isoformat() if r["completed_at"] else None,
-                "error": r["error_message"],
-            }
-            for r in failures
-        ],
-    }
-    print(json.dumps(report, indent=2) if args.json else _format_status(report))
+        report = await status.gather(conn, settings)
+    if args.json:
+        print(json.dumps(status.report_dict(report), indent=2))
+    else:
+        print(status.format_text(report))
     return 0
-
-
-def _format_status(report: dict[str, Any]) -> str:
-    lines = ["jobs by status (high/normal/low):"]
-    for status, by_priority in report["counts"].items():
-        parts = "/".join(str(by_priority.get(p, 0)) for p in ("high", "normal", "low"))
-        lines.append(f"  {status:<11} {sum(by_priority.values()):>8}  ({parts})")
-    age = report["oldest_pending_age_s"]
-    lines.append(f"oldest pending job: {'none' if age is None else f'{age:.1f} s old'}")
-    lines.append(f"running: {len(report['running'])}")
-    for r in report["running"]:
-        lines.append(
-            f"  {r['symbol']:<12} {r['job_id']}  owner {r['owner']}  attempt {r['attempt']}"
-            f"  running {r['running_s']:.1f} s  heartbeat {r['heartbeat_age_s']} s ago"
-        )
-    lines.append(f"recent failures: {len(report['recent_failures'])}")
-    for r in report["recent_failures"]:
-        lines.append(f"  {r['symbol']:<12} {r['job_id']}  {r['failed_at']}  {r['error']}")
-    return "\n".join(lines)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
+from worker import registry
 from worker.errors import translates_database_errors
 from worker.queue import Queue, prune
 from worker.settings import Settings
@@ -92,6 +93,12 @@ class Housekeeper:
                 )
                 if swept is not None:
                     extra[name] = swept
+            # Long-dead workers' rows in the live-worker registry: one bounded statement.
+            async with conn.transaction():
+                if await self._locked(conn):
+                    extra["dead_workers"] = await registry.forget_dead(
+                        conn, settings.dead_worker_retention_s
+                    )
         result = PruneResult(completed=completed, failed=failed or 0, extra=extra)
         if result.completed or result.failed or any(result.extra.values()):
             log.info(

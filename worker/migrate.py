@@ -1,7 +1,15 @@
-"""Run Alembic from Python on a URL: used by `make run`, the health check and the tests."""
+"""Run Alembic from Python on a URL: `python -m worker migrate`, `make run`, the health check and
+the tests.
+
+The configuration is built here from the installed package (`worker.migrations`), so an installed
+wheel migrates without the repo's alembic.ini; that file stays for developers running `alembic`
+from a checkout (`alembic revision`, `alembic check`) and points at the same folder.
+"""
 
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -9,19 +17,34 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 
+import worker.migrations
 from worker.db import create_engine
+from worker.schema import VERSION_TABLE
 
-ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
+# The project's own version table; a host's `alembic_version` is never read.
+VERSION_QUERY = f"SELECT version_num FROM {VERSION_TABLE}"
+MIGRATIONS_DIR = Path(worker.migrations.__file__).resolve().parent
 
 
 def alembic_config() -> Config:
-    return Config(str(ALEMBIC_INI))
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("path_separator", "os")
+    return cfg
 
 
 def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
+
+
+async def schema_revision(db: Any) -> str | None:
+    """The revision a database is at, on an asyncpg Connection or Pool (None: not migrated)."""
+    try:
+        return await db.fetchval(VERSION_QUERY)
+    except asyncpg.UndefinedTableError:
+        return None
 
 
 async def upgrade(url: str, revision: str = "head") -> None:
@@ -37,7 +60,9 @@ async def current_revision(url: str) -> str | None:
     try:
         async with engine.connect() as connection:
             return await connection.run_sync(
-                lambda sync: MigrationContext.configure(sync).get_current_revision()
+                lambda sync: MigrationContext.configure(
+                    sync, opts={"version_table": VERSION_TABLE}
+                ).get_current_revision()
             )
     finally:
         await engine.dispose()

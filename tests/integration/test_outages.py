@@ -256,7 +256,7 @@ async def test_prune_commits_each_analytics_cache_batch(database_url, conn) -> N
     settings = Settings(prune_batch_size=10)
     async with worker_pool(database_url, settings) as pool:
         result = await housekeeper_for(settings, pool, Queue("prune")).prune(max_batches=None)
-    assert result is not None and result.extra == {"expired_analytics_cache": 25}
+    assert result is not None and result.extra["expired_analytics_cache"] == 25
     assert await conn.fetchval("SELECT count(*) FROM portfolio_analytics_cache") == 0
     # Three batches (10, 10, 5), each its own transaction.
     assert await conn.fetchval("SELECT count(DISTINCT xid) FROM sweep_transactions") == 3
