@@ -26,6 +26,7 @@ from sqlalchemy import pool, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from worker.db import create_engine
+from worker.errors import WorkerError
 from worker.sql import backfill as sql
 from worker.symbols import normalize_symbol
 
@@ -39,7 +40,7 @@ LOG_INTERVAL_S = 10.0
 log = structlog.get_logger()
 
 
-class BackfillError(RuntimeError):
+class BackfillError(WorkerError, RuntimeError):
     """The database cannot be backfilled as it is (e.g. it has no `market_data_cache`)."""
 
 

@@ -73,8 +73,13 @@ def is_outage(exc: BaseException) -> bool:
     return False
 
 
-def translate(exc: BaseException) -> BaseException:
-    """The project's error for a driver error (`exc` itself when it has none)."""
+def translate(exc: BaseException, connection: object = None) -> BaseException:
+    """The project's error for a driver error (`exc` itself when it has none).
+
+    `connection`, when given, is the asyncpg connection the failed operation ran on: any error
+    after which it is closed is an outage, whatever asyncpg called it (a backend terminated
+    between two statements can surface as an `InternalClientError` on the next one).
+    """
     if isinstance(exc, WorkerError):
         return exc
     for error in _causes(exc):
@@ -85,18 +90,21 @@ def translate(exc: BaseException) -> BaseException:
                 "transaction-pooling proxy such as PgBouncer does): set "
                 "DATABASE_STATEMENT_CACHE_SIZE=0 when DATABASE_URL points at a pooler"
             )
-    if is_outage(exc):
+    if is_outage(exc) or (
+        not isinstance(exc, TimeoutError) and _closed(connection)  # a timeout leaves it open
+    ):
         return DatabaseUnavailable(describe(exc))
     return exc
 
 
 @contextlib.contextmanager
-def database_errors() -> Iterator[None]:
-    """Translate driver errors raised inside the block (others pass through unchanged)."""
+def database_errors(connection: object = None) -> Iterator[None]:
+    """Translate driver errors raised inside the block (others pass through unchanged);
+    `connection`: the asyncpg connection the block uses, if it has one (see `translate`)."""
     try:
         yield
     except Exception as exc:
-        translated = translate(exc)
+        translated = translate(exc, connection)
         if translated is exc:
             raise
         raise translated from exc
@@ -105,11 +113,13 @@ def database_errors() -> Iterator[None]:
 def translates_database_errors(
     function: Callable[P, Awaitable[T]],
 ) -> Callable[P, Awaitable[T]]:
-    """Decorate a coroutine function of the database layer with `database_errors`."""
+    """Decorate a coroutine function of the database layer with `database_errors`; the first
+    argument that is an asyncpg connection (or a pool's proxy of one) is the one it ran on."""
 
     @functools.wraps(function)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        with database_errors():
+        connection = next((a for a in args if callable(getattr(a, "is_closed", None))), None)
+        with database_errors(connection):
             return await function(*args, **kwargs)
 
     return wrapper
@@ -119,6 +129,15 @@ def describe(exc: BaseException) -> str:
     """`Type: first line of the message`, for logs and error messages."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _closed(connection: object) -> bool:
+    """Whether `connection` (an asyncpg connection, if anything) is closed."""
+    try:
+        is_closed = getattr(connection, "is_closed", None)
+        return bool(is_closed()) if callable(is_closed) else False
+    except Exception:  # a pool's proxy already released: nothing to tell
+        return False
 
 
 def _network_error(exc: BaseException) -> bool:

@@ -25,6 +25,7 @@ from typing import Any
 
 import structlog
 
+from worker.errors import WorkerError
 from worker.prices.base import Bar, InvalidData, NoData, RawBar, TransientSourceError, Window
 
 log = structlog.get_logger()
@@ -51,7 +52,7 @@ _DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0
 _TEXT_SPACE = " \t\r\n"
 
 
-class ValueProblem(ValueError):
+class ValueProblem(WorkerError, ValueError):
     """A single value that cannot be stored; the caller adds the date and column."""
 
 
