@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from worker.errors import ConfigurationError, translates_database_errors
@@ -13,6 +14,10 @@ if TYPE_CHECKING:
     from worker.settings import Settings
 
 _SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
+
+
+# A connection of our own or one acquired from a pool: the statements take either.
+Connection = asyncpg.Connection | PoolConnectionProxy
 
 
 class DatabaseUrlError(ConfigurationError, ValueError):

@@ -13,6 +13,7 @@ import asyncpg
 import structlog
 
 from worker import registry
+from worker.db import Connection
 from worker.errors import translates_database_errors
 from worker.queue import Queue, prune
 from worker.settings import Settings
@@ -23,7 +24,7 @@ log = structlog.get_logger("worker.housekeeping")
 # An extra sweep run under the same lock: deletes ONE batch of at most `batch_size` rows on the
 # connection it is given and returns how many it deleted. The housekeeper runs batches until one
 # comes back short, each in a transaction of its own, like the queue's pruning.
-Sweep = Callable[[asyncpg.Connection, int], Awaitable[int]]
+Sweep = Callable[[Connection, int], Awaitable[int]]
 
 
 @dataclass(frozen=True)
@@ -107,13 +108,13 @@ class Housekeeper:
         return result
 
     @staticmethod
-    async def _locked(conn: asyncpg.Connection) -> bool:
+    async def _locked(conn: Connection) -> bool:
         return bool(await conn.fetchval(sql.TRY_LOCK_HOUSEKEEPING, sql.HOUSEKEEPING_LOCK_KEY))
 
     async def _batches(
         self,
-        conn: asyncpg.Connection,
-        delete_batch: Callable[[asyncpg.Connection], Awaitable[int]],
+        conn: Connection,
+        delete_batch: Callable[[Connection], Awaitable[int]],
         max_batches: int | None,
     ) -> int | None:
         """Bounded batches, each its own transaction under the lock; None if the lock is taken."""

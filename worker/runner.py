@@ -15,7 +15,7 @@ import random
 import time
 import uuid
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 import asyncpg
 import structlog
@@ -31,10 +31,17 @@ LIVENESS_SLACK_S = 10.0
 log = structlog.get_logger("worker.runner")
 
 
+# How a handler's run of one job ended (worker/onboarding.py describes each).
+Outcome = Literal["completed", "retried", "failed", "deferred"]
+
+
 class JobResultLike(Protocol):
-    outcome: str
-    rows: int | None
-    error: str | None
+    @property
+    def outcome(self) -> Outcome: ...
+    @property
+    def rows(self) -> int | None: ...
+    @property
+    def error(self) -> str | None: ...
 
 
 class Handler(Protocol):
@@ -447,7 +454,7 @@ class _Backoff:
 
     def next_delay(self) -> float:
         self.failures += 1
-        ceiling = min(self.max_s, 0.1 * 2 ** (self.failures - 1))
+        ceiling = min(self.max_s, 0.1 * 2.0 ** (self.failures - 1))
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
     def reset(self) -> None:
