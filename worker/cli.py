@@ -361,7 +361,11 @@ async def _health(_args: argparse.Namespace, settings: Settings, url: str) -> in
 async def _backfill(args: argparse.Namespace, settings: Settings, url: str) -> int:
     async with _connection(settings, url):
         pass  # reachable and migrated, or a one-line error
-    return await backfill.command(args, url)
+    engine = db.create_engine(url, settings, poolclass=sa_pool.NullPool)
+    try:
+        return await backfill.command(args, engine)
+    finally:
+        await engine.dispose()
 
 
 async def _migrate(args: argparse.Namespace, settings: Settings, url: str) -> int:
@@ -445,14 +449,6 @@ async def _prune(_args: argparse.Namespace, settings: Settings, url: str) -> int
     for name, count in result.extra.items():
         print(f"pruned {count} {name.replace('_', ' ')} row(s)")
     return 0
-
-
-async def _backfill(args: argparse.Namespace, settings: Settings, url: str) -> int:
-    engine = db.create_engine(url, settings, poolclass=sa_pool.NullPool)
-    try:
-        return await backfill.command(args, engine)
-    finally:
-        await engine.dispose()
 
 
 async def _status(args: argparse.Namespace, settings: Settings, url: str) -> int:

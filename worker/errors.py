@@ -20,8 +20,8 @@ What is an outage (`is_outage`), decided here once:
 import contextlib
 import functools
 import socket
-from collections.abc import Awaitable, Callable, Iterator
-from typing import ParamSpec, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 
@@ -112,7 +112,7 @@ def database_errors(connection: object = None) -> Iterator[None]:
 
 def translates_database_errors(
     function: Callable[P, Awaitable[T]],
-) -> Callable[P, Awaitable[T]]:
+) -> Callable[P, Coroutine[Any, Any, T]]:
     """Decorate a coroutine function of the database layer with `database_errors`; the first
     argument that is an asyncpg connection (or a pool's proxy of one) is the one it ran on."""
 

@@ -89,9 +89,7 @@ class Housekeeper:
             )
             extra: dict[str, int] = {}
             for name, sweep in self.extra_sweeps.items():
-                swept = await self._batches(
-                    conn, lambda c, sweep=sweep: sweep(c, batch), max_batches
-                )
+                swept = await self._batches(conn, _one_batch(sweep, batch), max_batches)
                 if swept is not None:
                     extra[name] = swept
             # Long-dead workers' rows in the live-worker registry: one bounded statement.
@@ -130,3 +128,8 @@ class Housekeeper:
             if deleted < batch:
                 break
         return total
+
+
+def _one_batch(sweep: Sweep, batch_size: int) -> Callable[[Connection], Awaitable[int]]:
+    """`sweep` bound to the batch size: one batch per call, as `_batches` runs it."""
+    return lambda conn: sweep(conn, batch_size)
