@@ -7,7 +7,8 @@ and never names a driver class.
 
 What is an outage (`is_outage`), decided here once:
 - An outage: the database, or the way to it, is away. The connection was refused, reset or
-  closed under us (asyncpg's `ConnectionDoesNotExistError`, and its `InterfaceError` "the
+  closed under us (any OSError but a timeout, such as a unix socket missing while the server is
+  down) (asyncpg's `ConnectionDoesNotExistError`, and its `InterfaceError` "the
   underlying connection is closed" from a transaction's exit after a drop), SQLSTATE class 08,
   the server shutting down, crashing or starting up (57P01-57P03), or full (53300). A job it
   interrupts goes back to pending WITHOUT spending an attempt; loops wait and reconnect.
@@ -19,7 +20,6 @@ What is an outage (`is_outage`), decided here once:
 
 import contextlib
 import functools
-import socket
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, ParamSpec, TypeVar
 
@@ -141,12 +141,10 @@ def _closed(connection: object) -> bool:
 
 
 def _network_error(exc: BaseException) -> bool:
-    """A socket that could not connect or broke: refused, reset, unreachable, a DNS failure.
-
-    A plain OSError is what asyncpg raises for an unreachable host, or for several addresses
-    that all failed ("Multiple exceptions"); its file-system subclasses are not network errors.
-    """
-    return isinstance(exc, ConnectionError | socket.gaierror) or type(exc) is OSError
+    """A socket that could not connect or broke: refused, reset, unreachable, a DNS failure, or
+    a unix socket whose file is missing while the server is down (FileNotFoundError). Any
+    OSError but a timeout (checked before): this is only asked about database operations."""
+    return isinstance(exc, OSError) and not isinstance(exc, TimeoutError)
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:

@@ -41,6 +41,7 @@ OUTAGES = [
     BrokenPipeError(32, "Broken pipe"),
     OSError("Multiple exceptions: [Errno 111] ..., [Errno 99] ..."),
     socket.gaierror(-2, "Name or service not known"),
+    FileNotFoundError(2, "No such file or directory"),  # a unix socket while the server is down
     asyncpg.exceptions.ConnectionDoesNotExistError(
         "connection was closed in the middle of operation"
     ),
@@ -64,8 +65,6 @@ SPEND_AN_ATTEMPT = [
     asyncpg.exceptions.UniqueViolationError("duplicate key value"),
     asyncpg.exceptions.NumericValueOutOfRangeError("numeric field overflow"),
     asyncpg.InterfaceError("cannot perform operation: another operation is in progress"),
-    FileNotFoundError(2, "No such file or directory"),
-    PermissionError(13, "Permission denied"),
     # An HTTP client's connect error raised from an OSError is a provider problem, not ours.
     chained(httpx.ConnectError("connection refused"), ConnectionRefusedError(111, "refused")),
     KeyError("a bug"),
