@@ -14,7 +14,7 @@ import pytest
 from worker.db import asyncpg_dsn, connect_options
 from worker.errors import DatabaseUnavailable
 from worker.housekeeping import Housekeeper
-from worker.onboarding import Onboarder
+from worker.onboarding import open_onboarder
 from worker.queue import Job, Queue
 from worker.runner import Runner
 from worker.settings import Settings
@@ -87,9 +87,11 @@ async def test_connection_dropped_in_the_price_write_hands_the_job_back(database
     await slow_price_writes(conn, 0.3)
     await enqueue(conn, "DROP")
     settings = synthetic_settings()
-    async with worker_pool(database_url, settings) as pool:
-        queue = Queue("outage", max_attempts=1)
-        onboarder = Onboarder(settings, queue, pool)
+    queue = Queue("outage", max_attempts=1)
+    async with (
+        worker_pool(database_url, settings) as pool,
+        open_onboarder(settings, queue, pool) as onboarder,
+    ):
         runner = Runner(settings, pool, queue, onboarder, claim_dsn=asyncpg_dsn(database_url))
         killer = asyncio.create_task(terminate_when_sleeping(conn))
         task = asyncio.create_task(runner.run())
@@ -102,7 +104,6 @@ async def test_connection_dropped_in_the_price_write_hands_the_job_back(database
         finally:
             runner.request_stop()
             await asyncio.wait_for(task, 10)
-            await onboarder.aclose()
     row = await job_row(conn, "DROP")
     assert (row["status"], row["attempts"]) == ("completed", 1), tuple(row)
     assert await universe_status(conn, "DROP") == "active"
@@ -115,17 +116,16 @@ async def test_dropped_connection_in_the_write_is_an_outage_for_the_handler(
     await slow_price_writes(conn, 0.3)
     await enqueue(conn, "DROP")
     settings = synthetic_settings()
-    async with worker_pool(database_url, settings) as pool:
-        queue = Queue("outage", max_attempts=1)
-        onboarder = Onboarder(settings, queue, pool)
-        try:
-            [job] = await queue.claim(pool)
-            killer = asyncio.create_task(terminate_when_sleeping(conn))
-            with pytest.raises(DatabaseUnavailable):
-                await onboarder.run(job)
-            await killer
-        finally:
-            await onboarder.aclose()
+    queue = Queue("outage", max_attempts=1)
+    async with (
+        worker_pool(database_url, settings) as pool,
+        open_onboarder(settings, queue, pool) as onboarder,
+    ):
+        [job] = await queue.claim(pool)
+        killer = asyncio.create_task(terminate_when_sleeping(conn))
+        with pytest.raises(DatabaseUnavailable):
+            await onboarder.run(job)
+        await killer
     row = await job_row(conn, "DROP")
     assert (row["status"], row["attempts"]) == ("processing", 1)  # the runner hands it back
 
@@ -135,14 +135,13 @@ async def test_a_statement_that_always_times_out_spends_its_attempts(database_ur
     await slow_price_writes(conn, 2)
     await enqueue(conn, "SLOWW")
     settings = synthetic_settings(command_timeout_s=0.3)
-    async with worker_pool(database_url, settings) as pool:
-        queue = Queue("timeout", max_attempts=1)
-        onboarder = Onboarder(settings, queue, pool)
-        try:
-            [job] = await queue.claim(pool)
-            result = await onboarder.run(job)
-        finally:
-            await onboarder.aclose()
+    queue = Queue("timeout", max_attempts=1)
+    async with (
+        worker_pool(database_url, settings) as pool,
+        open_onboarder(settings, queue, pool) as onboarder,
+    ):
+        [job] = await queue.claim(pool)
+        result = await onboarder.run(job)
     assert result.outcome == "failed"
     row = await job_row(conn, "SLOWW")
     assert (row["status"], row["attempts"]) == ("failed", 1)
