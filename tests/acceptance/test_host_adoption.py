@@ -113,11 +113,6 @@ async def test_a_host_database_adopts_runs_and_gives_everything_back(
         await conn.close()
 
 
-@pytest.mark.xfail(
-    reason="issue 9 item 5 (branch datarules): one zero close still fails the whole symbol "
-    "in the database source, and backfill copies it",
-    strict=False,
-)
 async def test_one_zero_close_in_the_host_cache_is_skipped_everywhere(
     host_database_url: str,
 ) -> None:
