@@ -303,7 +303,9 @@ class Onboarder:
                 # transaction, so that never waits on the source's state row.
                 await self._gate.reset_failures(conn, source.name)
             async with conn.transaction():
-                stored = await conn.fetchrow(sql.STORE_PRICES, job.symbol, *columns)
+                stored = await conn.fetchrow(
+                    sql.STORE_PRICES, job.symbol, *columns, source.replaces_stored
+                )
                 await self._queue.complete(conn, job)
         assert stored is not None  # the statement returns one summary row
         written, last_price_date = stored["rows_written"], stored["last_price_date"]
