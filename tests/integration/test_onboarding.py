@@ -347,6 +347,31 @@ async def test_database_source_onboards_from_the_cache_without_network(
     assert provider.requests == []
 
 
+@pytest.mark.parametrize("enqueued", ["BRK.B", "BRK-B", "brk/b"])
+async def test_database_source_finds_the_hosts_spelling_of_a_class_share(
+    pool, queue, onboarder_for, enqueued: str
+) -> None:
+    # The host spells it BRK-B; one date also has a BRK.B row (another loader's spelling).
+    await pool.execute(
+        """
+        INSERT INTO market_data_cache (symbol, date, open, high, low, close, volume, data_source)
+        VALUES ('BRK-B', '2023-01-03', 1, 2, 1, 1.5, 10, 'yahoo'),
+               ('BRK-B', '2023-01-04', 1, 2, 1, 1.6, 11, 'yahoo'),
+               ('BRK.B', '2023-01-04', 1, 2, 1, 1.7, 12, 'polygon')
+        """
+    )
+    job = await claim(pool, queue, enqueued.upper())
+    result = await onboarder_for("database", today=date(2023, 1, 11), price_lookback_days=30).run(
+        job
+    )
+
+    assert (result.outcome, result.rows) == ("completed", 2)
+    closes = [(r[0], r[4]) for r in await stored(pool, enqueued.upper())]
+    # Per date the row spelled exactly as enqueued wins; else the first in spellings() order.
+    expected_jan_4 = Decimal("1.6000") if enqueued == "BRK-B" else Decimal("1.7000")
+    assert closes == [(date(2023, 1, 3), Decimal("1.5000")), (date(2023, 1, 4), expected_jan_4)]
+
+
 async def test_database_then_yahoo_uses_yahoo_when_the_cache_lacks_the_symbol(
     provider, pool, queue, onboarder_for
 ) -> None:

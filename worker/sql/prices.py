@@ -84,12 +84,15 @@ SET status = 'error', updated_at = now()
 WHERE u.status = 'pending'
 """
 
-# The `database` source: the symbol's rows already in the legacy cache, within the window.
+# The `database` source: the symbol's rows already in the legacy cache, within the window, under
+# any of its spellings $1 (worker/prices/spelling.py: the enqueued one first, then BRK.B, BRK-B,
+# BRK/B). Per date the rows come in reverse order of $1 and the last one wins, so the enqueued
+# spelling beats another spelling's row of that date.
 CACHED_PRICES = """
 SELECT date, open, high, low, close, volume
 FROM market_data_cache
-WHERE symbol = $1 AND date BETWEEN $2 AND $3
-ORDER BY date
+WHERE symbol = ANY($1::varchar[]) AND date BETWEEN $2 AND $3
+ORDER BY date, array_position($1::varchar[], symbol) DESC
 """
 
 # The paused sources among $1, with the seconds left.
