@@ -820,7 +820,7 @@ async def test_the_provider_is_asked_in_its_spelling_and_rows_keep_the_hosts(
 ) -> None:
     provider.route(spelled.path, Reply(body=spelled.body))
     job = await claim(pool, queue, spelled.symbol)
-    result = await spelled.case.onboarder(onboarder_for).run(job)
+    result = await (await spelled.case.onboarder(onboarder_for)).run(job)
 
     assert result.outcome == "completed", result.error
     [request] = provider.hits(spelled.path)
@@ -844,7 +844,7 @@ async def test_tiingo_refuses_what_its_daily_endpoint_does_not_serve_without_ask
         ("BTC-USD", "a crypto pair"),
     ):
         job = await claim(pool, queue, symbol)
-        result = await TIINGO_CASE.onboarder(onboarder_for).run(job)
+        result = await (await TIINGO_CASE.onboarder(onboarder_for)).run(job)
         assert result.outcome == "failed"
         assert result.error == (
             f"tiingo: {symbol} is {what}: Tiingo's end-of-day prices serve stocks, ETFs and "
