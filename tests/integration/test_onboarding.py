@@ -190,7 +190,7 @@ async def test_an_invalid_most_recent_bar_fails_permanently_naming_date_and_fiel
     body = fixture(MSFT).replace(b'308.260009765625],"low"', b'0],"low"')
     provider.route(MSFT_PATH, Reply(body=body))
     job = await claim(pool, queue, "MSFT")
-    result = await onboarder_for("yahoo", today=MSFT_TODAY).run(job)
+    result = await (await onboarder_for("yahoo", today=MSFT_TODAY)).run(job)
 
     assert result.outcome == "failed"
     assert result.error == (
@@ -364,9 +364,8 @@ async def test_database_source_finds_the_hosts_spelling_of_a_class_share(
         """
     )
     job = await claim(pool, queue, enqueued.upper())
-    result = await onboarder_for("database", today=date(2023, 1, 11), price_lookback_days=30).run(
-        job
-    )
+    onboarder = await onboarder_for("database", today=date(2023, 1, 11), price_lookback_days=30)
+    result = await onboarder.run(job)
 
     assert (result.outcome, result.rows) == ("completed", 2)
     closes = [(r[0], r[4]) for r in await stored(pool, enqueued.upper())]
@@ -478,11 +477,11 @@ async def test_synthetic_source_never_writes_over_real_prices(
     # --source synthetic (e.g. after `retry --failed`): refused, and nothing changes.
     provider.route(MSFT_PATH, recorded(MSFT))
     assert (
-        await onboarder_for("yahoo", today=MSFT_TODAY).run(await claim(pool, queue, "MSFT"))
+        await (await onboarder_for("yahoo", today=MSFT_TODAY)).run(await claim(pool, queue, "MSFT"))
     ).outcome == "completed"
     real = await stored(pool, "MSFT")
     job = await claim(pool, queue, "MSFT")
-    result = await onboarder_for("synthetic", today=MSFT_TODAY).run(job)
+    result = await (await onboarder_for("synthetic", today=MSFT_TODAY)).run(job)
 
     assert result.outcome == "failed"
     assert result.error == (
@@ -494,7 +493,7 @@ async def test_synthetic_source_never_writes_over_real_prices(
     assert (await symbol_row(pool, "MSFT"))["status"] == "active"
 
     # One real row among generated ones is enough.
-    demo = onboarder_for("synthetic", today=date(2024, 6, 29))
+    demo = await onboarder_for("synthetic", today=date(2024, 6, 29))
     assert (await demo.run(await claim(pool, queue, "DEMO"))).outcome == "completed"
     await pool.execute(
         "UPDATE symbol_prices_daily SET close_price = 1 WHERE symbol = 'DEMO'"
