@@ -74,16 +74,6 @@ WHERE symbol = $1
 ORDER BY price_date
 """
 
-# A job that failed for good: a pending symbol becomes 'error' (a missing one is created so);
-# an active, delisted or already errored symbol keeps its status.
-MARK_ERROR = """
-INSERT INTO symbol_universe AS u (symbol, status, added_source)
-VALUES ($1, 'error', 'onboarding')
-ON CONFLICT (symbol) DO UPDATE
-SET status = 'error', updated_at = now()
-WHERE u.status = 'pending'
-"""
-
 # The `database` source: the symbol's rows already in the legacy cache, within the window, under
 # any of its spellings $1 (worker/prices/spelling.py: the enqueued one first, then BRK.B, BRK-B,
 # BRK/B). Per date the rows come in reverse order of $1 and the last one wins, so the enqueued
