@@ -3,7 +3,17 @@
     python bench/queue_throughput.py [--jobs 20000] [--max-seconds 5] [--workers 1,4]
         [--batches 1,10,100] [--modes each,batch,each-async] [--repeat 1] [--skip-baselines]
 
+    python bench/queue_throughput.py --endpoint [--jobs 3000] [--repeat 5] [--concurrency 4]
+
 (`make bench` runs it; without an editable install, prefix `PYTHONPATH=.`.)
+
+`--endpoint` measures instead what the worker's HTTP endpoint costs: the real Runner (claim loop,
+concurrency, heartbeats, registry) drains `--jobs` no-op jobs in burst mode, alternately without
+`WORKER_HTTP_PORT` (no endpoint, nothing recorded) and with it (Prometheus metrics recorded for
+every job, the server listening, and a scraper fetching /metrics, /healthz and /readyz every
+second and the status page every 5 s, far more often than Prometheus or Kubernetes would). It
+prints jobs/s of both per pass and the ratio with/without: the median of the passes' ratios and
+the ratio of the best passes.
 
 Every system gets its own fresh database on one server: TEST_DATABASE_URL's if set, else the
 embedded one in /tmp/sow-bench-pg. Each run enqueues `--jobs` no-op jobs, then W asyncio workers,
@@ -32,6 +42,8 @@ import contextlib
 import importlib.metadata
 import logging
 import os
+import statistics
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,9 +53,11 @@ from pathlib import Path
 import asyncpg
 from common import installed
 
-from worker import embedded, migrate
+from worker import embedded, logs, migrate, web
 from worker.db import asyncpg_dsn, with_database
-from worker.queue import Queue, new_worker_id
+from worker.queue import Job, Queue, new_worker_id
+from worker.runner import Runner
+from worker.settings import Settings
 
 # The bench smoke test (tests/acceptance/test_bench_scripts.py) runs it with these arguments and
 # checks these lines; the defaults stay the full size.
@@ -425,6 +439,154 @@ async def stop_after(
             await task
 
 
+# --- the HTTP endpoint's cost (--endpoint) -------------------------------------------------------
+
+
+@dataclass
+class NoopHandler:
+    """Completes each job at once: what remains is the runner's and the endpoint's own cost."""
+
+    queue: Queue
+    pool: asyncpg.Pool
+
+    async def run(self, job: Job) -> NoopResult:
+        await self.queue.complete(self.pool, job)
+        return NoopResult()
+
+
+@dataclass(frozen=True)
+class NoopResult:
+    outcome: str = "completed"
+    rows: int | None = None
+    error: str | None = None
+
+
+# A scraper in a process of its own, as Prometheus and the kubelet are: what it costs the worker is
+# serving the requests, not making them. It prints how many it made when its stdin closes.
+SCRAPER = """
+import asyncio, sys, httpx
+
+async def main(base):
+    fetched, tick = 0, 0
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(sys.stdin.fileno(), done.set)
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        while not done.is_set():
+            for path in ["/metrics", "/healthz", "/readyz"] + (["/"] if tick % 5 == 0 else []):
+                (await client.get(path)).raise_for_status()
+                fetched += 1
+            tick += 1
+            try:
+                await asyncio.wait_for(done.wait(), 1.0)
+            except TimeoutError:
+                pass
+    print(fetched)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def start_scraper(base: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        SCRAPER,
+        base,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+
+
+async def stop_scraper(scraper: asyncio.subprocess.Process) -> int:
+    out, _ = await scraper.communicate(b"")  # closing stdin ends it
+    if scraper.returncode != 0:
+        raise RuntimeError(f"the scraper failed (exit {scraper.returncode})")
+    return int(out.decode().strip() or 0)
+
+
+async def run_runner(dsn: str, args: argparse.Namespace, http: bool) -> tuple[float, int]:
+    """Drain `--jobs` no-op jobs with the real Runner in burst mode: (jobs/s, requests served)."""
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute("TRUNCATE symbol_onboarding_queue")
+        await admin.execute("TRUNCATE symbol_onboarding_workers")
+        await enqueue_ours(admin, args.jobs)
+        await admin.execute("VACUUM ANALYZE symbol_onboarding_queue")
+    finally:
+        await admin.close()
+    settings = Settings(
+        concurrency=args.concurrency,
+        http_port=0 if http else None,
+        log_level="warning",
+        poll_interval_s=0.05,
+    )
+    worker_id = new_worker_id("bench")
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=settings.concurrency + 1)
+    try:
+        async with web.endpoint(settings, dsn, worker_id) as (metrics, server):
+            queue = Queue(worker_id)
+            runner = Runner(
+                settings,
+                pool,
+                queue,
+                NoopHandler(queue, pool),
+                claim_dsn=dsn,
+                burst=True,
+                metrics=metrics,
+            )
+            scraper = None
+            if server is not None:
+                server.worker = runner
+                assert server.url is not None
+                scraper = await start_scraper(server.url)
+                await asyncio.sleep(0.5)  # its interpreter is up before the clock starts
+            started = time.perf_counter()
+            await runner.run()
+            seconds = time.perf_counter() - started
+            served = await stop_scraper(scraper) if scraper is not None else 0
+    finally:
+        await pool.close()
+    return args.jobs / seconds, served
+
+
+async def endpoint_cost(args: argparse.Namespace) -> None:
+    logs.configure(Settings(log_level="warning"))
+    async with bench_server() as server:
+        dsn = server.dsn(await server.create_database("endpoint"))
+        await migrate.upgrade(dsn)
+        print(
+            f"server: {server.kind}, PostgreSQL {await server.version()}; {os.cpu_count()} CPUs; "
+            f"the Runner in burst mode, concurrency {args.concurrency}, {args.jobs} no-op jobs "
+            f"per run, {args.repeat} passes (order alternates)"
+        )
+        print(
+            f"{'pass':>4} {'without jobs/s':>15} {'with jobs/s':>12} {'ratio':>7} {'requests':>9}"
+        )
+        without: list[float] = []
+        with_http: list[float] = []
+        for i in range(args.repeat):
+            order = [False, True] if i % 2 == 0 else [True, False]
+            rates: dict[bool, float] = {}
+            served = 0
+            for http in order:
+                rates[http], got = await run_runner(dsn, args, http)
+                served += got
+            without.append(rates[False])
+            with_http.append(rates[True])
+            print(
+                f"{i + 1:>4} {rates[False]:>15.0f} {rates[True]:>12.0f} "
+                f"{rates[True] / rates[False]:>7.3f} {served:>9}",
+                flush=True,
+            )
+        ratios = sorted(w / wo for w, wo in zip(with_http, without, strict=True))
+        print(
+            f"with/without WORKER_HTTP_PORT: median of pass ratios {statistics.median(ratios):.3f}"
+            f" (range {ratios[0]:.3f}-{ratios[-1]:.3f}); best {max(with_http):.0f} vs"
+            f" {max(without):.0f} jobs/s: {max(with_http) / max(without):.3f}"
+        )
+
+
 # --- report -----------------------------------------------------------------------------------
 
 HEADER = (
@@ -497,6 +659,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--repeat", type=int, default=1, help="passes over every configuration; best one is kept"
     )
     parser.add_argument(
+        "--endpoint",
+        action="store_true",
+        help="measure the HTTP endpoint's cost on the runner's throughput instead",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=4, help="--endpoint: the runner's WORKER_CONCURRENCY"
+    )
+    parser.add_argument(
         "--skip-baselines",
         action="store_true",
         help="ours only (no pgqueuer, procrastinate, floor)",
@@ -505,6 +675,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 async def main(args: argparse.Namespace) -> None:
+    if args.endpoint:
+        await endpoint_cost(args)
+        return
     started = time.perf_counter()
     systems: list[Ours | Pgqueuer | Procrastinate | Bare] = [Ours(args)]
     async with bench_server() as server:
