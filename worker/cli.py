@@ -190,7 +190,7 @@ async def _run_worker(
     server: "StatusServer | None",
 ) -> int:
     from worker.housekeeping import Housekeeper
-    from worker.onboarding import Onboarder
+    from worker.onboarding import open_onboarder
     from worker.runner import Runner
 
     stop_requests: list[Callable[[], None]] = []
@@ -216,8 +216,9 @@ async def _run_worker(
             retry_base_s=settings.retry_base_s,
             retry_max_s=settings.retry_max_s,
         )
-        handler = Onboarder(settings, queue, pool, sources=args.source, metrics=metrics)
-        try:
+        async with open_onboarder(
+            settings, queue, pool, sources=args.source, metrics=metrics
+        ) as handler:
             runner = Runner(
                 settings,
                 pool,
@@ -241,8 +242,6 @@ async def _run_worker(
             if startup.is_set():
                 return 0
             await runner.run()
-        finally:
-            await handler.aclose()
     finally:
         await pool.close()
     return 0
