@@ -507,8 +507,15 @@ async def stop_scraper(scraper: asyncio.subprocess.Process) -> int:
     return int(out.decode().strip() or 0)
 
 
-async def run_runner(dsn: str, args: argparse.Namespace, http: bool) -> tuple[float, int]:
-    """Drain `--jobs` no-op jobs with the real Runner in burst mode: (jobs/s, requests served)."""
+@dataclass(frozen=True)
+class RunnerRun:
+    rate: float  # jobs/s, wall clock
+    cpu_us: float  # this process's CPU time per job: the endpoint's own work shows here
+    served: int  # requests the scraper made
+
+
+async def run_runner(dsn: str, args: argparse.Namespace, http: bool) -> RunnerRun:
+    """Drain `--jobs` no-op jobs with the real Runner in burst mode."""
     admin = await asyncpg.connect(dsn)
     try:
         await admin.execute("TRUNCATE symbol_onboarding_queue")
@@ -543,13 +550,13 @@ async def run_runner(dsn: str, args: argparse.Namespace, http: bool) -> tuple[fl
                 assert server.url is not None
                 scraper = await start_scraper(server.url)
                 await asyncio.sleep(0.5)  # its interpreter is up before the clock starts
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             await runner.run()
-            seconds = time.perf_counter() - started
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
             served = await stop_scraper(scraper) if scraper is not None else 0
     finally:
         await pool.close()
-    return args.jobs / seconds, served
+    return RunnerRun(args.jobs / seconds, cpu / args.jobs * 1e6, served)
 
 
 async def endpoint_cost(args: argparse.Namespace) -> None:
@@ -563,29 +570,36 @@ async def endpoint_cost(args: argparse.Namespace) -> None:
             f"per run, {args.repeat} passes (order alternates)"
         )
         print(
-            f"{'pass':>4} {'without jobs/s':>15} {'with jobs/s':>12} {'ratio':>7} {'requests':>9}"
+            f"{'pass':>4} {'without jobs/s':>15} {'with jobs/s':>12} {'ratio':>7} "
+            f"{'without cpu us/job':>19} {'with cpu us/job':>16} {'ratio':>7} {'requests':>9}"
         )
-        without: list[float] = []
-        with_http: list[float] = []
+        runs: dict[bool, list[RunnerRun]] = {False: [], True: []}
         for i in range(args.repeat):
             order = [False, True] if i % 2 == 0 else [True, False]
-            rates: dict[bool, float] = {}
-            served = 0
+            this: dict[bool, RunnerRun] = {}
             for http in order:
-                rates[http], got = await run_runner(dsn, args, http)
-                served += got
-            without.append(rates[False])
-            with_http.append(rates[True])
+                this[http] = await run_runner(dsn, args, http)
+                runs[http].append(this[http])
+            off, on = this[False], this[True]
             print(
-                f"{i + 1:>4} {rates[False]:>15.0f} {rates[True]:>12.0f} "
-                f"{rates[True] / rates[False]:>7.3f} {served:>9}",
+                f"{i + 1:>4} {off.rate:>15.0f} {on.rate:>12.0f} {on.rate / off.rate:>7.3f} "
+                f"{off.cpu_us:>19.0f} {on.cpu_us:>16.0f} {on.cpu_us / off.cpu_us:>7.3f} "
+                f"{on.served:>9}",
                 flush=True,
             )
-        ratios = sorted(w / wo for w, wo in zip(with_http, without, strict=True))
+        pairs = list(zip(runs[True], runs[False], strict=True))
+        ratios = sorted(on.rate / off.rate for on, off in pairs)
+        cpu_ratios = sorted(on.cpu_us / off.cpu_us for on, off in pairs)
+        with_http = [r.rate for r in runs[True]]
+        without = [r.rate for r in runs[False]]
         print(
             f"with/without WORKER_HTTP_PORT: median of pass ratios {statistics.median(ratios):.3f}"
             f" (range {ratios[0]:.3f}-{ratios[-1]:.3f}); best {max(with_http):.0f} vs"
             f" {max(without):.0f} jobs/s: {max(with_http) / max(without):.3f}"
+        )
+        print(
+            f"worker CPU per job with/without: median of pass ratios "
+            f"{statistics.median(cpu_ratios):.3f} (range {cpu_ratios[0]:.3f}-{cpu_ratios[-1]:.3f})"
         )
         # The part of the cost paid per job, measured alone (no database, no scheduler noise).
         per_job_s = recording_cost_s()

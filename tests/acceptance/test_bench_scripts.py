@@ -164,8 +164,10 @@ def test_queue_throughput_endpoint_mode_runs_small(pg_server: PgServer) -> None:
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for expected in (
-        r"^ +1 +\d+ +\d+ +\d\.\d{3} +[1-9]\d*$",  # a pass: both rates, the ratio, requests served
+        # a pass: both rates and their ratio, both CPU costs and theirs, requests served
+        r"^ +1 +\d+ +\d+ +\d\.\d{3} +\d+ +\d+ +\d\.\d{3} +[1-9]\d*$",
         r"^with/without WORKER_HTTP_PORT: median of pass ratios \d\.\d{3}",
+        r"^worker CPU per job with/without: median of pass ratios \d\.\d{3}",
         r"^recording one job's metrics \(started \+ finished\): [\d.]+ us",
     ):
         assert re.search(expected, proc.stdout, re.MULTILINE), (expected, proc.stdout)
