@@ -468,7 +468,7 @@ class NoopResult:
 SCRAPER = """
 import asyncio, sys, httpx
 
-async def main(base):
+async def main(base, interval_s):
     fetched, tick = 0, 0
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -480,21 +480,22 @@ async def main(base):
                 fetched += 1
             tick += 1
             try:
-                await asyncio.wait_for(done.wait(), 1.0)
+                await asyncio.wait_for(done.wait(), interval_s)
             except TimeoutError:
                 pass
     print(fetched)
 
-asyncio.run(main(sys.argv[1]))
+asyncio.run(main(sys.argv[1], float(sys.argv[2])))
 """
 
 
-async def start_scraper(base: str) -> asyncio.subprocess.Process:
+async def start_scraper(base: str, interval_s: float) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
         SCRAPER,
         base,
+        str(interval_s),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )
@@ -548,7 +549,7 @@ async def run_runner(dsn: str, args: argparse.Namespace, http: bool) -> RunnerRu
             if server is not None:
                 server.worker = runner
                 assert server.url is not None
-                scraper = await start_scraper(server.url)
+                scraper = await start_scraper(server.url, args.scrape_interval)
                 await asyncio.sleep(0.5)  # its interpreter is up before the clock starts
             started, cpu = time.perf_counter(), time.process_time()
             await runner.run()
@@ -700,6 +701,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--concurrency", type=int, default=4, help="--endpoint: the runner's WORKER_CONCURRENCY"
+    )
+    parser.add_argument(
+        "--scrape-interval",
+        type=float,
+        default=1.0,
+        help="--endpoint: seconds between scrapes of /metrics, /healthz, /readyz (the page: 5x)",
     )
     parser.add_argument(
         "--skip-baselines",
