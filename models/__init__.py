@@ -9,6 +9,7 @@ from worker.models.price_sources import PriceSourceState
 from worker.models.symbols import (
     MarketDataCache,
     SymbolFactorExposure,
+    SymbolFactorWait,
     SymbolPricesDaily,
     SymbolUniverse,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "PortfolioAnalyticsCache",
     "PriceSourceState",
     "SymbolFactorExposure",
+    "SymbolFactorWait",
     "SymbolOnboardingQueue",
     "SymbolOnboardingWorker",
     "SymbolPricesDaily",

@@ -14,6 +14,7 @@ import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -32,7 +33,9 @@ from worker.db import CONNECTION_ERRORS, DatabaseUrlError, asyncpg_dsn, connect_
 from worker.settings import Settings, SettingsError
 from worker.symbols import InvalidPriorityError, InvalidSymbolError, UnknownRequesterError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy loads with worker.factors: only the commands that use it import it
+    from worker.factors import FactorStore
+    from worker.housekeeping import Sweep
     from worker.metrics import Metrics
     from worker.web import StatusServer
 
@@ -125,7 +128,37 @@ def _parser() -> argparse.ArgumentParser:
     backfill.add_arguments(
         sub.add_parser("backfill", help="copy market_data_cache into symbol_prices_daily")
     )
+    factors = sub.add_parser("factors", help="recompute the factor betas of active symbols")
+    factors.add_argument(
+        "--symbols",
+        type=_symbols_arg,
+        metavar="A,B,...",
+        help="only these symbols (comma-separated); exit status 1 if one is not active",
+    )
+    factors.add_argument(
+        "--as-of",
+        type=_date_arg,
+        metavar="YYYY-MM-DD",
+        help="compute as of this date (default: the latest SPY price)",
+    )
+    factors.add_argument(
+        "--dry-run", action="store_true", help="write nothing; report what would be computed"
+    )
     return parser
+
+
+def _symbols_arg(raw: str) -> list[str]:
+    try:
+        return backfill.parse_symbols(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _date_arg(raw: str) -> date:
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid date {raw!r}: expected YYYY-MM-DD") from None
 
 
 def _positive_int(raw: str) -> int:
@@ -145,6 +178,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "retry": _retry,
         "prune": _prune,
         "backfill": _backfill,
+        "factors": _factors,
     }
     async with _database(settings, migrate_embedded=args.command == "run") as url:
         return await commands[args.command](args, settings, url)
@@ -216,8 +250,14 @@ async def _run_worker(
             retry_base_s=settings.retry_base_s,
             retry_max_s=settings.retry_max_s,
         )
+        store = await _factor_store(pool) if settings.factors_enabled else None
+        sweeps: dict[str, Sweep] = {"expired_analytics_cache": analytics_cache.sweep_expired}
+        if store is not None:
+            sweeps["factor_waits_resolved"] = functools.partial(
+                _sweep_factor_waits, store=store, settings=settings
+            )
         async with open_onboarder(
-            settings, queue, pool, sources=args.source, metrics=metrics
+            settings, queue, pool, sources=args.source, metrics=metrics, factor_store=store
         ) as handler:
             runner = Runner(
                 settings,
@@ -227,12 +267,7 @@ async def _run_worker(
                 claim_dsn=asyncpg_dsn(url),
                 listen_dsn=_listen_dsn(settings, url),
                 burst=args.burst,
-                housekeeping=Housekeeper(
-                    settings,
-                    pool,
-                    queue,
-                    extra_sweeps={"expired_analytics_cache": analytics_cache.sweep_expired},
-                ),
+                housekeeping=Housekeeper(settings, pool, queue, extra_sweeps=sweeps),
                 metrics=metrics,
             )
             if server is not None:
@@ -245,6 +280,31 @@ async def _run_worker(
     finally:
         await pool.close()
     return 0
+
+
+async def _factor_store(db: asyncpg.Pool | asyncpg.Connection) -> "FactorStore":
+    """The shape of symbol_factor_exposures, read once at start-up; one line if unwritable."""
+    from worker.factors import FactorStore, ShapeError
+
+    try:
+        return await FactorStore.detect(db)
+    except ShapeError as exc:
+        raise FatalError(f"cannot write factor betas: {exc} (or set FACTORS_ENABLED=off)") from None
+
+
+async def _sweep_factor_waits(
+    conn: asyncpg.Connection, _batch_size: int, *, store: "FactorStore", settings: Settings
+) -> int:
+    """Housekeeping: betas for one batch of waiting symbols whose reference jobs have ended."""
+    from worker.factors import resolve_waiting
+
+    resolved, _ = await resolve_waiting(
+        conn,
+        store,
+        history_days=settings.factor_history_days,
+        batch_size=settings.factor_batch_size,
+    )
+    return resolved
 
 
 def _listen_dsn(settings: Settings, url: str) -> str | None:
@@ -450,6 +510,14 @@ async def _prune(_args: argparse.Namespace, settings: Settings, url: str) -> int
     for name, count in result.extra.items():
         print(f"pruned {count} {name.replace('_', ' ')} row(s)")
     return 0
+
+
+async def _factors(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    from worker.factors.command import command
+
+    async with _connection(settings, url) as conn:
+        store = await _factor_store(conn)
+        return await command(conn, store, settings, args.symbols, args.as_of, args.dry_run)
 
 
 async def _status(args: argparse.Namespace, settings: Settings, url: str) -> int:
