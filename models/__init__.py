@@ -5,6 +5,7 @@ from models.analytics_cache import PortfolioAnalyticsCache
 from models.base import Base
 from models.onboarding_queue import SymbolOnboardingQueue
 from models.price_sources import PriceSourceState
+from models.refresh import RefreshScheduleRun, SymbolRefreshState
 from models.symbols import MarketDataCache, SymbolFactorExposure, SymbolPricesDaily, SymbolUniverse
 
 __all__ = [
@@ -13,9 +14,11 @@ __all__ = [
     "Portfolio",
     "PortfolioAnalyticsCache",
     "PriceSourceState",
+    "RefreshScheduleRun",
     "SymbolFactorExposure",
     "SymbolOnboardingQueue",
     "SymbolPricesDaily",
+    "SymbolRefreshState",
     "SymbolUniverse",
     "User",
 ]

@@ -25,7 +25,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from worker import analytics_cache, backfill, embedded, logs, migrate
+from worker import analytics_cache, backfill, embedded, logs, migrate, schedule
 from worker import queue as queue_ops
 from worker.db import CONNECTION_ERRORS, DatabaseUrlError, asyncpg_dsn, connect_options, redact
 from worker.settings import Settings, SettingsError
@@ -99,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     backfill.add_arguments(
         sub.add_parser("backfill", help="copy market_data_cache into symbol_prices_daily")
     )
+    schedule.add_arguments(
+        sub.add_parser("refresh", help="enqueue a refresh of every symbol that is behind")
+    )
     return parser
 
 
@@ -118,6 +121,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "retry": _retry,
         "prune": _prune,
         "backfill": lambda a, _s, url: backfill.command(a, url),
+        "refresh": _refresh,
     }
     async with _database(settings, migrate_embedded=args.command == "run") as url:
         return await commands[args.command](args, settings, url)
@@ -146,7 +150,9 @@ async def _database(settings: Settings, *, migrate_embedded: bool) -> AsyncItera
 async def _run(args: argparse.Namespace, settings: Settings, url: str) -> int:
     from worker.housekeeping import Housekeeper
     from worker.onboarding import Onboarder
+    from worker.refresh import JobsByKind, Refresher
     from worker.runner import Runner
+    from worker.trading_calendar import TradingCalendar
 
     stop_requests: list[Callable[[], None]] = []
 
@@ -171,13 +177,21 @@ async def _run(args: argparse.Namespace, settings: Settings, url: str) -> int:
             retry_base_s=settings.retry_base_s,
             retry_max_s=settings.retry_max_s,
         )
+        calendar = TradingCalendar(settings.refresh_calendar)
         handler = Onboarder(settings, queue, pool, sources=args.source)
+        times = schedule.ScheduleTimes.from_settings(settings, calendar)
+        # --burst drains the queue and exits: the daily schedule is the long-running worker's.
+        daily = (
+            []
+            if args.burst or times is None
+            else [schedule.DailySchedule(pool, times, queue.worker_id)]
+        )
         try:
             runner = Runner(
                 settings,
                 pool,
                 queue,
-                handler,
+                JobsByKind(handler, Refresher(settings, queue, pool, handler, calendar)),
                 claim_dsn=asyncpg_dsn(url),
                 listen_dsn=_listen_dsn(settings, url),
                 burst=args.burst,
@@ -186,6 +200,7 @@ async def _run(args: argparse.Namespace, settings: Settings, url: str) -> int:
                     pool,
                     queue,
                     extra_sweeps={"expired_analytics_cache": analytics_cache.sweep_expired},
+                    periodic=daily,
                 ),
             )
             stop_requests[:] = [runner.request_stop]
@@ -371,12 +386,18 @@ async def _prune(_args: argparse.Namespace, settings: Settings, url: str) -> int
     return 0
 
 
+async def _refresh(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    async with _connection(settings, url) as conn:
+        return await schedule.command(args, settings, conn)
+
+
 async def _status(args: argparse.Namespace, settings: Settings, url: str) -> int:
     async with _connection(settings, url) as conn:
         counts = await conn.fetch(sql.COUNTS)
         oldest = await conn.fetchval(sql.OLDEST_PENDING_AGE_S)
         running = await conn.fetch(sql.RUNNING)
         failures = await conn.fetch(sql.RECENT_FAILURES, 10)
+        refresh = await schedule.refresh_facts(conn, settings)
     report = {
         "counts": {
             status: {r["priority"]: r["jobs"] for r in counts if r["status"] == status}
@@ -406,6 +427,7 @@ async def _status(args: argparse.Namespace, settings: Settings, url: str) -> int
             }
             for r in failures
         ],
+        "refresh": refresh,
     }
     print(json.dumps(report, indent=2) if args.json else _format_status(report))
     return 0
@@ -427,4 +449,5 @@ def _format_status(report: dict[str, Any]) -> str:
     lines.append(f"recent failures: {len(report['recent_failures'])}")
     for r in report["recent_failures"]:
         lines.append(f"  {r['symbol']:<12} {r['job_id']}  {r['failed_at']}  {r['error']}")
+    lines.extend(schedule.format_facts(report["refresh"]))
     return "\n".join(lines)

@@ -145,7 +145,7 @@ class Onboarder:
             # sees it and the job is not lost.
             error = _clip(self._masked(f"unexpected {type(exc).__name__}: {exc}"))
             log.exception("onboarding_unexpected_error", error=error)
-            result = await self._retry_later(job, error)
+            result = await self.retry_later(job, error)
         # The outcome's log line (job_finished, with duration) is the runner's: one per job.
         return result
 
@@ -153,7 +153,16 @@ class Onboarder:
         return redact_text(text, self._secrets)
 
     async def _onboard(self, job: Job, log: FilteringBoundLogger) -> JobResult:
-        window = self.window()
+        got = await self.fetch_bars(job, self.window(), log)
+        if isinstance(got, Unfetched):
+            return await self.settle(job, got)
+        return await self.store(job, got.source, got.bars, log)
+
+    async def fetch_bars(
+        self, job: Job, window: Window, log: FilteringBoundLogger
+    ) -> "Fetched | Unfetched":
+        """The first source of the chain that has bars for the job's symbol in `window`, or why
+        none did (the refresh job reads the reasons before settling; see worker/refresh.py)."""
         deferrals: list[SourcePaused] = []
         failures: list[SourceError] = []
         for source in self.sources:
@@ -186,7 +195,13 @@ class Onboarder:
                 failures.append(exc)
                 log.info("price_source_failed", source=source.name, error=str(exc))
             else:
-                return await self._store(job, source, bars, log)
+                return Fetched(source, bars)
+        return Unfetched(deferrals, failures)
+
+    async def settle(self, job: Job, got: "Unfetched") -> JobResult:
+        """No source delivered: defer (a source may serve once its pause ends), retry (a
+        transient failure), or fail (every source refused for good)."""
+        deferrals, failures = list(got.deferrals), got.failures
         errors = "; ".join(str(scrub(f, self._secrets)) for f in failures)
         if deferrals:
             # Some source may still serve the symbol once its pause ends: come back then.
@@ -208,8 +223,8 @@ class Onboarder:
             await self._queue.release(self._pool, job, delay_s=first.delay_s, reason=_clip(reason))
             return JobResult("deferred", error=_clip(reason))
         if any(isinstance(f, TransientSourceError) for f in failures):
-            return await self._retry_later(job, _clip(errors))
-        return await self._fail(job, _clip(errors))
+            return await self.retry_later(job, _clip(errors))
+        return await self.fail(job, _clip(errors))
 
     async def _count_failure(
         self, source: PriceSource, exc: TransientSourceError
@@ -279,10 +294,18 @@ class Onboarder:
         )
         return bars
 
-    async def _store(
-        self, job: Job, source: PriceSource, bars: list[Bar], log: FilteringBoundLogger
+    async def store(
+        self,
+        job: Job,
+        source: PriceSource,
+        bars: list[Bar],
+        log: FilteringBoundLogger,
+        *,
+        replace: bool = False,
     ) -> JobResult:
-        """Upsert the bars, mark the symbol active and complete the job: one transaction."""
+        """Upsert the bars, mark the symbol active and complete the job: one transaction.
+        `replace`: the symbol's stored rows are deleted first, in the same transaction (a
+        refresh that found its history re-adjusted)."""
         columns = _columns(bars)
         async with self._pool.acquire() as conn:
             if source.name in self._pausable and self._settings.source_failures_before_pause > 0:
@@ -290,6 +313,8 @@ class Onboarder:
                 # transaction, so that never waits on the source's state row.
                 await self._gate.reset_failures(conn, source.name)
             async with conn.transaction():
+                if replace:
+                    await conn.execute(sql.DELETE_PRICES, job.symbol)
                 stored = await conn.fetchrow(sql.STORE_PRICES, job.symbol, *columns)
                 await self._queue.complete(conn, job)
         written, last_price_date = stored["rows_written"], stored["last_price_date"]
@@ -298,22 +323,35 @@ class Onboarder:
             source=source.name,
             rows=len(bars),
             rows_written=written,
+            replaced=replace,
             last_price_date=last_price_date.isoformat() if last_price_date else None,
         )
         return JobResult("completed", rows=len(bars))
 
-    async def _fail(self, job: Job, error: str) -> JobResult:
+    async def fail(self, job: Job, error: str) -> JobResult:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(sql.MARK_ERROR, job.symbol)
             await self._queue.fail(conn, job, error)
         return JobResult("failed", error=error)
 
-    async def _retry_later(self, job: Job, error: str) -> JobResult:
+    async def retry_later(self, job: Job, error: str) -> JobResult:
         async with self._pool.acquire() as conn, conn.transaction():
             status = await self._queue.retry_later(conn, job, error)
             if status == "failed":  # that was its last attempt
                 await conn.execute(sql.MARK_ERROR, job.symbol)
         return JobResult("retried" if status == "pending" else "failed", error=error)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    source: PriceSource
+    bars: list[Bar]
+
+
+@dataclass(frozen=True)
+class Unfetched:
+    deferrals: list[SourcePaused]
+    failures: list[SourceError]
 
 
 @functools.cache

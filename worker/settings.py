@@ -6,8 +6,10 @@ Each field names its environment variable; the README lists them all with their 
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from datetime import time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 class SettingsError(ValueError):
@@ -82,6 +84,19 @@ class Settings:
     # spending their attempts on an outage. A success resets the count.
     source_failures_before_pause: int = _env("PRICE_SOURCE_FAILURES_BEFORE_PAUSE", 5)
     source_failure_pause_s: float = _env("PRICE_SOURCE_FAILURE_PAUSE_S", 120.0)
+    # Refresh (worker/refresh.py, worker/schedule.py)
+    # A refresh re-fetches this many sessions before last_price_date, to notice corrections and
+    # re-adjusted history (splits, dividends) by comparing them with the stored rows.
+    refresh_overlap_sessions: int = _env("REFRESH_OVERLAP_SESSIONS", 3)
+    # Refreshes in a row on which every source calls a symbol unknown or delisted before it is
+    # marked delisted (and no longer refreshed; its prices are kept).
+    refresh_delist_after: int = _env("REFRESH_DELIST_AFTER", 3)
+    # The exchange calendar (ISO 10383 MIC, exchange_calendars) that says which sessions closed.
+    refresh_calendar: str = _env("REFRESH_CALENDAR", "XNYS")
+    # When the running worker enqueues the daily refresh: a wall-clock time on each session day
+    # of REFRESH_CALENDAR in REFRESH_SCHEDULE_TIMEZONE ("off": never; `refresh` still works).
+    refresh_schedule_time: str = _env("REFRESH_SCHEDULE_TIME", "18:00")
+    refresh_schedule_timezone: str = _env("REFRESH_SCHEDULE_TIMEZONE", "America/New_York")
     # Logs
     log_format: str = _env("LOG_FORMAT", "auto")  # auto | json | console
     log_level: str = _env("LOG_LEVEL", "info")
@@ -116,6 +131,7 @@ class Settings:
             "prune_batch_size",
             "price_lookback_days",
             "http_timeout_s",
+            "refresh_delist_after",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -129,10 +145,34 @@ class Settings:
                 "QUEUE_STALL_TIMEOUT_S must exceed twice QUEUE_HEARTBEAT_INTERVAL_S, "
                 f"got {self.stall_timeout_s} and {self.heartbeat_interval_s}"
             )
+        if self.refresh_overlap_sessions < 0:
+            raise SettingsError(
+                f"REFRESH_OVERLAP_SESSIONS must be >= 0, got {self.refresh_overlap_sessions}"
+            )
+        self.schedule_time()
         if self.log_format not in ("auto", "json", "console"):
             raise SettingsError(
                 f"LOG_FORMAT must be auto, json or console, got {self.log_format!r}"
             )
+
+    def schedule_time(self) -> tuple[time, ZoneInfo] | None:
+        """REFRESH_SCHEDULE_TIME and _TIMEZONE, checked; None when the schedule is off."""
+        if self.refresh_schedule_time.strip().lower() == "off":
+            return None
+        try:
+            at = time.fromisoformat(self.refresh_schedule_time.strip())
+        except ValueError:
+            raise SettingsError(
+                f"REFRESH_SCHEDULE_TIME={self.refresh_schedule_time!r} is not HH:MM (or off)"
+            ) from None
+        try:
+            zone = ZoneInfo(self.refresh_schedule_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(
+                f"REFRESH_SCHEDULE_TIMEZONE={self.refresh_schedule_timezone!r} is not an IANA "
+                "time zone (e.g. America/New_York)"
+            ) from None
+        return at, zone
 
 
 def env_name(field_name: str) -> str:

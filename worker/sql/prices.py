@@ -64,6 +64,10 @@ SELECT (SELECT count(*) FROM written) AS rows_written,
        (SELECT last_price_date FROM activated) AS last_price_date
 """
 
+# A refresh that found the symbol's history re-adjusted replaces all of it: this runs first, in
+# the transaction that stores the whole re-fetched lookback (worker/refresh.py).
+DELETE_PRICES = "DELETE FROM symbol_prices_daily WHERE symbol = $1"
+
 # A job that failed for good: a pending symbol becomes 'error' (a missing one is created so);
 # an active, delisted or already errored symbol keeps its status.
 MARK_ERROR = """
