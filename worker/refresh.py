@@ -80,8 +80,15 @@ def split_ratio(changes: Sequence[PriceChange]) -> str | None:
     if high / low > Decimal("1.01") or Decimal("0.95") < low < Decimal("1.05"):
         return None
     middle = (low + high) / 2
-    fraction = Fraction(middle).limit_denominator(10)
-    if abs(Decimal(fraction.numerator) / fraction.denominator - middle) / middle > Decimal("0.01"):
+    # Splits are N:M with small M (2:1, 3:2, 5:4) or reverse 1:N (1:10): both shapes are tried.
+    for fraction in (
+        Fraction(middle).limit_denominator(4),
+        1 / Fraction(1 / middle).limit_denominator(4),
+    ):
+        value = Decimal(fraction.numerator) / fraction.denominator
+        if fraction and abs(value - middle) / middle <= Decimal("0.005"):
+            break
+    else:
         return None
     return f"{fraction.numerator}:{fraction.denominator}"
 

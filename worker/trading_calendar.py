@@ -8,6 +8,7 @@ when asked about a moment beyond that (a worker that runs for years).
 """
 
 import bisect
+import warnings
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
@@ -29,9 +30,13 @@ class TradingCalendar:
 
         end = date(today.year + YEARS_AHEAD, 12, 31)
         try:
-            calendar = exchange_calendars.get_calendar(
-                self.name, start=date(FIRST_YEAR, 1, 2), end=end
-            )
+            with warnings.catch_warnings():
+                # exchange_calendars 4.13 reads Series.values, which pandas 3.1 deprecates for
+                # tz-aware series; the library's concern, harmless here (we read UTC closes).
+                warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
+                calendar = exchange_calendars.get_calendar(
+                    self.name, start=date(FIRST_YEAR, 1, 2), end=end
+                )
         except exchange_calendars.errors.InvalidCalendarName:
             raise SettingsError(
                 f"REFRESH_CALENDAR={self.name!r} is not an exchange calendar "
