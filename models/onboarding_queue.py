@@ -77,7 +77,7 @@ class SymbolOnboardingQueue(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Set when the job ends, completed or failed.
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # Added by revision 0003 (queue core); the claim rank. Since revision 0006 (refresh jobs)
+    # Added by revision 0003 (queue core); the claim rank. Since the refresh-jobs revision
     # every onboarding (0-2) ranks ahead of every refresh (3-5).
     priority_rank: Mapped[int | None] = mapped_column(
         SmallInteger,
@@ -92,5 +92,5 @@ class SymbolOnboardingQueue(Base):
     )
     locked_by: Mapped[str | None] = mapped_column(Text)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # Added by revision 0006: a user's onboarding, or a scheduled refresh (see KINDS).
+    # Added by the refresh-jobs revision: a user's onboarding, or a scheduled refresh (see KINDS).
     kind: Mapped[str] = mapped_column(String(20), server_default=text("'onboarding'"))

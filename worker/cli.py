@@ -30,7 +30,7 @@ from worker import queue as queue_ops
 from worker.db import CONNECTION_ERRORS, DatabaseUrlError, asyncpg_dsn, connect_options, redact
 from worker.settings import Settings, SettingsError
 from worker.sql import queue as sql
-from worker.symbols import InvalidPriorityError, InvalidSymbolError
+from worker.symbols import InvalidPriorityError, InvalidSymbolError, UnknownRequesterError
 
 log = structlog.get_logger("worker.cli")
 
@@ -329,9 +329,9 @@ async def _enqueue(args: argparse.Namespace, settings: Settings, url: str) -> in
             )
     except (InvalidSymbolError, InvalidPriorityError) as exc:
         raise FatalError(str(exc)) from None
+    except UnknownRequesterError:
+        raise FatalError(f"--requested-by {args.requested_by}: no such user") from None
     except IntegrityError as exc:
-        if "requested_by" in str(exc.orig):
-            raise FatalError(f"--requested-by {args.requested_by}: no such user") from None
         raise FatalError(str(exc.orig).splitlines()[0]) from None
     finally:
         await engine.dispose()

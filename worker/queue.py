@@ -24,7 +24,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from worker.sql import queue as sql
-from worker.symbols import check_priority, normalize_symbol
+from worker.symbols import (
+    UnknownRequesterError,
+    check_priority,
+    check_requested_by,
+    normalize_symbol,
+)
 
 
 class Executor(Protocol):
@@ -186,17 +191,23 @@ async def enqueue_symbol(
 ) -> uuid.UUID:
     """Enqueue one symbol in the caller's transaction (no commit); returns the live job's id.
 
-    Validated here first, so bad input raises before anything reaches the caller's transaction.
+    Bad input raises before anything is written, and leaves the caller's transaction usable:
+    InvalidSymbolError, InvalidPriorityError, or UnknownRequesterError when `requested_by` is
+    not a user (checked by the database in the same statement, before the insert).
     """
+    user = check_requested_by(requested_by)
     result = await db.execute(
         text(sql.ENQUEUE),
         {
             "symbol": normalize_symbol(symbol),
             "priority": check_priority(priority),
-            "requested_by": requested_by,
+            "requested_by": user,
         },
     )
-    return result.scalar_one()
+    job_id = result.scalar_one()
+    if job_id is None:
+        raise _unknown_requester(user)
+    return job_id
 
 
 async def enqueue_symbols(
@@ -206,19 +217,30 @@ async def enqueue_symbols(
     priority: str = "normal",
     requested_by: uuid.UUID | None = None,
 ) -> list[uuid.UUID]:
-    """Enqueue several symbols in one round trip; ids in input order. All or nothing."""
+    """Enqueue several symbols in one round trip; ids in input order. All or nothing, and the
+    same errors as `enqueue_symbol` (TypeError for a plain string: it is not a list)."""
+    if isinstance(symbols, str | bytes):
+        raise TypeError(
+            f"symbols={symbols!r}: expected a list of symbols, not one string "
+            "(use enqueue_symbol for one)"
+        )
     normalized: Sequence[str] = [normalize_symbol(s) for s in symbols]
+    user = check_requested_by(requested_by)
+    priority = check_priority(priority)
     if not normalized:
         return []
     result = await db.execute(
         text(sql.ENQUEUE_MANY),
-        {
-            "symbols": list(normalized),
-            "priority": check_priority(priority),
-            "requested_by": requested_by,
-        },
+        {"symbols": list(normalized), "priority": priority, "requested_by": user},
     )
-    return list(result.scalars())
+    ids = list(result.scalars())
+    if not ids:
+        raise _unknown_requester(user)
+    return ids
+
+
+def _unknown_requester(user: uuid.UUID | None) -> UnknownRequesterError:
+    return UnknownRequesterError(f"invalid requested_by {user}: no such user; nothing enqueued")
 
 
 def _affected(status: str) -> int:

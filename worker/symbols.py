@@ -1,10 +1,14 @@
-"""Ticker symbols: the one normalisation and validation rule, mirrored by the queue's trigger."""
+"""Ticker symbols: the one normalisation and validation rule, mirrored by the queue's trigger
+(`symbol_onboarding_check_symbol`, revision 0006), and the check of `requested_by`."""
 
 import re
+import uuid
 
 from models.onboarding_queue import PRIORITIES, SYMBOL_PATTERN
 
 _SYMBOL = re.compile(SYMBOL_PATTERN)
+# A symbol names something: at least one letter or digit (`..`, `/` or `^` alone do not).
+_LETTER_OR_DIGIT = re.compile("[A-Z0-9]")
 WHITESPACE = " \t\r\n\f\v"
 
 
@@ -16,6 +20,10 @@ class InvalidPriorityError(ValueError):
     """A priority other than high, normal or low."""
 
 
+class UnknownRequesterError(ValueError):
+    """`requested_by` is not the id of a row in `users`."""
+
+
 def normalize_symbol(raw: object) -> str:
     """`" brk.b "` -> `"BRK.B"`; raises InvalidSymbolError naming the bad value."""
     if not isinstance(raw, str):
@@ -23,9 +31,14 @@ def normalize_symbol(raw: object) -> str:
     # The same trim and case rules as the trigger (btrim of these characters, ASCII upper):
     # str.strip()/upper() alone would also trim Unicode spaces and turn "ß" into "SS".
     symbol = raw.strip(WHITESPACE)
-    if not symbol.isascii() or not _SYMBOL.fullmatch(symbol.upper()):
+    if (
+        not symbol.isascii()
+        or not _SYMBOL.fullmatch(symbol.upper())
+        or not _LETTER_OR_DIGIT.search(symbol.upper())
+    ):
         raise InvalidSymbolError(
-            f"invalid symbol {raw!r}: expected 1-20 letters, digits or . - ^ = /"
+            f"invalid symbol {raw!r}: expected 1-20 letters, digits or . - ^ = /, "
+            "with at least one letter or digit"
         )
     return symbol.upper()
 
@@ -36,3 +49,16 @@ def check_priority(priority: object) -> str:
             f"invalid priority {priority!r}: expected one of {', '.join(PRIORITIES)}"
         )
     return priority  # type: ignore[return-value]
+
+
+def check_requested_by(requested_by: object) -> uuid.UUID | None:
+    """`requested_by` as a UUID (or None); raises UnknownRequesterError for anything else. Whether
+    the user exists is the database's to say (worker.queue checks it before inserting)."""
+    if requested_by is None or isinstance(requested_by, uuid.UUID):
+        return requested_by
+    if isinstance(requested_by, str):
+        try:
+            return uuid.UUID(requested_by)
+        except ValueError:
+            pass
+    raise UnknownRequesterError(f"invalid requested_by {requested_by!r}: expected a user's UUID")

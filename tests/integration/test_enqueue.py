@@ -7,14 +7,25 @@ import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from worker import enqueue_symbol, enqueue_symbols
-from worker.symbols import InvalidPriorityError, InvalidSymbolError, normalize_symbol
+from worker.symbols import (
+    InvalidPriorityError,
+    InvalidSymbolError,
+    UnknownRequesterError,
+    normalize_symbol,
+)
 
 VALID = ["AAPL", "BRK.B", "^GSPC", "EURUSD=X", "BTC-USD", "A/B", "X" * 20, "1"]
-INVALID = ["", "   ", "X" * 21, "BAD SYM", "AAPL;", "ÄPFEL", "a\tb", "$TSLA", "BRK_B", "🍎"]
+INVALID = [
+    *["", "   ", "X" * 21, "BAD SYM", "AAPL;", "ÄPFEL", "a\tb", "$TSLA", "BRK_B", "🍎"],
+    # Non-ASCII letters that a locale-aware upper() turns into ASCII ones.
+    *["\u0131BM", "\u017fPY", "\u212aO", "\ufb00", "\uff49bm"],
+    # Punctuation alone names nothing.
+    *["..", "/", "^", "-", "=", "^.-=/"],
+]
 
 
 async def counts(conn: asyncpg.Connection) -> tuple[int, int]:
@@ -103,10 +114,42 @@ async def test_requested_by_must_be_a_user(engine: AsyncEngine, conn) -> None:
         )
         == user
     )
-    with pytest.raises(Exception, match="requested_by"):
+    stranger = uuid.uuid4()
+    with pytest.raises(UnknownRequesterError, match=f"requested_by {stranger}: no such user"):
         async with engine.begin() as db:
-            await enqueue_symbol(db, "MSFT", requested_by=uuid.uuid4())
+            await enqueue_symbol(db, "MSFT", requested_by=stranger)
+    with pytest.raises(UnknownRequesterError, match="no such user"):
+        async with engine.begin() as db:
+            await enqueue_symbols(db, ["MSFT", "IBM"], requested_by=str(stranger))
+    with pytest.raises(UnknownRequesterError, match="invalid requested_by 'nobody'"):
+        async with engine.begin() as db:
+            await enqueue_symbol(db, "MSFT", requested_by="nobody")  # type: ignore[arg-type]
     assert await counts(conn) == (1, 1)
+
+
+async def test_unknown_requester_leaves_the_callers_transaction_usable(
+    engine: AsyncEngine, conn
+) -> None:
+    async with engine.begin() as db:
+        await db.execute(text("INSERT INTO users (email) VALUES ('mine@b.c')"))
+        for call in (
+            enqueue_symbol(db, "MSFT", requested_by=uuid.uuid4()),
+            enqueue_symbols(db, ["IBM", "ORCL"], requested_by=uuid.uuid4()),
+        ):
+            with pytest.raises(UnknownRequesterError):
+                await call
+        # The same transaction goes on: the caller's own write and a good enqueue commit.
+        await enqueue_symbol(db, "AAPL")
+    assert await counts(conn) == (1, 1)
+    assert await conn.fetchval("SELECT count(*) FROM users WHERE email = 'mine@b.c'") == 1
+
+
+async def test_a_plain_string_is_not_a_list_of_symbols(engine: AsyncEngine, conn) -> None:
+    for value in ("IBM", b"IBM"):
+        with pytest.raises(TypeError, match="expected a list of symbols"):
+            async with engine.begin() as db:
+                await enqueue_symbols(db, value)  # type: ignore[arg-type]
+    assert await counts(conn) == (0, 0)
 
 
 async def test_batch_is_one_round_trip_in_input_order(engine: AsyncEngine, conn) -> None:
@@ -236,7 +279,15 @@ async def test_every_enqueue_path_notifies_listeners(
 
 # --- one rule: the Python check agrees with the trigger ----------------------------------------
 
-ALPHABET = st.sampled_from([*"AZaz09.-^=/ _\t\n$ßÄ,;'\"", "\u00a0", "\x0b"])
+ALPHABET = st.sampled_from(
+    [
+        *"AZaz09.-^=/ _\t\n$ßÄ,;'\"",
+        *["\u00a0", "\x0b", "\u3000"],  # Unicode spaces, and a vertical tab
+        # Non-ASCII letters whose upper() or casefold is ASCII in some locale or in Python:
+        # dotless i, long s, Kelvin sign, dotted I, the ff ligature, full-width i.
+        *["\u0131", "\u017f", "\u212a", "\u0130", "\ufb00", "\uff49", "\u00e9"],
+    ]
+)
 
 
 @settings(

@@ -43,7 +43,7 @@ def test_price_rounds_half_even_to_four_decimals(value: object, expected: Decima
     [
         (Decimal("NaN"), "is not a finite number"),
         (Decimal("Infinity"), "is not a finite number"),
-        ("-Infinity", "is not a finite number"),
+        ("-Infinity", "is not a number"),  # text: plain decimal notation only
         (Decimal("0"), "is not positive"),
         ("-1.5", "is not positive"),
         (Decimal("100000000"), "does not fit NUMERIC(12,4)"),
@@ -59,6 +59,44 @@ def test_price_rounds_half_even_to_four_decimals(value: object, expected: Decima
 def test_price_refuses_what_cannot_be_stored(value: object, problem: str) -> None:
     with pytest.raises(ValueProblem, match=problem.replace("(", r"\(").replace(")", r"\)")):
         price(value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1_000",  # Python's digit grouping
+        "\u0661\u0662\u0663",  # Arabic-Indic digits
+        "\uff11\uff12\uff13",  # full-width digits
+        "\u0967\u0968",  # Devanagari digits
+        "NaN",
+        "Infinity",
+        "sNaN",
+        "1.5.2",
+        "0x10",
+        "1e",
+        "\u00a012",  # a no-break space is not trimmed
+    ],
+)
+def test_text_numbers_are_plain_ascii_decimal_notation_only(text: str) -> None:
+    with pytest.raises(ValueProblem, match="is not a number"):
+        price(text)
+    with pytest.raises(ValueProblem, match="is not a number"):
+        volume(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("12", "12"),
+        ("+12.5", "12.5"),
+        ("12.", "12"),
+        (".5", "0.5"),
+        ("1.5e+01", "15"),
+        ("1E2", "100"),
+    ],
+)
+def test_text_numbers_in_decimal_notation_are_read(text: str, expected: str) -> None:
+    assert price(text) == Decimal(expected).quantize(Decimal("0.0001"))
 
 
 @pytest.mark.parametrize(

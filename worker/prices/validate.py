@@ -2,7 +2,8 @@
 
 Rules (the README repeats them):
 - Numbers are read as `Decimal` (JSON with `parse_float=Decimal`, CSV text straight to Decimal),
-  never through a binary float.
+  never through a binary float. Text must be plain ASCII decimal notation (`-12.5`, `1.5e+08`):
+  `Decimal()` alone would also take `1_000`, Arabic-Indic or full-width digits and `NaN`.
 - Prices are rounded to 4 decimals with ROUND_HALF_EVEN (banker's rounding: ties go to the even
   last digit, so rounding errors do not drift one way over many values). A price must be finite,
   positive, and fit NUMERIC(12,4) (below 100,000,000) after rounding; one that rounds to 0.0000
@@ -16,6 +17,7 @@ Rules (the README repeats them):
 """
 
 import json
+import re
 from collections.abc import Iterable
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
@@ -42,6 +44,11 @@ COLUMNS = {
     "close": "close_price",
     "adj_close": "adj_close_price",
 }
+
+
+# Sign, digits with an optional point (or a point and digits), optional exponent: ASCII only.
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_TEXT_SPACE = " \t\r\n"
 
 
 class ValueProblem(ValueError):
@@ -71,12 +78,14 @@ def to_decimal(value: object) -> Decimal | None:
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, str):
-        text = value.strip()
+        text = value.strip(_TEXT_SPACE)
         if text == "" or text.lower() == "null":
             return None
+        if _DECIMAL_TEXT.fullmatch(text) is None:
+            raise ValueProblem(f"{text[:40]!r} is not a number (plain ASCII decimal notation)")
         try:
             return Decimal(text)
-        except InvalidOperation:
+        except InvalidOperation:  # pragma: no cover - the pattern admits only Decimal syntax
             raise ValueProblem(f"{text[:40]!r} is not a number") from None
     if isinstance(value, float):
         # Parsers never produce floats (that would lose the provider's decimal digits).

@@ -5,7 +5,7 @@ claim loop is the hot path, and asyncpg's prepared-statement cache makes it chea
 """
 
 # Claim up to $2 runnable jobs for worker $1, highest priority first, oldest first within one.
-# priority_rank puts every onboarding (0-2) ahead of every refresh (3-5): revision 0006.
+# priority_rank puts every onboarding (0-2) ahead of every refresh (3-5): the refresh-jobs revision.
 # - The inner SELECT walks idx_queue_claim (status='pending', ordered by priority_rank, run_after)
 #   and stops after $2 rows: no sort of the pending set, however long it is.
 # - FOR UPDATE SKIP LOCKED: concurrent claimers skip each other's rows instead of waiting, so
@@ -161,7 +161,14 @@ NEXT_RUN_AFTER = """
 SELECT min(run_after) FROM symbol_onboarding_queue WHERE status = 'pending'
 """
 
-ENQUEUE = "SELECT enqueue_symbol_onboarding(:symbol, :priority, :requested_by)"
+# The Python helpers' enqueue. The requester is checked in the same statement, before the insert:
+# an unknown `requested_by` returns NULL (no row for the batch) instead of a foreign-key error,
+# which would abort the caller's transaction.
+ENQUEUE = """
+SELECT CASE WHEN CAST(:requested_by AS uuid) IS NULL
+              OR EXISTS (SELECT 1 FROM users WHERE id = CAST(:requested_by AS uuid))
+            THEN enqueue_symbol_onboarding(:symbol, :priority, :requested_by) END
+"""
 
 # One round trip for a batch: the function runs once per symbol, in input order.
 ENQUEUE_MANY = """
@@ -171,6 +178,8 @@ FROM (
     FROM unnest(CAST(:symbols AS text[])) WITH ORDINALITY AS u(symbol, position)
     ORDER BY position
 ) AS t
+WHERE CAST(:requested_by AS uuid) IS NULL
+   OR EXISTS (SELECT 1 FROM users WHERE id = CAST(:requested_by AS uuid))
 """
 
 COUNTS = """

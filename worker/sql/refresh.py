@@ -36,7 +36,7 @@ SET consecutive_misses = 0, last_miss_reason = NULL, updated_at = now()
 WHERE symbol = $1 AND consecutive_misses > 0
 """
 
-# status 'delisted', and is_active false where the host's table has the column (revision 0006).
+# status 'delisted', and is_active false where the host's table has the column (the refresh-jobs revision).
 DELIST = "SELECT symbol_refresh_delist($1)"
 
 # The symbols that are behind session $1 (active, or a host-inserted row with no status, and no
