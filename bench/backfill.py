@@ -35,10 +35,10 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from models import MarketDataCache, SymbolPricesDaily, SymbolUniverse
 from worker import embedded, migrate
 from worker.backfill import DEFAULT_BATCH_SIZE, backfill
 from worker.db import asyncpg_dsn, create_engine, redact, with_database
+from worker.models import MarketDataCache, SymbolPricesDaily, SymbolUniverse
 
 EMBEDDED_PGDATA = Path("/tmp/symbol-onboarding-bench-pg")
 FIRST_DAY = date(2024, 1, 2)

@@ -11,8 +11,8 @@ from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 
-from models import Base
 from worker.db import create_engine
+from worker.models import Base
 
 config = context.config
 target_metadata = Base.metadata

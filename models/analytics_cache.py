@@ -8,7 +8,7 @@ from sqlalchemy import DateTime, ForeignKey, Index, String, UniqueConstraint, fu
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base
+from worker.models.base import Base
 
 
 class PortfolioAnalyticsCache(Base):

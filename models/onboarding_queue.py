@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base
+from worker.models.base import Base
 
 STATUSES = ("pending", "processing", "completed", "failed")
 PRIORITIES = ("high", "normal", "low")  # claim order

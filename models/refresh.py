@@ -5,7 +5,7 @@ from datetime import date, datetime
 from sqlalchemy import Date, DateTime, ForeignKey, Integer, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base
+from worker.models.base import Base
 
 
 class SymbolRefreshState(Base):

@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base
+from worker.models.base import Base
 
 Price = Numeric(12, 4)
 Beta = Numeric(12, 6)

@@ -47,7 +47,10 @@ class FatalError(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "migrate" and args.downgrade and args.revision == "head":
+        parser.error("migrate --downgrade needs a target revision, e.g. `base`")
     try:
         settings = Settings.from_env(
             concurrency=getattr(args, "concurrency", None),
@@ -84,6 +87,18 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("health", help="exit 0 if the database is reachable and migrated to head")
 
+    migrate_cmd = sub.add_parser(
+        "migrate", help="migrate the database to head (creates or adopts; `alembic upgrade head`)"
+    )
+    migrate_cmd.add_argument(
+        "revision", nargs="?", default="head", help="target revision (default: head)"
+    )
+    migrate_cmd.add_argument(
+        "--downgrade",
+        action="store_true",
+        help="go down to REVISION instead (`base` removes everything this project created)",
+    )
+
     enqueue = sub.add_parser("enqueue", help="enqueue symbols; prints each job id")
     enqueue.add_argument("symbols", nargs="+", metavar="SYMBOL")
     enqueue.add_argument("--priority", default="normal", choices=["high", "normal", "low"])
@@ -117,6 +132,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "run": _run,
         "status": _status,
         "health": _health,
+        "migrate": _migrate,
         "enqueue": _enqueue,
         "retry": _retry,
         "prune": _prune,
@@ -286,7 +302,7 @@ async def _check_schema(db: asyncpg.Pool | asyncpg.Connection) -> None:
     if current != head:
         raise FatalError(
             f"database schema is at revision {current or 'none'}, expected {head}: "
-            "run `alembic upgrade head`"
+            "run `python -m worker migrate` (or `alembic upgrade head` in a checkout)"
         )
 
 
@@ -294,7 +310,9 @@ async def _check_schema(db: asyncpg.Pool | asyncpg.Connection) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _connection(settings: Settings, url: str) -> AsyncIterator[asyncpg.Connection]:
+async def _connection(
+    settings: Settings, url: str, *, check_schema: bool = True
+) -> AsyncIterator[asyncpg.Connection]:
     try:
         conn = await asyncpg.connect(asyncpg_dsn(url), timeout=10)
     except FATAL_DB_ERRORS as exc:
@@ -304,7 +322,8 @@ async def _connection(settings: Settings, url: str) -> AsyncIterator[asyncpg.Con
     except (ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise FatalError(f"cannot use database URL {redact(url)}: {_first_line(exc)}") from None
     try:
-        await _check_schema(conn)
+        if check_schema:
+            await _check_schema(conn)
         yield conn
     finally:
         await conn.close()
@@ -313,6 +332,19 @@ async def _connection(settings: Settings, url: str) -> AsyncIterator[asyncpg.Con
 async def _health(_args: argparse.Namespace, settings: Settings, url: str) -> int:
     async with _connection(settings, url):
         print(f"ok: database {redact(url)} reachable, schema at {migrate.head_revision()}")
+    return 0
+
+
+async def _migrate(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    async with _connection(settings, url, check_schema=False):
+        pass  # reachable, or a one-line error
+    before = await migrate.current_revision(url)
+    if args.downgrade:
+        await migrate.downgrade(url, args.revision)
+    else:
+        await migrate.upgrade(url, args.revision)
+    after = await migrate.current_revision(url)
+    print(f"ok: database {redact(url)} schema at {after or 'base'} (was {before or 'base'})")
     return 0
 
 

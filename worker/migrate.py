@@ -1,4 +1,10 @@
-"""Run Alembic from Python on a URL: used by `make run`, the health check and the tests."""
+"""Run Alembic from Python on a URL: `python -m worker migrate`, `make run`, the health check and
+the tests.
+
+The configuration is built here from the installed package (`worker.migrations`), so an installed
+wheel migrates without the repo's alembic.ini; that file stays for developers running `alembic`
+from a checkout (`alembic revision`, `alembic check`) and points at the same folder.
+"""
 
 from pathlib import Path
 
@@ -9,13 +15,17 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 
+import worker.migrations
 from worker.db import create_engine
 
-ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
+MIGRATIONS_DIR = Path(worker.migrations.__file__).resolve().parent
 
 
 def alembic_config() -> Config:
-    return Config(str(ALEMBIC_INI))
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("path_separator", "os")
+    return cfg
 
 
 def head_revision() -> str:

@@ -4,7 +4,7 @@
 import re
 import uuid
 
-from models.onboarding_queue import PRIORITIES, SYMBOL_PATTERN
+from worker.models.onboarding_queue import PRIORITIES, SYMBOL_PATTERN
 
 _SYMBOL = re.compile(SYMBOL_PATTERN)
 # A symbol names something: at least one letter or digit (`..`, `/` or `^` alone do not).

@@ -236,9 +236,9 @@ async def test_fatal_configuration_exits_1_with_one_line(database_url, empty_dat
     code, _, err = await run_cli({**env, "DATABASE_URL": "mysql://x@y/z"}, "run")
     assert code == 1 and err.strip().count("\n") == 0 and "unsupported database URL" in err
     code, _, err = await run_cli({**env, "DATABASE_URL": empty_database_url}, "run")
-    assert code == 1 and "run `alembic upgrade head`" in err
+    assert code == 1 and "run `python -m worker migrate`" in err
     code, _, err = await run_cli({**env, "DATABASE_URL": empty_database_url}, "health")
-    assert code == 1 and "alembic upgrade head" in err
+    assert code == 1 and "python -m worker migrate" in err
     code, _, err = await run_cli({**env, "PRICE_SOURCE": "nosuchsource"}, "run")
     assert code == 1 and "nosuchsource" in err and err.strip().count("\n") == 0
     code, _, err = await run_cli({**env, "WORKER_CONCURRENCY": "zero"}, "run")

@@ -10,11 +10,11 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from models import Base
 from tests.catalog import snapshot, table_names
 from tests.harness import PgServer
 from worker import migrate
 from worker.db import asyncpg_dsn, create_engine
+from worker.models import Base
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC_SQL = (Path(__file__).parent / "spec_schema.sql").read_text()
