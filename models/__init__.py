@@ -1,6 +1,7 @@
 """Every mapped class, so `migrations/env.py` needs one import."""
 
 from worker.models.accounts import Portfolio, User
+from worker.models.adoption import BaselineTable
 from worker.models.analytics_cache import PortfolioAnalyticsCache
 from worker.models.base import Base
 from worker.models.onboarding_queue import SymbolOnboardingQueue
@@ -12,9 +13,11 @@ from worker.models.symbols import (
     SymbolPricesDaily,
     SymbolUniverse,
 )
+from worker.models.workers import SymbolOnboardingWorker
 
 __all__ = [
     "Base",
+    "BaselineTable",
     "MarketDataCache",
     "Portfolio",
     "PortfolioAnalyticsCache",
@@ -22,6 +25,7 @@ __all__ = [
     "RefreshScheduleRun",
     "SymbolFactorExposure",
     "SymbolOnboardingQueue",
+    "SymbolOnboardingWorker",
     "SymbolPricesDaily",
     "SymbolRefreshState",
     "SymbolUniverse",

@@ -1,4 +1,8 @@
-"""Users and their portfolios: tables the backend owns; the worker only references them."""
+"""Users and their portfolios: tables the host backend owns; the worker only references them.
+
+Modelled as a fresh install creates them; a host's real tables have more columns and its own
+constraint names, and are never compared or changed (HOST_TABLE).
+"""
 
 import uuid
 from datetime import datetime
@@ -6,11 +10,12 @@ from datetime import datetime
 from sqlalchemy import DateTime, ForeignKey, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from worker.models.base import Base
+from worker.models.base import HOST_TABLE, Base
 
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = {"info": HOST_TABLE}
 
     id: Mapped[uuid.UUID] = mapped_column(
         primary_key=True, server_default=text("gen_random_uuid()")
@@ -23,6 +28,7 @@ class User(Base):
 
 class Portfolio(Base):
     __tablename__ = "portfolios"
+    __table_args__ = {"info": HOST_TABLE}
 
     id: Mapped[uuid.UUID] = mapped_column(
         primary_key=True, server_default=text("gen_random_uuid()")

@@ -15,5 +15,14 @@ NAMING_CONVENTION = {
 }
 
 
+# Who owns a table or column. The host application's tables (users, portfolios, symbol_universe,
+# market_data_cache, symbol_factor_exposures) are modelled in the shape a fresh install creates
+# (revision 0001); in a host's database the host's own shapes rule and the project never compares
+# or changes them, except the columns it adds (marked PROJECT_COLUMN). Every other table is the
+# project's. worker/schema.py derives the Alembic filters from these marks.
+HOST_TABLE = {"owner": "host"}
+PROJECT_COLUMN = {"owner": "project"}
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)

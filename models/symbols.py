@@ -18,16 +18,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from worker.models.base import Base
+from worker.models.base import HOST_TABLE, PROJECT_COLUMN, Base
 
 Price = Numeric(12, 4)
 Beta = Numeric(12, 6)
 
 
 class SymbolUniverse(Base):
-    """The master list of symbols; `status` says whether analytics can use the symbol yet."""
+    """The master list of symbols (the host's table); `status` says whether analytics can use the
+    symbol yet. The project owns only the four columns the spec adds (PROJECT_COLUMN)."""
 
     __tablename__ = "symbol_universe"
+    __table_args__ = {"info": HOST_TABLE}
 
     symbol: Mapped[str] = mapped_column(String(20), primary_key=True)
     asset_type: Mapped[str | None] = mapped_column(String(20))
@@ -39,11 +41,13 @@ class SymbolUniverse(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # Added by the spec's migration. Values: pending, active, delisted, error.
-    status: Mapped[str | None] = mapped_column(String(20), server_default="active")
-    last_price_date: Mapped[date | None] = mapped_column(Date)
-    last_factor_date: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[str | None] = mapped_column(
+        String(20), server_default="active", info=PROJECT_COLUMN
+    )
+    last_price_date: Mapped[date | None] = mapped_column(Date, info=PROJECT_COLUMN)
+    last_factor_date: Mapped[date | None] = mapped_column(Date, info=PROJECT_COLUMN)
     # Values: seed, onboarding, admin, batch.
-    added_source: Mapped[str | None] = mapped_column(String(50))
+    added_source: Mapped[str | None] = mapped_column(String(50), info=PROJECT_COLUMN)
 
 
 class SymbolPricesDaily(Base):
@@ -71,10 +75,11 @@ class SymbolPricesDaily(Base):
 
 
 class MarketDataCache(Base):
-    """Position-level market data as deployed databases have it (no `adjusted_close` column)."""
+    """The host's position-level market data, as a fresh install creates it (no `adjusted_close`
+    column). A host's real table differs (`volume INTEGER`, no server defaults): never compared."""
 
     __tablename__ = "market_data_cache"
-    __table_args__ = (UniqueConstraint("symbol", "date"),)
+    __table_args__ = (UniqueConstraint("symbol", "date"), {"info": HOST_TABLE})
 
     id: Mapped[uuid.UUID] = mapped_column(
         primary_key=True, server_default=text("gen_random_uuid()")
@@ -97,10 +102,13 @@ class MarketDataCache(Base):
 
 
 class SymbolFactorExposure(Base):
-    """Per-symbol factor betas for one calculation date."""
+    """The host's per-symbol factor betas, in the spec's WIDE shape (one row per symbol and
+    calculation date), which a fresh install creates. A deployed host has the LONG shape (one row
+    per symbol, factor and date, see tests/fixtures/deployed/host-schema.sql); code that writes
+    betas reads the shape from the catalog. Never compared on a host's database."""
 
     __tablename__ = "symbol_factor_exposures"
-    __table_args__ = (UniqueConstraint("symbol", "calculation_date"),)
+    __table_args__ = (UniqueConstraint("symbol", "calculation_date"), {"info": HOST_TABLE})
 
     id: Mapped[uuid.UUID] = mapped_column(
         primary_key=True, server_default=text("gen_random_uuid()")

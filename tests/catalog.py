@@ -35,15 +35,29 @@ JOIN pg_namespace n ON n.oid = t.relnamespace AND n.nspname = 'public'
 WHERE t.relname = ANY($1::text[]) AND c.contype IN ('p', 'f', 'u', 'c')
 """
 
+TRIGGERS = """
+SELECT t.relname AS table_name, g.tgname AS name, pg_get_triggerdef(g.oid) AS definition
+FROM pg_trigger g
+JOIN pg_class t ON t.oid = g.tgrelid
+JOIN pg_namespace n ON n.oid = t.relnamespace AND n.nspname = 'public'
+WHERE t.relname = ANY($1::text[]) AND NOT g.tgisinternal
+"""
+
+FUNCTIONS = """
+SELECT p.proname, pg_get_function_identity_arguments(p.oid)
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace AND n.nspname = 'public'
+"""
+
 
 async def snapshot(url: str, tables: list[str]) -> dict[str, set[tuple[Any, ...]]]:
-    """Columns, indexes and constraints of `tables`, as sets of tuples."""
+    """Columns, indexes, constraints and triggers of `tables`, as sets of tuples."""
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         return {
             "columns": {tuple(r) for r in await conn.fetch(COLUMNS, tables)},
             "indexes": {tuple(r) for r in await conn.fetch(INDEXES, tables)},
             "constraints": {tuple(r) for r in await conn.fetch(CONSTRAINTS, tables)},
+            "triggers": {tuple(r) for r in await conn.fetch(TRIGGERS, tables)},
         }
     finally:
         await conn.close()
@@ -56,3 +70,12 @@ async def table_names(url: str) -> set[str]:
     finally:
         await conn.close()
     return {r[0] for r in rows}
+
+
+async def functions(url: str) -> set[tuple[str, str]]:
+    """Every function in the public schema, as (name, identity arguments)."""
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        return {tuple(r) for r in await conn.fetch(FUNCTIONS)}
+    finally:
+        await conn.close()

@@ -7,6 +7,7 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests import hostdb
 from tests.fakeprovider import FakeProvider
 from tests.harness import PgServer, build_template, run, start_test_server
 from worker.db import asyncpg_dsn, create_engine
@@ -50,6 +51,20 @@ async def empty_database_url(pg_server: PgServer) -> AsyncIterator[str]:
     name = pg_server.new_name("empty")
     url = await pg_server.create_database(name)
     try:
+        yield url
+    finally:
+        await pg_server.drop_database(name)
+
+
+@pytest.fixture
+async def host_database_url(pg_server: PgServer) -> AsyncIterator[str]:
+    """A host application's database before the project arrives (tests/hostdb.py), seeded with
+    rows like a live host's; not migrated. Dropped after the test."""
+    name = pg_server.new_name("host")
+    url = await pg_server.create_database(name)
+    try:
+        await hostdb.load_schema(url)
+        await hostdb.seed(url)
         yield url
     finally:
         await pg_server.drop_database(name)

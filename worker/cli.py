@@ -25,11 +25,10 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from worker import analytics_cache, backfill, embedded, logs, migrate, schedule
+from worker import analytics_cache, backfill, embedded, logs, migrate, schedule, status
 from worker import queue as queue_ops
 from worker.db import CONNECTION_ERRORS, DatabaseUrlError, asyncpg_dsn, connect_options, redact
 from worker.settings import Settings, SettingsError
-from worker.sql import queue as sql
 from worker.symbols import InvalidPriorityError, InvalidSymbolError, UnknownRequesterError
 
 log = structlog.get_logger("worker.cli")
@@ -104,10 +103,17 @@ def _parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--priority", default="normal", choices=["high", "normal", "low"])
     enqueue.add_argument("--requested-by", type=uuid.UUID, metavar="UUID")
 
-    retry = sub.add_parser("retry", help="retry a failed job, or every failed job")
+    retry = sub.add_parser(
+        "retry", help="retry a failed job, or every failed job; --now: run a job in backoff now"
+    )
     target = retry.add_mutually_exclusive_group(required=True)
     target.add_argument("job_id", nargs="?", type=uuid.UUID, metavar="JOB_ID")
     target.add_argument("--failed", action="store_true", help="every failed job")
+    retry.add_argument(
+        "--now",
+        action="store_true",
+        help="with JOB_ID: a pending job waiting out its backoff (or a deferral) runs at once",
+    )
 
     sub.add_parser("prune", help="delete old completed/failed jobs now (QUEUE_PRUNE_*)")
 
@@ -136,7 +142,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "enqueue": _enqueue,
         "retry": _retry,
         "prune": _prune,
-        "backfill": lambda a, _s, url: backfill.command(a, url),
+        "backfill": _backfill,
         "refresh": _refresh,
     }
     async with _database(settings, migrate_embedded=args.command == "run") as url:
@@ -294,9 +300,7 @@ def _first_line(exc: BaseException) -> str:
 async def _check_schema(db: asyncpg.Pool | asyncpg.Connection) -> None:
     head = migrate.head_revision()
     try:
-        current = await db.fetchval("SELECT version_num FROM alembic_version")
-    except asyncpg.UndefinedTableError:
-        current = None
+        current = await migrate.schema_revision(db)
     except asyncpg.PostgresError as exc:
         raise FatalError(f"cannot read the schema version: {_first_line(exc)}") from None
     if current != head:
@@ -333,6 +337,12 @@ async def _health(_args: argparse.Namespace, settings: Settings, url: str) -> in
     async with _connection(settings, url):
         print(f"ok: database {redact(url)} reachable, schema at {migrate.head_revision()}")
     return 0
+
+
+async def _backfill(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    async with _connection(settings, url):
+        pass  # reachable and migrated, or a one-line error
+    return await backfill.command(args, url)
 
 
 async def _migrate(args: argparse.Namespace, settings: Settings, url: str) -> int:
@@ -373,6 +383,9 @@ async def _enqueue(args: argparse.Namespace, settings: Settings, url: str) -> in
 
 
 async def _retry(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    if args.now and args.failed:
+        print("error: --now takes a JOB_ID, not --failed", file=sys.stderr)
+        return 2
     async with _connection(settings, url) as conn:
         if args.failed:
             print(f"retried {await queue_ops.retry_failed(conn)} failed job(s)")
@@ -380,13 +393,23 @@ async def _retry(args: argparse.Namespace, settings: Settings, url: str) -> int:
         if await queue_ops.retry_job(conn, args.job_id):
             print(f"retried {args.job_id}")
             return 0
-        status = await conn.fetchval(
-            "SELECT status FROM symbol_onboarding_queue WHERE id = $1", args.job_id
-        )
-    if status is None:
+        if args.now and await queue_ops.run_now(conn, args.job_id):
+            print(f"{args.job_id} runs now")
+            return 0
+        state = await queue_ops.job_state(conn, args.job_id)
+    if state is None:
         raise FatalError(f"no job {args.job_id}")
-    if status != "failed":
-        raise FatalError(f"job {args.job_id} is {status}, not failed: nothing to retry")
+    job_status, waiting = state
+    if job_status == "pending" and not waiting and args.now:
+        print(f"{args.job_id} is pending and already runnable")
+        return 0
+    if job_status == "pending" and waiting:
+        raise FatalError(
+            f"job {args.job_id} is pending in backoff, not failed: `retry {args.job_id} --now`"
+            " runs it at once"
+        )
+    if job_status != "failed":
+        raise FatalError(f"job {args.job_id} is {job_status}, not failed: nothing to retry")
     raise FatalError(f"job {args.job_id}: its symbol already has a pending or processing job")
 
 
@@ -425,61 +448,9 @@ async def _refresh(args: argparse.Namespace, settings: Settings, url: str) -> in
 
 async def _status(args: argparse.Namespace, settings: Settings, url: str) -> int:
     async with _connection(settings, url) as conn:
-        counts = await conn.fetch(sql.COUNTS)
-        oldest = await conn.fetchval(sql.OLDEST_PENDING_AGE_S)
-        running = await conn.fetch(sql.RUNNING)
-        failures = await conn.fetch(sql.RECENT_FAILURES, 10)
-        refresh = await schedule.refresh_facts(conn, settings)
-    report = {
-        "counts": {
-            status: {r["priority"]: r["jobs"] for r in counts if r["status"] == status}
-            for status in ("pending", "processing", "completed", "failed")
-        },
-        "oldest_pending_age_s": round(oldest, 1) if oldest is not None else None,
-        "running": [
-            {
-                "job_id": str(r["id"]),
-                "symbol": r["symbol"],
-                "owner": r["locked_by"],
-                "attempt": r["attempts"],
-                "running_s": round(r["running_s"] or 0, 1),
-                "heartbeat_age_s": round(r["heartbeat_age_s"], 1)
-                if r["heartbeat_age_s"] is not None
-                else None,
-            }
-            for r in running
-        ],
-        "recent_failures": [
-            {
-                "job_id": str(r["id"]),
-                "symbol": r["symbol"],
-                "attempts": r["attempts"],
-                "failed_at": r["completed_at"].isoformat() if r["completed_at"] else None,
-                "error": r["error_message"],
-            }
-            for r in failures
-        ],
-        "refresh": refresh,
-    }
-    print(json.dumps(report, indent=2) if args.json else _format_status(report))
+        report = await status.gather(conn, settings)
+    if args.json:
+        print(json.dumps(status.report_dict(report), indent=2))
+    else:
+        print(status.format_text(report))
     return 0
-
-
-def _format_status(report: dict[str, Any]) -> str:
-    lines = ["jobs by status (high/normal/low):"]
-    for status, by_priority in report["counts"].items():
-        parts = "/".join(str(by_priority.get(p, 0)) for p in ("high", "normal", "low"))
-        lines.append(f"  {status:<11} {sum(by_priority.values()):>8}  ({parts})")
-    age = report["oldest_pending_age_s"]
-    lines.append(f"oldest pending job: {'none' if age is None else f'{age:.1f} s old'}")
-    lines.append(f"running: {len(report['running'])}")
-    for r in report["running"]:
-        lines.append(
-            f"  {r['symbol']:<12} {r['job_id']}  owner {r['owner']}  attempt {r['attempt']}"
-            f"  running {r['running_s']:.1f} s  heartbeat {r['heartbeat_age_s']} s ago"
-        )
-    lines.append(f"recent failures: {len(report['recent_failures'])}")
-    for r in report["recent_failures"]:
-        lines.append(f"  {r['symbol']:<12} {r['job_id']}  {r['failed_at']}  {r['error']}")
-    lines.extend(schedule.format_facts(report["refresh"]))
-    return "\n".join(lines)

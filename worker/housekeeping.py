@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
+from worker import registry
 from worker.queue import Queue, prune
 from worker.settings import Settings
 from worker.sql import queue as sql
@@ -86,6 +87,11 @@ class Housekeeper:
                 async with conn.transaction():
                     if await self._locked(conn):
                         extra[name] = await sweep(conn, self.settings.prune_batch_size)
+            async with conn.transaction():
+                if await self._locked(conn):
+                    extra["dead_workers"] = await registry.forget_dead(
+                        conn, self.settings.dead_worker_retention_s
+                    )
         result = PruneResult(completed=completed, failed=failed or 0, extra=extra)
         if result.completed or result.failed or any(result.extra.values()):
             log.info(

@@ -7,7 +7,9 @@ from a checkout (`alembic revision`, `alembic check`) and points at the same fol
 """
 
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -17,7 +19,10 @@ from sqlalchemy.engine import Connection
 
 import worker.migrations
 from worker.db import create_engine
+from worker.schema import VERSION_TABLE
 
+# The project's own version table; a host's `alembic_version` is never read.
+VERSION_QUERY = f"SELECT version_num FROM {VERSION_TABLE}"
 MIGRATIONS_DIR = Path(worker.migrations.__file__).resolve().parent
 
 
@@ -34,6 +39,14 @@ def head_revision() -> str:
     return head
 
 
+async def schema_revision(db: Any) -> str | None:
+    """The revision a database is at, on an asyncpg Connection or Pool (None: not migrated)."""
+    try:
+        return await db.fetchval(VERSION_QUERY)
+    except asyncpg.UndefinedTableError:
+        return None
+
+
 async def upgrade(url: str, revision: str = "head") -> None:
     await _run(url, lambda cfg: command.upgrade(cfg, revision))
 
@@ -47,7 +60,9 @@ async def current_revision(url: str) -> str | None:
     try:
         async with engine.connect() as connection:
             return await connection.run_sync(
-                lambda sync: MigrationContext.configure(sync).get_current_revision()
+                lambda sync: MigrationContext.configure(
+                    sync, opts={"version_table": VERSION_TABLE}
+                ).get_current_revision()
             )
     finally:
         await engine.dispose()

@@ -177,6 +177,17 @@ async def retry_job(db: Executor, job_id: uuid.UUID) -> bool:
     return bool(await db.fetchval(sql.RETRY_JOB, job_id))
 
 
+async def run_now(db: Executor, job_id: uuid.UUID) -> bool:
+    """Operator action: a pending job in backoff runs at once; False if it is not one."""
+    return bool(await db.fetchval(sql.RUN_NOW, job_id))
+
+
+async def job_state(db: Executor, job_id: uuid.UUID) -> tuple[str, bool] | None:
+    """A job's status and whether it waits for its run_after (None: no such job)."""
+    rows = await db.fetch(sql.JOB_STATE, job_id)
+    return (rows[0]["status"], rows[0]["waiting"]) if rows else None
+
+
 async def retry_failed(db: Executor) -> int:
     """Operator retry of every failed job whose symbol has no live job; returns how many."""
     return int(await db.fetchval(sql.RETRY_FAILED))

@@ -21,6 +21,7 @@ from typing import Protocol
 import asyncpg
 import structlog
 
+from worker import registry
 from worker.db import CONNECTION_ERRORS, connect_options
 from worker.queue import Job, JobLost, Queue
 from worker.settings import Settings
@@ -28,6 +29,7 @@ from worker.sql import queue as sql
 
 CHANNEL = "symbol_onboarding"
 LISTENER_PROBE_S = 10.0
+LIVENESS_SLACK_S = 10.0
 log = structlog.get_logger("worker.runner")
 
 
@@ -76,6 +78,10 @@ class Runner:
         self._abort = asyncio.Event()
         self.listening = asyncio.Event()  # set while the LISTEN connection is up
         self.listener_connects = 0
+        # What the registry shows of this process (cli sets http_url once the endpoint is up).
+        self.info = registry.WorkerInfo.this_process(queue.worker_id, settings.concurrency)
+        self._last_tick = time.monotonic()  # the claim loop's last round (liveness)
+        self._background: list[asyncio.Task[None]] = []
 
     # --- control ---------------------------------------------------------------------------------
 
@@ -89,7 +95,42 @@ class Runner:
             self._stopping.set()
         self._wake.set()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def tick_age_s(self) -> float:
+        """Seconds since the claim loop last went round."""
+        return time.monotonic() - self._last_tick
+
+    def liveness(self) -> str | None:
+        """None while this process's loops are alive; else why not (for /healthz).
+
+        The claim loop goes round at least every poll interval; the longest legitimate gap is a
+        claim stuck on a silent network (the command timeout) followed by the reconnect backoff.
+        A worker that is shutting down is alive: it is draining its jobs."""
+        for task in self._background:
+            if task.done() and not task.cancelled():
+                return f"background loop {task.get_name()} ended"
+        if self.stopping:
+            return None
+        limit = (
+            self.settings.command_timeout_s
+            + self.settings.reconnect_max_wait_s
+            + self.settings.poll_interval_s
+            + LIVENESS_SLACK_S
+        )
+        age = self.tick_age_s()
+        if age > limit:
+            return f"claim loop last went round {age:.0f} s ago (limit {limit:.0f} s)"
+        return None
+
     async def run(self) -> None:
+        await self._announce()
         background = [asyncio.create_task(self._heartbeat_loop(), name="heartbeat")]
         if self.housekeeping is not None:
             background.append(asyncio.create_task(self._housekeeping_loop(), name="housekeeping"))
@@ -97,6 +138,7 @@ class Runner:
             background.append(asyncio.create_task(self._listen_loop(), name="listen"))
         for task in background:
             task.add_done_callback(self._background_ended)
+        self._background = background
         log.info(
             "worker_started",
             worker_id=self.queue.worker_id,
@@ -113,6 +155,7 @@ class Runner:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            await self._deregister()
             log.info("worker_stopped", worker_id=self.queue.worker_id)
 
     def _background_ended(self, task: asyncio.Task[None]) -> None:
@@ -128,6 +171,7 @@ class Runner:
     async def _claim_loop(self) -> None:
         outage = _Backoff(self.settings.reconnect_max_wait_s)
         while not self._stopping.is_set():
+            self._last_tick = time.monotonic()
             # Cleared before claiming: a NOTIFY that lands during the claim still wakes us.
             self._wake.clear()
             free = self.settings.concurrency - len(self._in_flight)
@@ -313,6 +357,29 @@ class Runner:
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval_s)
             await self._heartbeat_once()
+            await self._announce()
+
+    async def _announce(self) -> None:
+        """Register this worker, or refresh its row in the live-worker registry."""
+        try:
+            await registry.announce(
+                self.pool,
+                self.info,
+                in_flight=len(self._in_flight),
+                tick_age_s=self.tick_age_s(),
+                stopping=self.stopping,
+            )
+        except CONNECTION_ERRORS as exc:
+            log.warning("worker_announce_failed", error=_describe(exc))
+        except Exception:  # the registry is for operators: never let it stop the worker
+            log.exception("worker_announce_failed")
+
+    async def _deregister(self) -> None:
+        """A clean stop leaves no row behind (bounded: the database may be gone)."""
+        try:
+            await asyncio.wait_for(registry.deregister(self.pool, self.queue.worker_id), 5)
+        except (TimeoutError, *CONNECTION_ERRORS) as exc:
+            log.warning("worker_deregister_failed", error=_describe(exc))
 
     async def _heartbeat_once(self) -> None:
         if self._in_flight:

@@ -13,7 +13,6 @@ import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -163,59 +162,6 @@ async def next_refresh(
     if day is not None and not await conn.fetchval(sql.SCHEDULE_DONE, day):
         return now
     return times.next_after(now)
-
-
-async def refresh_facts(
-    conn: asyncpg.Connection, settings: Settings, now: datetime | None = None
-) -> dict[str, object]:
-    """What `status` shows about the refresh: symbols current, behind (and the oldest
-    last_price_date among them), without prices, delisted; live refresh jobs; the last batch and
-    when the next one runs."""
-    now = now or datetime.now(UTC)
-    calendar = TradingCalendar(settings.refresh_calendar, now=now)
-    through = calendar.last_completed_session(now)
-    facts = await conn.fetchrow(sql.REFRESH_FACTS, through)
-    last = await conn.fetchrow(sql.LAST_SCHEDULE_RUN)
-    upcoming = await next_refresh(conn, ScheduleTimes.from_settings(settings, calendar), now)
-    oldest = facts["oldest_last_price_date"]
-    return {
-        "through_session": through.isoformat(),
-        "current": facts["current"],
-        "behind": facts["behind"],
-        "oldest_last_price_date": oldest.isoformat() if oldest else None,
-        "without_prices": facts["without_prices"],
-        "delisted": facts["delisted"],
-        "refresh_jobs_live": facts["refresh_jobs_live"],
-        "last_batch": None
-        if last is None
-        else {
-            "trading_day": last["trading_day"].isoformat(),
-            "enqueued_at": last["enqueued_at"].isoformat(),
-            "jobs": last["jobs"],
-            "worker": last["worker_id"],
-        },
-        "next_scheduled_refresh": upcoming.isoformat() if upcoming else None,
-    }
-
-
-def format_facts(facts: dict[str, Any]) -> list[str]:
-    oldest = facts["oldest_last_price_date"]
-    last = facts["last_batch"]
-    return [
-        f"symbols (through session {facts['through_session']}): {facts['current']} current, "
-        f"{facts['behind']} behind"
-        + (f" (oldest last_price_date {oldest})" if oldest else "")
-        + (f", {facts['without_prices']} without prices" if facts["without_prices"] else "")
-        + f", {facts['delisted']} delisted",
-        f"refresh jobs live: {facts['refresh_jobs_live']}",
-        "last refresh batch: "
-        + (
-            "none"
-            if last is None
-            else f"{last['trading_day']} ({last['jobs']} jobs, {last['enqueued_at']})"
-        ),
-        f"next scheduled refresh: {facts['next_scheduled_refresh'] or 'off (REFRESH_SCHEDULE_TIME)'}",
-    ]
 
 
 # --- python -m worker refresh ----------------------------------------------------------------

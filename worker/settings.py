@@ -40,6 +40,9 @@ class Settings:
     housekeeping_interval_s: float = _env("WORKER_HOUSEKEEPING_INTERVAL_S", 60.0)
     reconnect_max_wait_s: float = _env("WORKER_RECONNECT_MAX_WAIT_S", 30.0)
     worker_name: str | None = _env("WORKER_NAME", None)
+    # A dead worker (no heartbeat for QUEUE_STALL_TIMEOUT_S) stays listed, as dead, this long;
+    # then housekeeping deletes its row from the live-worker registry.
+    dead_worker_retention_s: float = _env("WORKER_DEAD_RETENTION_S", 3600.0)
     # Queue lifecycle
     max_attempts: int = _env("QUEUE_MAX_ATTEMPTS", 5)
     retry_base_s: float = _env("QUEUE_RETRY_BASE_S", 10.0)
@@ -126,6 +129,7 @@ class Settings:
             "concurrency",
             "poll_interval_s",
             "heartbeat_interval_s",
+            "dead_worker_retention_s",
             "stall_timeout_s",
             "max_attempts",
             "prune_batch_size",

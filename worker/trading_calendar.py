@@ -8,6 +8,7 @@ when asked about a moment beyond that (a worker that runs for years).
 """
 
 import bisect
+import functools
 import warnings
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -90,3 +91,10 @@ class TradingCalendar:
         self._check(day + timedelta(days=count * 2 + 10))
         i = bisect.bisect_left(self._sessions, day)
         return self._sessions[i : i + count]
+
+
+@functools.cache
+def shared_calendar(name: str) -> TradingCalendar:
+    """One calendar per name and process, for callers that ask often (the status views): built
+    once (about 0.1 s), and it rebuilds itself when the clock outgrows it."""
+    return TradingCalendar(name)

@@ -1,7 +1,10 @@
-"""Baseline: the tables deployed databases already have before the spec's migration.
+"""Baseline: the host application's tables that the spec's migration builds on.
 
-An existing deployed database already has these tables: adopt it with `alembic stamp 0001`
-(then `alembic upgrade head`) instead of running this revision.
+Each table is created only where the database lacks it. On an empty database this creates all
+five; on a host's database, which has them, it creates none and changes nothing of the host's, so
+one `upgrade head` adopts a host database without any `stamp`. The tables it did create are listed
+in `symbol_onboarding_baseline_tables`, and the downgrade drops exactly those (none on a host's
+database) and that list.
 
 Revision ID: 0001
 Revises:
@@ -46,7 +49,10 @@ def _timestamps() -> list[sa.Column]:
     ]
 
 
-def upgrade() -> None:
+RECORD = "symbol_onboarding_baseline_tables"
+
+
+def _create_users() -> None:
     op.create_table(
         "users",
         sa.Column("id", sa.UUID(), server_default=UUID_DEFAULT, nullable=False),
@@ -56,6 +62,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="users_pkey"),
         sa.UniqueConstraint("email", name="users_email_key"),
     )
+
+
+def _create_portfolios() -> None:
     op.create_table(
         "portfolios",
         sa.Column("id", sa.UUID(), server_default=UUID_DEFAULT, nullable=False),
@@ -66,6 +75,9 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="portfolios_user_id_fkey"),
     )
     op.create_index("ix_portfolios_user_id", "portfolios", ["user_id"])
+
+
+def _create_symbol_universe() -> None:
     op.create_table(
         "symbol_universe",
         sa.Column("symbol", sa.String(20), nullable=False),
@@ -78,6 +90,9 @@ def upgrade() -> None:
         *_timestamps(),
         sa.PrimaryKeyConstraint("symbol", name="symbol_universe_pkey"),
     )
+
+
+def _create_market_data_cache() -> None:
     op.create_table(
         "market_data_cache",
         sa.Column("id", sa.UUID(), server_default=UUID_DEFAULT, nullable=False),
@@ -98,6 +113,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="market_data_cache_pkey"),
         sa.UniqueConstraint("symbol", "date", name="market_data_cache_symbol_date_key"),
     )
+
+
+def _create_symbol_factor_exposures() -> None:
     op.create_table(
         "symbol_factor_exposures",
         sa.Column("id", sa.UUID(), server_default=UUID_DEFAULT, nullable=False),
@@ -117,10 +135,36 @@ def upgrade() -> None:
     )
 
 
+# In dependency order: a table's foreign keys point to tables before it.
+BASELINE = {
+    "users": _create_users,
+    "portfolios": _create_portfolios,
+    "symbol_universe": _create_symbol_universe,
+    "market_data_cache": _create_market_data_cache,
+    "symbol_factor_exposures": _create_symbol_factor_exposures,
+}
+
+
+def upgrade() -> None:
+    record = op.create_table(
+        RECORD,
+        sa.Column("table_name", sa.String(63), nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+        sa.PrimaryKeyConstraint("table_name", name=f"{RECORD}_pkey"),
+    )
+    # to_regclass follows search_path, as every later statement does.
+    bind = op.get_bind()
+    for name, create in BASELINE.items():
+        if bind.execute(sa.text("SELECT to_regclass(:t)"), {"t": name}).scalar() is None:
+            create()
+            op.bulk_insert(record, [{"table_name": name}])
+
+
 def downgrade() -> None:
-    op.drop_table("symbol_factor_exposures")
-    op.drop_table("market_data_cache")
-    op.drop_table("symbol_universe")
-    op.drop_index("ix_portfolios_user_id", table_name="portfolios")
-    op.drop_table("portfolios")
-    op.drop_table("users")
+    created = {row[0] for row in op.get_bind().execute(sa.text(f"SELECT table_name FROM {RECORD}"))}
+    for name in reversed(BASELINE):
+        if name in created:
+            op.drop_table(name)
+    op.drop_table(RECORD)

@@ -9,6 +9,7 @@ editable install stays invisible there: `worker` can only come from the wheel.
 """
 
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -22,6 +23,17 @@ import pytest
 from worker.db import asyncpg_dsn
 
 ROOT = Path(__file__).resolve().parents[2]
+COPY_IGNORE = (
+    ".git",
+    ".venv",
+    ".data",
+    ".hypothesis",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".*_cache",
+)
 pytestmark = pytest.mark.slow
 
 
@@ -34,10 +46,14 @@ def _run(args: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # A copy of the checkout: setuptools builds in the source folder (build/, *.egg-info), and a
+    # stale build/ there could carry deleted modules into the wheel.
+    source = out / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*COPY_IGNORE))
     _run(
         [
             *(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"),
-            *("--no-build-isolation", "--no-index", "--wheel-dir", str(out), str(ROOT)),
+            *("--no-build-isolation", "--no-index", "--wheel-dir", str(out), str(source)),
         ],
         cwd=out,
     )

@@ -263,11 +263,13 @@ async def test_operator_commands(database_url, conn) -> None:
     )
     code, out, _ = await run_cli(env, "status", "--json")
     report = json.loads(out)
-    assert code == 0 and report["counts"]["failed"] == {"high": 1}
+    assert code == 0 and report["counts"]["failed"] == {"high": 1, "normal": 0, "low": 0}
     assert report["recent_failures"][0]["error"] == "boom"
     code, out, _ = await run_cli(env, "status")
     assert code == 0 and "recent failures: 1" in out
 
+    code, out, _ = await run_cli(env, "retry", ids[0][0], "--now", "--failed")
+    assert code == 2
     code, out, _ = await run_cli(env, "retry", ids[0][0])
     assert (
         code == 0
@@ -283,3 +285,46 @@ async def test_operator_commands(database_url, conn) -> None:
     code, out, _ = await run_cli(env, "prune")
     assert code == 0 and "pruned 0 completed and 2 failed" in out
     assert await conn.fetchval("SELECT count(*) FROM symbol_onboarding_queue") == 0
+
+
+async def test_status_shows_stalled_jobs_paused_sources_and_retry_now(database_url, conn) -> None:
+    env = worker_env(database_url, QUEUE_STALL_TIMEOUT_S="30", QUEUE_HEARTBEAT_INTERVAL_S="5")
+    await conn.execute(
+        """
+        INSERT INTO symbol_onboarding_queue
+            (symbol, status, attempts, locked_by, started_at, heartbeat_at) VALUES
+            ('STALL', 'processing', 1, 'gone:1:abc', now() - interval '3 minutes',
+             now() - interval '155 s');
+        INSERT INTO symbol_onboarding_queue (symbol, attempts, run_after, error_message)
+            VALUES ('WAIT', 1, now() + interval '1 hour', 'yahoo: HTTP 503 (4 attempts)');
+        INSERT INTO price_source_state (source, paused_until, pause_reason)
+            VALUES ('yahoo', now() + interval '10 minutes', 'HTTP 429 Too Many Requests');
+        """
+    )
+    code, out, _ = await run_cli(env, "status", "--json")
+    report = json.loads(out)
+    assert code == 0
+    (stalled,) = report["running"]
+    assert stalled["symbol"] == "STALL" and stalled["stalled"] is True
+    assert stalled["heartbeat_age_s"] >= 155
+    (paused,) = report["paused_sources"]
+    assert paused["source"] == "yahoo" and paused["reason"] == "HTTP 429 Too Many Requests"
+    (waiting,) = report["backoff"]
+    assert waiting["last_error"] == "yahoo: HTTP 503 (4 attempts)"
+    assert report["workers"] == [] and report["last_completed"] is None
+
+    code, text, _ = await run_cli(env, "status")
+    assert code == 0
+    stall_line = next(line for line in text.splitlines() if "STALL " in line)
+    assert "STALLED" in stall_line
+    assert "HTTP 429 Too Many Requests" in text and "yahoo: HTTP 503 (4 attempts)" in text
+
+    code, _, err = await run_cli(env, "retry", waiting["job_id"])
+    assert code == 1 and "--now" in err
+    code, out, _ = await run_cli(env, "retry", waiting["job_id"], "--now")
+    assert code == 0 and "runs now" in out
+    assert await conn.fetchval(
+        "SELECT run_after <= now() FROM symbol_onboarding_queue WHERE symbol = 'WAIT'"
+    )
+    code, out, _ = await run_cli(env, "retry", waiting["job_id"], "--now")
+    assert code == 0 and "already runnable" in out

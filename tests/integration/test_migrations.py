@@ -15,6 +15,7 @@ from tests.harness import PgServer
 from worker import migrate
 from worker.db import asyncpg_dsn, create_engine
 from worker.models import Base
+from worker.schema import VERSION_TABLE
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC_SQL = (Path(__file__).parent / "spec_schema.sql").read_text()
@@ -33,7 +34,7 @@ async def test_upgrade_downgrade_upgrade(empty_database_url: str) -> None:
     assert set(ALL_TABLES) <= await table_names(empty_database_url)
 
     await migrate.downgrade(empty_database_url, "base")
-    assert await table_names(empty_database_url) == {"alembic_version"}
+    assert await table_names(empty_database_url) == set()  # the version table too
 
     await migrate.upgrade(empty_database_url)
     assert await snapshot(empty_database_url, ALL_TABLES) == at_head
@@ -118,7 +119,12 @@ async def test_models_match_migrations(database_url: str) -> None:
             diff = await conn.run_sync(
                 lambda sync: compare_metadata(
                     MigrationContext.configure(
-                        sync, opts={"compare_type": True, "compare_server_default": True}
+                        sync,
+                        opts={
+                            "compare_type": True,
+                            "compare_server_default": True,
+                            "version_table": VERSION_TABLE,
+                        },
                     ),
                     Base.metadata,
                 )

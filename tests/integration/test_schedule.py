@@ -10,14 +10,9 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 
+from worker import status
 from worker.db import asyncpg_dsn
-from worker.schedule import (
-    DailySchedule,
-    ScheduleTimes,
-    command,
-    next_refresh,
-    refresh_facts,
-)
+from worker.schedule import DailySchedule, ScheduleTimes, command, next_refresh
 from worker.settings import Settings
 from worker.trading_calendar import TradingCalendar
 
@@ -128,16 +123,8 @@ async def test_weekends_and_holidays_have_no_schedule_of_their_own(pools) -> Non
     assert await refresh_jobs(pools[0]) == 0
 
 
-async def test_status_shows_the_refresh_facts(pools) -> None:
-    conn = pools[0]
-    await conn.execute(
-        "INSERT INTO symbol_universe (symbol, status, last_price_date) VALUES"
-        " ('CUR', 'active', '2023-11-28'), ('OLD', 'delisted', '2020-01-02')"
-    )
-    await conn.execute("INSERT INTO symbol_universe (symbol) VALUES ('HOSTNEW')")
-    settings = Settings(refresh_schedule_time="18:00")
-    async with conn.acquire() as c:
-        facts = await refresh_facts(c, settings, at(TUESDAY, 19, 0))
+async def test_next_refresh_is_now_while_a_due_batch_is_missing(pools) -> None:
+    async with pools[0].acquire() as c:
         # Monday's batch not enqueued yet: due now; once it is, Tuesday 18:00.
         assert await next_refresh(c, TIMES, at(TUESDAY, 17, 0)) == at(TUESDAY, 17, 0)
         await c.execute(
@@ -146,16 +133,35 @@ async def test_status_shows_the_refresh_facts(pools) -> None:
         )
         assert await next_refresh(c, TIMES, at(TUESDAY, 17, 0)) == at(TUESDAY, 18, 0)
         assert await next_refresh(c, None, at(TUESDAY, 17, 0)) is None
-    assert facts["through_session"] == "2023-11-28"
-    assert (facts["current"], facts["behind"], facts["without_prices"], facts["delisted"]) == (
-        1,
-        51,
-        1,
-        1,
+
+
+async def test_status_shows_the_refresh_facts(pools) -> None:
+    conn = pools[0]
+    await conn.execute(
+        "INSERT INTO symbol_universe (symbol, status, last_price_date) VALUES"
+        " ('CUR', 'active', current_date - 400), ('OLD', 'delisted', '2020-01-02')"
     )
-    assert facts["oldest_last_price_date"] == "2023-11-01"
-    # Tuesday's batch is due and not enqueued: a worker does it now.
-    assert facts["next_scheduled_refresh"] == at(TUESDAY, 19, 0).isoformat()
+    await conn.execute("INSERT INTO symbol_universe (symbol) VALUES ('HOSTNEW')")
+    await conn.execute(
+        "INSERT INTO refresh_schedule_runs (trading_day, through_session, jobs, worker_id)"
+        " VALUES ('2023-11-28', '2023-11-28', 50, 'w1')"
+    )
+    async with conn.acquire() as c:
+        report = await status.gather(c, Settings(refresh_schedule_time="off"))
+    facts = report.refresh
+    # The database clock: every seeded symbol is behind whatever today is.
+    assert facts.calendar == "XNYS"
+    assert (facts.current, facts.behind, facts.without_prices, facts.delisted) == (0, 52, 1, 1)
+    assert facts.oldest_last_price_date == date(2023, 11, 1)
+    assert facts.last_batch is not None and facts.last_batch.jobs == 50
+    assert facts.next_scheduled_refresh is None
+    text = status.format_text(report)
+    assert "0 current, 52 behind (oldest last_price_date 2023-11-01), 1 without prices" in text
+    assert "last refresh batch: 2023-11-28 (50 jobs through session 2023-11-28" in text
+    assert "next scheduled refresh: off (REFRESH_SCHEDULE_TIME)" in text
+    assert status.report_dict(report)["refresh"]["through_session"] == (
+        facts.through_session.isoformat()
+    )
 
 
 async def test_refresh_command_enqueues_and_dry_run_costs_it_out(pools, capsys) -> None:

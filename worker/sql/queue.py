@@ -156,6 +156,22 @@ WHERE q.id = doomed.id
 RETRY_JOB = "SELECT retry_symbol_onboarding($1)"
 RETRY_FAILED = "SELECT retry_failed_symbol_onboarding()"
 
+# Operator action: a pending job waiting out its backoff (or a deferral) becomes runnable now,
+# and idle workers are woken. Returns 1, or 0 when the job is not pending in backoff.
+# (pg_notify returns void, which is never NULL: the WHERE only makes it run once per row.)
+RUN_NOW = """
+WITH woken AS (
+    UPDATE symbol_onboarding_queue SET run_after = now()
+    WHERE id = $1 AND status = 'pending' AND run_after > now()
+    RETURNING id
+)
+SELECT count(*)::int FROM woken WHERE pg_notify('symbol_onboarding', '') IS NOT NULL
+"""
+
+JOB_STATE = """
+SELECT status, run_after > now() AS waiting FROM symbol_onboarding_queue WHERE id = $1
+"""
+
 # The earliest moment a pending job becomes runnable (None: nothing pending).
 NEXT_RUN_AFTER = """
 SELECT min(run_after) FROM symbol_onboarding_queue WHERE status = 'pending'
@@ -180,34 +196,6 @@ FROM (
 ) AS t
 WHERE CAST(:requested_by AS uuid) IS NULL
    OR EXISTS (SELECT 1 FROM users WHERE id = CAST(:requested_by AS uuid))
-"""
-
-COUNTS = """
-SELECT status, priority, count(*) AS jobs
-FROM symbol_onboarding_queue
-GROUP BY status, priority
-"""
-
-OLDEST_PENDING_AGE_S = """
-SELECT extract(epoch FROM now() - min(created_at))::float8
-FROM symbol_onboarding_queue WHERE status = 'pending'
-"""
-
-RUNNING = """
-SELECT id, symbol, locked_by, attempts,
-       extract(epoch FROM now() - started_at)::float8 AS running_s,
-       extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age_s
-FROM symbol_onboarding_queue
-WHERE status = 'processing'
-ORDER BY started_at
-"""
-
-RECENT_FAILURES = """
-SELECT id, symbol, attempts, completed_at, error_message
-FROM symbol_onboarding_queue
-WHERE status = 'failed'
-ORDER BY completed_at DESC
-LIMIT $1
 """
 
 # Housekeeping (pruning, cache expiry) is done by one worker at a time: a transaction-level

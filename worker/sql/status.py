@@ -1,0 +1,115 @@
+"""Every statement behind the status facts (worker/status.py), read-only, named after the fact.
+
+worker/status.py runs them in one read-only REPEATABLE READ transaction, so every fact in one
+report is of the same moment (`now()` included). Ages are computed here, in database time: no
+client clock is ever compared with the server's.
+"""
+
+# Counts by status and priority, and each group's oldest job: the queue depth and the oldest
+# pending job's wait in one statement (what /metrics reads at scrape time). The age of each
+# group's oldest job is measured from its enqueue (created_at).
+QUEUE_DEPTH = """
+SELECT status, priority, count(*)::int AS jobs,
+       extract(epoch FROM now() - min(created_at))::float8 AS oldest_age_s
+FROM symbol_onboarding_queue
+GROUP BY status, priority
+"""
+
+OLDEST_PENDING = """
+SELECT id, symbol, priority, attempts, created_at,
+       extract(epoch FROM now() - created_at)::float8 AS wait_s
+FROM symbol_onboarding_queue
+WHERE status = 'pending'
+ORDER BY created_at
+LIMIT 1
+"""
+
+# Running jobs with their heartbeat age, measured as the stall sweep measures it
+# (RECOVER_STALLED: heartbeat, else the claim), so "stalled" here means "the sweep may take it".
+RUNNING = """
+SELECT id, symbol, priority, locked_by, attempts,
+       extract(epoch FROM now() - started_at)::float8 AS running_s,
+       extract(epoch FROM now() - coalesce(heartbeat_at, started_at, created_at))::float8
+           AS heartbeat_age_s
+FROM symbol_onboarding_queue
+WHERE status = 'processing'
+ORDER BY started_at
+"""
+
+# Pending jobs that may not run yet (retry backoff, or deferred behind a paused source): the
+# first $1 by next run, with the total; error_message holds why they wait.
+BACKOFF = """
+SELECT id, symbol, priority, attempts, error_message, run_after,
+       extract(epoch FROM run_after - now())::float8 AS next_run_in_s,
+       count(*) OVER ()::int AS total
+FROM symbol_onboarding_queue
+WHERE status = 'pending' AND run_after > now()
+ORDER BY run_after
+LIMIT $1
+"""
+
+# Every source's shared state: its pause (if any) and the circuit breaker's failure count.
+SOURCES = """
+SELECT source, paused_until, pause_reason, consecutive_failures,
+       extract(epoch FROM paused_until - now())::float8 AS paused_s
+FROM price_source_state
+ORDER BY source
+"""
+
+WORKERS = """
+SELECT worker_id, host, pid, version, concurrency, jobs_in_flight, stopping, http_url,
+       started_at,
+       extract(epoch FROM now() - started_at)::float8 AS up_s,
+       extract(epoch FROM now() - last_tick_at)::float8 AS last_tick_age_s,
+       extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age_s
+FROM symbol_onboarding_workers
+ORDER BY started_at, worker_id
+"""
+
+# The newest $2 finished jobs of status $1 (walks idx_queue_finished backwards).
+LAST_FINISHED = """
+SELECT id, symbol, priority, attempts, completed_at, error_message,
+       extract(epoch FROM now() - completed_at)::float8 AS ago_s
+FROM symbol_onboarding_queue
+WHERE status = $1 AND completed_at IS NOT NULL
+ORDER BY completed_at DESC
+LIMIT $2
+"""
+
+# Jobs finished per minute over the last $1 minutes (0: the current minute), by outcome.
+FINISHED_PER_MINUTE = """
+SELECT floor(extract(epoch FROM now() - completed_at) / 60)::int AS minutes_ago, status,
+       count(*)::int AS jobs
+FROM symbol_onboarding_queue
+WHERE status IN ('completed', 'failed')
+  AND completed_at > now() - make_interval(mins => $1)
+GROUP BY 1, 2
+"""
+
+NOW = "SELECT now()"
+
+# The status facts: symbols current with session $1, behind it (and the oldest last_price_date
+# among them), delisted; pending refresh jobs.
+REFRESH_FACTS = """
+SELECT
+    count(*) FILTER (WHERE coalesce(status, 'active') = 'active' AND last_price_date >= $1)
+        AS current,
+    count(*) FILTER (WHERE coalesce(status, 'active') = 'active'
+                       AND (last_price_date IS NULL OR last_price_date < $1)) AS behind,
+    count(*) FILTER (WHERE coalesce(status, 'active') = 'active' AND last_price_date IS NULL)
+        AS without_prices,
+    min(last_price_date) FILTER (WHERE coalesce(status, 'active') = 'active'
+                                   AND last_price_date < $1) AS oldest_last_price_date,
+    count(*) FILTER (WHERE status = 'delisted') AS delisted,
+    (SELECT count(*) FROM symbol_onboarding_queue
+     WHERE kind = 'refresh' AND status IN ('pending', 'processing')) AS refresh_jobs_live
+FROM symbol_universe
+"""
+
+# The last daily refresh batch (worker/schedule.py).
+LAST_SCHEDULE_RUN = """
+SELECT trading_day, enqueued_at, through_session, jobs, worker_id
+FROM refresh_schedule_runs
+ORDER BY trading_day DESC
+LIMIT 1
+"""

@@ -1,0 +1,449 @@
+"""The status facts: ONE layer gathers them; `status` (text), `status --json`, the HTML page and the
+Prometheus collector are views of it, so they cannot disagree.
+
+`gather` reads every fact in one read-only REPEATABLE READ transaction (one moment, database
+time); `gather_depth` is its cheap part (one statement) that /metrics reads at scrape time.
+`report_dict` is the one serialisation (the JSON view, and what the text view walks), so text
+and JSON carry the same fields, empty groups included. To add a fact: a field on `StatusReport`,
+its statement in worker/sql/status.py, a line in `gather`, and a section in `format_text`.
+"""
+
+from dataclasses import dataclass, fields, is_dataclass
+from datetime import date, datetime
+from typing import Any, Literal
+
+import asyncpg
+
+from worker.models.onboarding_queue import PRIORITIES, STATUSES
+from worker.schedule import ScheduleTimes, next_refresh
+from worker.settings import Settings
+from worker.sql import status as sql
+from worker.trading_calendar import shared_calendar
+
+BACKOFF_LIMIT = 20
+RECENT_FAILURES_LIMIT = 10
+HISTORY_MINUTES = 60
+
+BreakerState = Literal["off", "closed", "open", "half-open"]
+
+
+@dataclass(frozen=True)
+class OldestPending:
+    job_id: str
+    symbol: str
+    priority: str
+    attempts: int
+    created_at: datetime
+    wait_s: float
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """Jobs by status and priority (every pair present, zeros included) and the oldest pending
+    job's age: the cheap part of the status, read by /metrics at scrape time."""
+
+    counts: dict[str, dict[str, int]]
+    oldest_pending_age_s: float | None
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    job_id: str
+    symbol: str
+    priority: str
+    owner: str | None
+    attempt: int
+    running_s: float
+    heartbeat_age_s: float
+    stalled: bool  # heartbeat older than the stall timeout: the sweep may take it back
+
+
+@dataclass(frozen=True)
+class WaitingJob:
+    """A pending job that may not run yet: retry backoff, or deferred behind a paused source."""
+
+    job_id: str
+    symbol: str
+    priority: str
+    attempts: int
+    next_run_at: datetime
+    next_run_in_s: float
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class PausedSource:
+    source: str
+    reason: str | None
+    paused_until: datetime
+    remaining_s: float
+
+
+@dataclass(frozen=True)
+class CircuitBreaker:
+    """A source's breaker: closed (counting failures), open (tripped: paused), half-open (the
+    pause ended but the count is still at the threshold: one more failure pauses it again)."""
+
+    source: str
+    state: BreakerState
+    consecutive_failures: int
+    threshold: int
+
+
+@dataclass(frozen=True)
+class LiveWorker:
+    worker_id: str
+    host: str
+    pid: int
+    version: str
+    concurrency: int
+    jobs_in_flight: int
+    stopping: bool
+    http_url: str | None
+    started_at: datetime
+    up_s: float
+    last_tick_age_s: float | None
+    heartbeat_age_s: float
+    alive: bool  # heartbeat within the stall timeout
+
+
+@dataclass(frozen=True)
+class FinishedJob:
+    job_id: str
+    symbol: str
+    priority: str
+    attempts: int
+    finished_at: datetime
+    ago_s: float
+    error: str | None
+
+
+@dataclass(frozen=True)
+class RefreshBatch:
+    trading_day: date
+    enqueued_at: datetime
+    through_session: date
+    jobs: int
+    worker_id: str
+
+
+@dataclass(frozen=True)
+class RefreshFacts:
+    """How current the universe is (worker/refresh.py, worker/schedule.py)."""
+
+    calendar: str
+    through_session: date  # the last completed session
+    current: int  # active symbols with a price for it
+    behind: int  # active symbols without (host rows with no prices included)
+    oldest_last_price_date: date | None  # among those behind
+    without_prices: int
+    delisted: int
+    refresh_jobs_live: int  # pending or processing
+    last_batch: RefreshBatch | None
+    next_scheduled_refresh: datetime | None  # None: REFRESH_SCHEDULE_TIME=off
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    generated_at: datetime
+    stall_timeout_s: float
+    counts: dict[str, dict[str, int]]
+    oldest_pending: OldestPending | None
+    running: list[RunningJob]
+    backoff_total: int
+    backoff: list[WaitingJob]  # the first BACKOFF_LIMIT by next run
+    paused_sources: list[PausedSource]
+    circuit_breakers: list[CircuitBreaker]
+    workers: list[LiveWorker]
+    last_completed: FinishedJob | None
+    recent_failures: list[FinishedJob]
+    refresh: RefreshFacts
+
+
+@dataclass(frozen=True)
+class MinuteCounts:
+    minutes_ago: int  # 0: the current minute
+    completed: int
+    failed: int
+
+
+# --- gathering -----------------------------------------------------------------------------------
+
+
+async def gather(conn: asyncpg.Connection, settings: Settings) -> StatusReport:
+    """Every status fact, as of one moment."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        now = await conn.fetchval(sql.NOW)
+        depth = await _depth(conn)
+        oldest = await conn.fetchrow(sql.OLDEST_PENDING)
+        running = await conn.fetch(sql.RUNNING)
+        backoff = await conn.fetch(sql.BACKOFF, BACKOFF_LIMIT)
+        sources = await conn.fetch(sql.SOURCES)
+        workers = await conn.fetch(sql.WORKERS)
+        completed = await conn.fetch(sql.LAST_FINISHED, "completed", 1)
+        failures = await conn.fetch(sql.LAST_FINISHED, "failed", RECENT_FAILURES_LIMIT)
+        refresh = await _refresh(conn, settings, now)
+    stall = settings.stall_timeout_s
+    return StatusReport(
+        generated_at=now,
+        stall_timeout_s=stall,
+        counts=depth.counts,
+        oldest_pending=None
+        if oldest is None
+        else OldestPending(
+            job_id=str(oldest["id"]),
+            symbol=oldest["symbol"],
+            priority=oldest["priority"],
+            attempts=oldest["attempts"],
+            created_at=oldest["created_at"],
+            wait_s=oldest["wait_s"],
+        ),
+        running=[
+            RunningJob(
+                job_id=str(r["id"]),
+                symbol=r["symbol"],
+                priority=r["priority"],
+                owner=r["locked_by"],
+                attempt=r["attempts"],
+                running_s=r["running_s"] or 0.0,
+                heartbeat_age_s=r["heartbeat_age_s"],
+                stalled=r["heartbeat_age_s"] > stall,
+            )
+            for r in running
+        ],
+        backoff_total=backoff[0]["total"] if backoff else 0,
+        backoff=[
+            WaitingJob(
+                job_id=str(r["id"]),
+                symbol=r["symbol"],
+                priority=r["priority"],
+                attempts=r["attempts"],
+                next_run_at=r["run_after"],
+                next_run_in_s=r["next_run_in_s"],
+                last_error=r["error_message"],
+            )
+            for r in backoff
+        ],
+        paused_sources=[
+            PausedSource(
+                source=r["source"],
+                reason=r["pause_reason"],
+                paused_until=r["paused_until"],
+                remaining_s=r["paused_s"],
+            )
+            for r in sources
+            if r["paused_s"] is not None and r["paused_s"] > 0
+        ],
+        circuit_breakers=[_breaker(r, settings.source_failures_before_pause) for r in sources],
+        workers=[
+            LiveWorker(
+                worker_id=r["worker_id"],
+                host=r["host"],
+                pid=r["pid"],
+                version=r["version"],
+                concurrency=r["concurrency"],
+                jobs_in_flight=r["jobs_in_flight"],
+                stopping=r["stopping"],
+                http_url=r["http_url"],
+                started_at=r["started_at"],
+                up_s=r["up_s"],
+                last_tick_age_s=r["last_tick_age_s"],
+                heartbeat_age_s=r["heartbeat_age_s"],
+                alive=r["heartbeat_age_s"] <= stall,
+            )
+            for r in workers
+        ],
+        last_completed=_finished(completed[0]) if completed else None,
+        recent_failures=[_finished(r) for r in failures],
+        refresh=refresh,
+    )
+
+
+async def gather_depth(conn: asyncpg.Connection | asyncpg.Pool) -> QueueDepth:
+    """Only the queue depth and the oldest pending age: one statement."""
+    return await _depth(conn)
+
+
+async def gather_history(
+    conn: asyncpg.Connection, minutes: int = HISTORY_MINUTES
+) -> list[MinuteCounts]:
+    """Jobs completed and failed per minute, oldest minute first, every minute present."""
+    rows = await conn.fetch(sql.FINISHED_PER_MINUTE, minutes)
+    by_minute = {m: {"completed": 0, "failed": 0} for m in range(minutes)}
+    for r in rows:
+        if r["minutes_ago"] in by_minute:
+            by_minute[r["minutes_ago"]][r["status"]] = r["jobs"]
+    return [MinuteCounts(m, c["completed"], c["failed"]) for m, c in sorted(by_minute.items())][
+        ::-1
+    ]
+
+
+async def _depth(conn: asyncpg.Connection | asyncpg.Pool) -> QueueDepth:
+    rows = await conn.fetch(sql.QUEUE_DEPTH)
+    counts = {status: dict.fromkeys(PRIORITIES, 0) for status in STATUSES}
+    oldest: float | None = None
+    for r in rows:
+        counts.setdefault(r["status"], dict.fromkeys(PRIORITIES, 0))[r["priority"]] = r["jobs"]
+        if r["status"] == "pending":
+            oldest = max(oldest or 0.0, r["oldest_age_s"])
+    return QueueDepth(counts=counts, oldest_pending_age_s=oldest)
+
+
+async def _refresh(conn: asyncpg.Connection, settings: Settings, now: datetime) -> RefreshFacts:
+    calendar = shared_calendar(settings.refresh_calendar)
+    through = calendar.last_completed_session(now)
+    facts = await conn.fetchrow(sql.REFRESH_FACTS, through)
+    last = await conn.fetchrow(sql.LAST_SCHEDULE_RUN)
+    times = ScheduleTimes.from_settings(settings, calendar)
+    return RefreshFacts(
+        calendar=calendar.name,
+        through_session=through,
+        current=facts["current"],
+        behind=facts["behind"],
+        oldest_last_price_date=facts["oldest_last_price_date"],
+        without_prices=facts["without_prices"],
+        delisted=facts["delisted"],
+        refresh_jobs_live=facts["refresh_jobs_live"],
+        last_batch=None if last is None else RefreshBatch(**dict(last)),
+        next_scheduled_refresh=await next_refresh(conn, times, now),
+    )
+
+
+def _breaker(row: asyncpg.Record, threshold: int) -> CircuitBreaker:
+    failures = row["consecutive_failures"]
+    paused = row["paused_s"] is not None and row["paused_s"] > 0
+    state: BreakerState
+    if threshold <= 0:
+        state = "off"
+    elif failures < threshold:
+        state = "closed"
+    else:
+        state = "open" if paused else "half-open"
+    return CircuitBreaker(row["source"], state, failures, threshold)
+
+
+def _finished(row: asyncpg.Record) -> FinishedJob:
+    return FinishedJob(
+        job_id=str(row["id"]),
+        symbol=row["symbol"],
+        priority=row["priority"],
+        attempts=row["attempts"],
+        finished_at=row["completed_at"],
+        ago_s=row["ago_s"],
+        error=row["error_message"],
+    )
+
+
+# --- views: JSON and text --------------------------------------------------------------------------
+
+
+def report_dict(report: StatusReport) -> dict[str, Any]:
+    """The JSON view: every field, datetimes as ISO 8601, seconds to 0.1 s."""
+    return _plain(report)
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, date):  # datetime too
+        return value.isoformat()
+    if isinstance(value, float):
+        return round(value, 1)
+    return value
+
+
+def format_text(report: StatusReport) -> str:
+    """The text view: every field of `report_dict`, each group shown even when empty."""
+    d = report_dict(report)
+    lines = [
+        f"status at {d['generated_at']} (stall timeout {d['stall_timeout_s']} s)",
+        "jobs by status (high/normal/low):",
+    ]
+    for status, by_priority in d["counts"].items():
+        parts = "/".join(str(by_priority[p]) for p in PRIORITIES)
+        lines.append(f"  {status:<11} {sum(by_priority.values()):>8}  ({parts})")
+    oldest = d["oldest_pending"]
+    lines.append(
+        "oldest pending: none"
+        if oldest is None
+        else f"oldest pending: {oldest['symbol']} {oldest['job_id']} ({oldest['priority']},"
+        f" attempts {oldest['attempts']}) enqueued {oldest['created_at']},"
+        f" waiting {oldest['wait_s']} s"
+    )
+    lines.append(f"running: {len(d['running'])}")
+    for r in d["running"]:
+        lines.append(
+            f"  {r['symbol']:<12} {r['job_id']}  {r['priority']}  owner {r['owner']}"
+            f"  attempt {r['attempt']}  running {r['running_s']} s"
+            f"  heartbeat {r['heartbeat_age_s']} s ago"
+            + ("  STALLED (past the stall timeout)" if r["stalled"] else "")
+        )
+    lines.append(f"in backoff: {d['backoff_total']}")
+    for r in d["backoff"]:
+        lines.append(
+            f"  {r['symbol']:<12} {r['job_id']}  {r['priority']}  attempts {r['attempts']}"
+            f"  next run {r['next_run_at']} (in {r['next_run_in_s']} s)"
+            f"  last error: {r['last_error'] or 'none'}"
+        )
+    if d["backoff_total"] > len(d["backoff"]):
+        lines.append(f"  ... and {d['backoff_total'] - len(d['backoff'])} more")
+    lines.append(f"paused sources: {len(d['paused_sources'])}")
+    for s in d["paused_sources"]:
+        lines.append(
+            f"  {s['source']:<10} until {s['paused_until']} ({s['remaining_s']} s left): "
+            f"{s['reason'] or 'no reason recorded'}"
+        )
+    lines.append(f"circuit breakers: {len(d['circuit_breakers'])}")
+    for b in d["circuit_breakers"]:
+        lines.append(
+            f"  {b['source']:<10} {b['state']}  {b['consecutive_failures']} consecutive"
+            f" failure(s), threshold {b['threshold']}"
+        )
+    alive = sum(1 for w in d["workers"] if w["alive"])
+    lines.append(f"workers: {alive} alive, {len(d['workers']) - alive} dead")
+    for w in d["workers"]:
+        lines.append(
+            f"  {w['worker_id']}  {'alive' if w['alive'] else 'DEAD'}"
+            + ("  stopping" if w["stopping"] else "")
+            + f"  host {w['host']} pid {w['pid']} version {w['version']}"
+            f"  jobs {w['jobs_in_flight']}/{w['concurrency']}  started {w['started_at']}"
+            f" (up {w['up_s']} s)  claim loop {w['last_tick_age_s']} s ago"
+            f"  heartbeat {w['heartbeat_age_s']} s ago"
+            + (f"  {w['http_url']}" if w["http_url"] else "")
+        )
+    last = d["last_completed"]
+    lines.append(
+        "last completed: none"
+        if last is None
+        else f"last completed: {last['symbol']} {last['job_id']} ({last['priority']},"
+        f" attempts {last['attempts']}) at {last['finished_at']} ({last['ago_s']} s ago)"
+    )
+    lines.append(f"recent failures: {len(d['recent_failures'])}")
+    for r in d["recent_failures"]:
+        lines.append(
+            f"  {r['symbol']:<12} {r['job_id']}  {r['priority']}  attempts {r['attempts']}"
+            f"  {r['finished_at']} ({r['ago_s']} s ago)  {r['error']}"
+        )
+    r = d["refresh"]
+    lines.append(
+        f"symbols ({r['calendar']} through session {r['through_session']}): {r['current']} current,"
+        f" {r['behind']} behind"
+        + (f" (oldest last_price_date {r['oldest_last_price_date']})" if r["behind"] else "")
+        + f", {r['without_prices']} without prices, {r['delisted']} delisted"
+    )
+    lines.append(f"refresh jobs live: {r['refresh_jobs_live']}")
+    batch = r["last_batch"]
+    lines.append(
+        "last refresh batch: none"
+        if batch is None
+        else f"last refresh batch: {batch['trading_day']} ({batch['jobs']} jobs through session"
+        f" {batch['through_session']}, enqueued {batch['enqueued_at']} by {batch['worker_id']})"
+    )
+    lines.append(
+        f"next scheduled refresh: {r['next_scheduled_refresh'] or 'off (REFRESH_SCHEDULE_TIME)'}"
+    )
+    return "\n".join(lines)
