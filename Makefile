@@ -9,8 +9,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# The bench extras too: the bench smoke test runs every baseline (tests/acceptance/test_bench_scripts.py).
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $@
 
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
@@ -26,9 +27,9 @@ run: $(VENV)/.installed-run
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m tests.typecheck  # mypy, strict, on the installed layout
 
 bench: $(VENV)/.installed-test
-	$(BIN)/pip install --quiet -e '.[test,bench]'
 	PYTHONPATH=. $(BIN)/python bench/queue_throughput.py
 
 clean:

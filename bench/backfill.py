@@ -40,6 +40,11 @@ from worker.backfill import DEFAULT_BATCH_SIZE, backfill
 from worker.db import asyncpg_dsn, create_engine, redact, with_database
 from worker.models import MarketDataCache, SymbolPricesDaily, SymbolUniverse
 
+# The bench smoke test (tests/acceptance/test_bench_scripts.py) runs it with these arguments and
+# checks these lines; the defaults stay the full size.
+SMOKE_ARGS = ["--symbols", "20", "--days", "20", "--sample-rows", "100", "--batch-size", "100"]
+SMOKE_OUTPUT = [r"^worker\.backfill, jobs=1: ", r"^worker\.backfill, jobs=2: ", r"^ratio, jobs=1: "]
+
 EMBEDDED_PGDATA = Path("/tmp/symbol-onboarding-bench-pg")
 FIRST_DAY = date(2024, 1, 2)
 TARGET_RATIO = 50.0

@@ -38,7 +38,18 @@ from queue_throughput import (
 )
 
 from worker import migrate
+from worker.queue import Queue
 from worker.sql import queue as sql
+
+# The bench smoke test (tests/acceptance/test_bench_scripts.py) runs it with these arguments and
+# checks these lines; the defaults stay the full size.
+SMOKE_ARGS = "--finished 2000 --pending 200 --churn 300 --max-seconds 0.3 --repeat 1"
+SMOKE_OUTPUT = [
+    r"^EXPLAIN \(ANALYZE, BUFFERS\) CLAIM limit 10 -- generic plan",
+    r"^EXPLAIN \(ANALYZE, BUFFERS\) COMPLETE",
+    r"^full +1 +1 +[\d,]+ +[\d,]+ +\d+ +[\d.]+ +\d+ +[\d.]+$",
+    r"^full +4 +10 ",
+]
 
 # Finished history: few distinct symbols (re-onboarded over time), every priority, the failed rows
 # with their last error; ended evenly over the last 30 days, run a minute each.
@@ -228,16 +239,47 @@ async def explain(admin: asyncpg.Connection, label: str, statement: str, *args: 
         print("  " + row[0])
 
 
+class Recorder:
+    """Stands in for a connection: records the statements and arguments the queue code sends, so
+    the EXPLAINs below run exactly what `Queue` runs, whatever its parameters become."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[object, ...]]] = []
+
+    async def execute(self, query: str, *args: object) -> str:
+        self.calls.append((query, args))
+        return "UPDATE 1"
+
+    async def fetch(self, query: str, *args: object) -> list[object]:
+        self.calls.append((query, args))
+        return []
+
+    async def fetchval(self, query: str, *args: object) -> object:
+        self.calls.append((query, args))
+        return None
+
+
+def literal(value: object) -> str:
+    """A value as an SQL literal of unknown type (the prepared statement's parameter types apply)."""
+    if isinstance(value, int | float):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 async def explain_claim(admin: asyncpg.Connection, label: str, *, generic: bool = False) -> None:
     """The CLAIM of 10 jobs; generic: the plan the server may switch to from the 6th execution."""
     title = f"CLAIM limit 10 -- {label}"
+    recorder = Recorder()
+    await Queue("bench-explain").claim(recorder, 10)
+    [(statement, args)] = recorder.calls
     if not generic:
-        await explain(admin, title, sql.CLAIM, "bench-explain", 10)
+        await explain(admin, title, statement, *args)
         return
-    await admin.execute(f"PREPARE bench_claim(text, int) AS {sql.CLAIM}")
+    types = [t.name for t in (await admin.prepare(statement)).get_parameters()]
+    await admin.execute(f"PREPARE bench_claim({', '.join(types)}) AS {statement}")
     try:
         await admin.execute("SET plan_cache_mode = force_generic_plan")
-        await explain(admin, title, "EXECUTE bench_claim('bench-explain', 10)")
+        await explain(admin, title, f"EXECUTE bench_claim({', '.join(map(literal, args))})")
     finally:
         await admin.execute("RESET plan_cache_mode")
         await admin.execute("DEALLOCATE bench_claim")
@@ -246,11 +288,13 @@ async def explain_claim(admin: asyncpg.Connection, label: str, *, generic: bool 
 async def explain_complete(admin: asyncpg.Connection, label: str) -> None:
     """COMPLETE of one job claimed (with 99 others, as a batch of 100 is) in the same transaction."""
     print(f"\nEXPLAIN (ANALYZE, BUFFERS) COMPLETE -- {label}, 100 jobs processing")
+    queue = Queue("bench-explain")
     async with rolled_back(admin):
-        claimed = await admin.fetch(sql.CLAIM, "bench-explain", 100)
-        rows = await admin.fetch(
-            f"EXPLAIN (ANALYZE, BUFFERS) {sql.COMPLETE}", claimed[0]["id"], "bench-explain"
-        )
+        claimed = await queue.claim(admin, 100)
+        recorder = Recorder()
+        await queue.complete(recorder, claimed[0])
+        [(statement, args)] = recorder.calls
+        rows = await admin.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {statement}", *args)
     for row in rows:
         print("  " + row[0])
 

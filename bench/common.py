@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import importlib
 import os
 import statistics
 import sys
@@ -32,6 +33,21 @@ async def throwaway_database(label: str, *, migrated: bool = True) -> AsyncItera
     finally:
         await server.drop_database(name)
         server.stop()
+
+
+def installed(module: str, baseline: str, extra: str = "bench") -> bool:
+    """Whether an optional baseline's package imports; when it does not, say so on stdout (the
+    script then measures the rest)."""
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        print(
+            f"{baseline}: skipped, {module} cannot be imported ({exc}); "
+            f"pip install -e '.[{extra}]' to measure it in the same run",
+            flush=True,
+        )
+        return False
+    return True
 
 
 def insert_in_thread(dsn: str, symbols: list[str], go: threading.Event, ready, commits) -> None:

@@ -28,6 +28,15 @@ from worker.queue import Job, Queue
 from worker.runner import Runner
 from worker.settings import Settings
 
+# The bench smoke test (tests/acceptance/test_bench_scripts.py) runs it with these arguments and
+# checks these lines; the defaults stay the full size.
+SMOKE_ARGS = ["--samples", "20"]
+SMOKE_OUTPUT = [
+    r"^no-op job: INSERT -> start +median",
+    r"^onboarding: INSERT -> completed +median",
+    r"^outcomes: \{'completed': 20\}",
+]
+
 RECORDING = "yahoo/chart-MSFT-1d-2021-02-01_2022-01-31-dividends.json"
 
 

@@ -9,7 +9,9 @@ dropped at the end. For each concurrency C:
 - ours: N symbols are enqueued (not timed); then C asyncio workers claim one job at a time (as
   the runner does: on a claim connection with synchronous_commit off) and run `Onboarder.run` on
   it (pause check, generate 252 bars, validate, one transaction: upsert, status, job completion)
-  until the queue is empty. The time is from the first claim to the last completion.
+  until the queue is empty. The clock is fixed (`TODAY`) and the lookback is chosen so that the
+  window the Onboarder itself computes holds exactly 252 weekdays: nothing depends on the date
+  of the run. The time is from the first claim to the last completion.
 - floor: the same rows, generated beforehand, written straight into `symbol_prices_daily` with
   COPY, one COPY per symbol, by C connections at once: the least any onboarding must pay.
 Each configuration runs `--rounds` times on emptied tables, ours and the floor interleaved; the
@@ -25,6 +27,7 @@ import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -42,6 +45,11 @@ from worker.prices.validate import normalize
 from worker.queue import Queue
 from worker.settings import Settings
 
+# The bench smoke test (tests/acceptance/test_bench_scripts.py) runs it with these arguments and
+# checks these lines; the defaults stay the full size.
+SMOKE_ARGS = ["--symbols", "20", "--concurrency", "1,2", "--rounds", "1"]
+SMOKE_OUTPUT = [r"^ +1 +[\d.]+ +\d+ +[\d.]+ +\d+ +[\d.]+$", r"^ +2 +[\d.]+ "]
+
 BARS = 252
 TODAY = date(2024, 12, 31)
 COLUMNS = [
@@ -56,13 +64,25 @@ COLUMNS = [
 ]
 
 
-def lookback_for(bars: int, today: date) -> int:
-    """The lookback (days) whose window holds exactly `bars` weekdays (synthetic's trading days)."""
-    days, weekdays = 0, int(today.weekday() < 5)
-    while weekdays < bars:
-        days += 1
-        weekdays += (today - timedelta(days=days)).weekday() < 5
-    return days
+async def lookback_for(bars: int, settings: Settings, pool: asyncpg.Pool) -> tuple[int, Window]:
+    """The lookback (days) whose window, as the Onboarder computes it for `TODAY`, holds exactly
+    `bars` weekdays (synthetic's trading days); and that window."""
+    lookback = 0
+    while True:
+        probe = onboarder(replace(settings, price_lookback_days=lookback), pool)
+        window = probe.window()
+        await probe.aclose()
+        weekdays = sum(
+            (window.start + timedelta(days=d)).weekday() < 5
+            for d in range((window.end - window.start).days + 1)
+        )
+        if weekdays >= bars:
+            return lookback, window
+        lookback += bars - weekdays  # at least one weekday per day missing: never overshoots
+
+
+def onboarder(settings: Settings, pool: asyncpg.Pool, queue: Queue | None = None) -> Onboarder:
+    return Onboarder(settings, queue or Queue("bench"), pool, today=lambda: TODAY)
 
 
 async def reset(pool: asyncpg.Pool) -> None:
@@ -88,7 +108,7 @@ async def ours(
     await pool.execute("SELECT enqueue_symbol_onboarding(s) FROM unnest($1::text[]) AS s", symbols)
     queue = Queue(f"bench-{concurrency}")
     settings = Settings(price_source="synthetic", price_lookback_days=lookback)
-    onboarder = Onboarder(settings, queue, pool, today=lambda: TODAY)
+    runner = onboarder(settings, pool, queue)
     # Claims as the runner makes them: on a connection of their own, synchronous_commit off (a
     # claim lost in a crash only leaves the job pending). One per worker here.
     claimers = [
@@ -105,14 +125,14 @@ async def ours(
             free.append(conn)
         if not jobs:
             return False
-        result = await onboarder.run(jobs[0])
+        result = await runner.run(jobs[0])
         assert result.outcome == "completed", result
         return True
 
     try:
         elapsed = await run_workers(concurrency, work)
     finally:
-        await onboarder.aclose()
+        await runner.aclose()
         for conn in claimers:
             await conn.close()
     stored = await pool.fetchval("SELECT count(*) FROM symbol_prices_daily")
@@ -148,24 +168,23 @@ async def floor(
 
 async def main(args: argparse.Namespace) -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
-    lookback = lookback_for(BARS, TODAY)
-    window = Window(TODAY - timedelta(days=lookback), TODAY)
     symbols = [f"SYN{i:05d}" for i in range(args.symbols)]
-    # The floor's rows: exactly what the synthetic source produces for each symbol.
-    rows = {
-        s: [
-            (s, b.price_date, b.open, b.high, b.low, b.close, b.adj_close, b.volume)
-            for b in normalize("synthetic", s, synthetic.generate(s, window), window)
-        ]
-        for s in symbols
-    }
-    assert all(len(r) == BARS for r in rows.values())
 
     async with throwaway_database("onboarding") as url:
         max_c = max(args.concurrency)
         dsn = asyncpg_dsn(url)
         pool = await asyncpg.create_pool(dsn, min_size=max_c + 1, max_size=max_c + 2)
         try:
+            lookback, window = await lookback_for(BARS, Settings(price_source="synthetic"), pool)
+            # The floor's rows: exactly what the synthetic source produces for each symbol.
+            rows = {
+                s: [
+                    (s, b.price_date, b.open, b.high, b.low, b.close, b.adj_close, b.volume)
+                    for b in normalize("synthetic", s, synthetic.generate(s, window), window)
+                ]
+                for s in symbols
+            }
+            assert all(len(r) == BARS for r in rows.values())
             # Universe rows exist for the floor (FK), as they do once enqueued.
             await pool.execute(
                 "INSERT INTO symbol_universe (symbol, status) SELECT s, 'pending' "

@@ -39,10 +39,16 @@ from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
+from common import installed
 
 from worker import embedded, migrate
 from worker.db import asyncpg_dsn, with_database
 from worker.queue import Queue, new_worker_id
+
+# The bench smoke test (tests/acceptance/test_bench_scripts.py) runs it with these arguments and
+# checks these lines; the defaults stay the full size.
+SMOKE_ARGS = ["--jobs", "300", "--max-seconds", "0.5", "--workers", "1,2", "--batches", "1,10"]
+SMOKE_OUTPUT = [r"^ours +each +1 +1 +\d+ ", r"^ours +batch +2 +10 +\d+ ", r"^bare asyncpg +batch "]
 
 EMBEDDED_PGDATA = Path("/tmp/sow-bench-pg")
 DB_PREFIX = "sow_bench"
@@ -280,7 +286,7 @@ class Bare:
 class Pgqueuer:
     """pgqueuer's QueueManager, one per worker on its own connection, in drain mode."""
 
-    name = "pgqueuer"
+    name = module = "pgqueuer"
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -350,7 +356,7 @@ class Pgqueuer:
 class Procrastinate:
     """procrastinate's worker in burst mode (wait=False), concurrency = workers, one job a fetch."""
 
-    name = "procrastinate"
+    name = module = "procrastinate"
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -501,8 +507,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 async def main(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     systems: list[Ours | Pgqueuer | Procrastinate | Bare] = [Ours(args)]
-    if not args.skip_baselines:
-        systems += [Pgqueuer(args), Procrastinate(args), Bare(args)]
     async with bench_server() as server:
         print(
             f"server: {server.kind}, PostgreSQL {await server.version()}; "
@@ -510,6 +514,12 @@ async def main(args: argparse.Namespace) -> None:
             f"asyncpg {version('asyncpg')}, psycopg {version('psycopg')}; "
             f"{os.cpu_count()} CPUs; {args.jobs} jobs per run, cap {args.max_seconds:g} s"
         )
+        if not args.skip_baselines:
+            # An optional baseline that is not installed is reported and left out.
+            systems += [
+                cls(args) for cls in (Pgqueuer, Procrastinate) if installed(cls.module, cls.name)
+            ]
+            systems.append(Bare(args))
         for system in systems:
             await system.setup(server)
         results: list[Result] = []

@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import datetime
+from typing import Literal, get_args
 
 from sqlalchemy import (
     CheckConstraint,
@@ -19,9 +20,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from worker.models.base import Base
 
-STATUSES = ("pending", "processing", "completed", "failed")
-PRIORITIES = ("high", "normal", "low")  # claim order
-KINDS = ("onboarding", "refresh")  # every onboarding is claimed before any refresh
+# The values the CHECK constraints below allow, as types for the code that reads and writes them.
+Status = Literal["pending", "processing", "completed", "failed"]
+Priority = Literal["high", "normal", "low"]  # claim order
+STATUSES: tuple[Status, ...] = get_args(Status)
+PRIORITIES: tuple[Priority, ...] = get_args(Priority)
+Kind = Literal["onboarding", "refresh"]  # every onboarding is claimed before any refresh
+KINDS: tuple[Kind, ...] = get_args(Kind)
 SYMBOL_PATTERN = r"^[A-Z0-9.^=/-]{1,20}$"
 
 

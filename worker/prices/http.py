@@ -10,7 +10,7 @@ import logging
 from abc import abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import httpx
 
@@ -36,6 +36,8 @@ from worker.prices.base import (
 )
 from worker.prices.ratelimit import SourceGate
 from worker.prices.validate import load_json, normalize
+
+E = TypeVar("E", bound=SourceError)
 
 # One year of daily bars is about 30 KB; anything far bigger is not what we asked for.
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -82,7 +84,7 @@ class HttpSource(PriceSource):
         self._request_timeout_s = request_timeout_s
         self._gate = gate
         self._base_url = base_url.rstrip("/")
-        self._secrets = (secret,) if secret else ()
+        self._secrets: tuple[str, ...] = (secret,) if secret else ()
 
     @abstractmethod
     def request(self, symbol: str, window: Window) -> Request:
@@ -157,12 +159,12 @@ class HttpSource(PriceSource):
         except httpx.HTTPError as exc:
             raise TransientSourceError(self.name, f"request failed ({_describe(exc)})") from None
 
-    def scrub(self, exc: SourceError) -> SourceError:
+    def scrub(self, exc: E) -> E:
         """The same error with any API key masked (providers may echo request details)."""
         return scrub(exc, self._secrets)
 
 
-def scrub(exc: SourceError, secrets: Iterable[str]) -> SourceError:
+def scrub(exc: E, secrets: Iterable[str]) -> E:
     """`exc` with the secrets (and any key-like query parameter) masked, by worker.logs'
     redact_text: one masking rule for log lines and error messages."""
     detail = redact_text(exc.detail, [s for s in secrets if s])

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
+from worker.db import Connection
 from worker.prices.base import SourcePaused
 from worker.settings import SettingsError
 from worker.sql import prices as sql
@@ -86,6 +87,7 @@ class SourceGate:
     async def pause(self, source: str, seconds: float, reason: str) -> SourcePaused:
         """Pause `source` for every process for `seconds` (an existing longer pause stays)."""
         row = await self._pool.fetchrow(sql.PAUSE_SOURCE, source, seconds, reason)
+        assert row is not None  # an upsert ... RETURNING always returns its row
         log.warning(
             "price_source_paused",
             source=source,
@@ -96,9 +98,9 @@ class SourceGate:
 
     async def record_failure(self, source: str) -> int:
         """Count one more transient failure of `source` in a row; returns the count so far."""
-        return await self._pool.fetchval(sql.RECORD_FAILURE, source)
+        return int(await self._pool.fetchval(sql.RECORD_FAILURE, source))
 
-    async def reset_failures(self, conn: asyncpg.Connection, source: str) -> None:
+    async def reset_failures(self, conn: Connection, source: str) -> None:
         """`source` answered: its run of transient failures is over."""
         await conn.execute(sql.RESET_FAILURES, source)
 
@@ -116,7 +118,7 @@ class SourceGate:
             await self._check_paused(source)
             return
         own = self._reserved.pop((source, symbol), None) if symbol is not None else None
-        if own is not None:
+        if own is not None and symbol is not None:
             wait_s = own - _clock()
             if wait_s > self._max_wait_s:  # back early (another source's pause ended first)
                 self._reserved[(source, symbol)] = own

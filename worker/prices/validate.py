@@ -100,11 +100,11 @@ def price(value: object) -> Decimal | None:
     if number is None:
         return None
     # The common case in one test: finite, positive, and fitting before and after rounding.
-    if number.is_finite() and _ZERO < number < PRICE_LIMIT:  # type: ignore[union-attr,operator]
-        rounded = number.quantize(PRICE_QUANTUM, ROUNDING, _CONTEXT)  # type: ignore[union-attr]
+    if number.is_finite() and _ZERO < number < PRICE_LIMIT:
+        rounded = number.quantize(PRICE_QUANTUM, ROUNDING, _CONTEXT)
         if _ZERO < rounded < PRICE_LIMIT:
             return rounded
-    raise ValueProblem(_price_problem(number))  # type: ignore[arg-type]
+    raise ValueProblem(_price_problem(number))
 
 
 def _price_problem(number: Decimal) -> str:
@@ -121,8 +121,8 @@ def _price_problem(number: Decimal) -> str:
 
 def volume(value: object) -> int | None:
     """A volume as an integer, or None when missing. Raises ValueProblem."""
-    if value.__class__ is int and 0 <= value <= BIGINT_MAX:  # type: ignore[operator]
-        return value  # type: ignore[return-value]
+    if value.__class__ is int and 0 <= value <= BIGINT_MAX:
+        return value
     number = to_decimal(value)
     if number is None:
         return None
