@@ -25,6 +25,7 @@ import asyncpg
 import structlog
 from structlog.typing import FilteringBoundLogger
 
+from worker.db import Connection
 from worker.onboarding import PROPAGATE, JobResult, Onboarder, Unfetched, _clip
 from worker.prices.base import Bar, NoData, SymbolNotFound, Window
 from worker.queue import Job, Queue
@@ -38,7 +39,7 @@ TICK = Decimal("0.0001")  # prices are stored at 4 decimals: one tick apart is r
 MAX_LOGGED_CHANGES = 10
 
 # Recomputes the betas of the given symbols on the given connection (issue 10's factor code).
-Recompute = Callable[[asyncpg.Connection, Sequence[str]], Awaitable[object]]
+Recompute = Callable[[Connection, Sequence[str]], Awaitable[object]]
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,8 @@ class PriceChange:
 
 
 def price_changes(
-    stored: Sequence[asyncpg.Record | tuple], bars: Sequence[Bar]
+    stored: Sequence[asyncpg.Record | tuple[date, Decimal | None, Decimal | None]],
+    bars: Sequence[Bar],
 ) -> list[PriceChange]:
     """Where the fetched bars differ from the stored (date, close, adj_close) rows by more than
     one tick (rounding). A value one side lacks is not a change (a source without adjusted

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import structlog
 
+from worker.db import Connection
 from worker.prices import HTTP_SOURCES, check_source_config, source_rates
 from worker.settings import Settings
 from worker.sql import refresh as sql
@@ -38,9 +39,7 @@ class Behind:
         return sum(1 for _, last in self.symbols if last is None)
 
 
-async def behind(
-    conn: asyncpg.Connection, through: date, symbols: Sequence[str] | None = None
-) -> Behind:
+async def behind(conn: Connection, through: date, symbols: Sequence[str] | None = None) -> Behind:
     """The symbols that have no price on or after session `through` (or only those listed)."""
     names = list(symbols) if symbols is not None else None
     rows = await conn.fetch(sql.BEHIND, through, names)
@@ -49,7 +48,7 @@ async def behind(
 
 
 async def enqueue_refresh(
-    conn: asyncpg.Connection, through: date, symbols: Sequence[str] | None = None
+    conn: Connection, through: date, symbols: Sequence[str] | None = None
 ) -> int:
     """Enqueue a refresh job for every symbol behind session `through` that has no live job;
     returns how many were created (in the caller's transaction)."""
@@ -64,7 +63,7 @@ class BatchOutcome:
 
 
 async def enqueue_daily_batch(
-    conn: asyncpg.Connection, trading_day: date, through: date, worker_id: str
+    conn: Connection, trading_day: date, through: date, worker_id: str
 ) -> BatchOutcome:
     """The scheduled batch of `trading_day`, at most once ever (see the module docstring)."""
     async with conn.transaction():
@@ -152,7 +151,7 @@ class DailySchedule:
 
 
 async def next_refresh(
-    conn: asyncpg.Connection, times: ScheduleTimes | None, now: datetime
+    conn: Connection, times: ScheduleTimes | None, now: datetime
 ) -> datetime | None:
     """When the scheduled refresh runs next: `now` when a due batch is not enqueued yet (a worker
     does it within a housekeeping round), None when the schedule is off."""
@@ -244,7 +243,7 @@ def _duration(seconds: float) -> str:
 async def command(
     args: argparse.Namespace,
     settings: Settings,
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     now: datetime | None = None,
 ) -> int:

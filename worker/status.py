@@ -295,6 +295,7 @@ async def _refresh(conn: asyncpg.Connection, settings: Settings, now: datetime) 
     calendar = shared_calendar(settings.refresh_calendar)
     through = calendar.last_completed_session(now)
     facts = await conn.fetchrow(sql.REFRESH_FACTS, through)
+    assert facts is not None  # an aggregate without GROUP BY: always one row
     last = await conn.fetchrow(sql.LAST_SCHEDULE_RUN)
     times = ScheduleTimes.from_settings(settings, calendar)
     return RefreshFacts(
