@@ -21,8 +21,12 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# `make run` serves the status page, probes and metrics; `make run WORKER_HTTP_PORT=9000` moves it.
+WORKER_HTTP_PORT ?= 8087
+
 run: $(VENV)/.installed-run
-	exec $(BIN)/python -m worker run $(ARGS)
+	@echo "status page, /healthz, /readyz, /metrics: http://$${WORKER_HTTP_HOST:-127.0.0.1}:$(WORKER_HTTP_PORT)/"
+	WORKER_HTTP_PORT=$(WORKER_HTTP_PORT) exec $(BIN)/python -m worker run $(ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -7,13 +7,14 @@ unreachable for a one-shot command, schema not migrated); 2 bad usage.
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import structlog
@@ -30,6 +31,10 @@ from worker import queue as queue_ops
 from worker.db import CONNECTION_ERRORS, DatabaseUrlError, asyncpg_dsn, connect_options, redact
 from worker.settings import Settings, SettingsError
 from worker.symbols import InvalidPriorityError, InvalidSymbolError, UnknownRequesterError
+
+if TYPE_CHECKING:
+    from worker.metrics import Metrics
+    from worker.web import StatusServer
 
 log = structlog.get_logger("worker.cli")
 
@@ -170,6 +175,24 @@ async def _database(settings: Settings, *, migrate_embedded: bool) -> AsyncItera
 
 
 async def _run(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    from worker import web
+
+    worker_id = queue_ops.new_worker_id(settings.worker_name)
+    try:
+        async with web.endpoint(settings, url, worker_id) as (metrics, server):
+            return await _run_worker(args, settings, url, worker_id, metrics, server)
+    except web.EndpointError as exc:
+        raise FatalError(str(exc)) from None
+
+
+async def _run_worker(
+    args: argparse.Namespace,
+    settings: Settings,
+    url: str,
+    worker_id: str,
+    metrics: "Metrics",
+    server: "StatusServer | None",
+) -> int:
     from worker.housekeeping import Housekeeper
     from worker.onboarding import Onboarder
     from worker.refresh import JobsByKind, Refresher
@@ -194,13 +217,13 @@ async def _run(args: argparse.Namespace, settings: Settings, url: str) -> int:
     try:
         await _check_schema(pool)
         queue = queue_ops.Queue(
-            queue_ops.new_worker_id(settings.worker_name),
+            worker_id,
             max_attempts=settings.max_attempts,
             retry_base_s=settings.retry_base_s,
             retry_max_s=settings.retry_max_s,
         )
         calendar = TradingCalendar(settings.refresh_calendar)
-        handler = Onboarder(settings, queue, pool, sources=args.source)
+        handler = Onboarder(settings, queue, pool, sources=args.source, metrics=metrics)
         times = schedule.ScheduleTimes.from_settings(settings, calendar)
         # --burst drains the queue and exits: the daily schedule is the long-running worker's.
         daily = (
@@ -224,7 +247,11 @@ async def _run(args: argparse.Namespace, settings: Settings, url: str) -> int:
                     extra_sweeps={"expired_analytics_cache": analytics_cache.sweep_expired},
                     periodic=daily,
                 ),
+                metrics=metrics,
             )
+            if server is not None:
+                server.worker = runner
+                runner.info = dataclasses.replace(runner.info, http_url=server.url)
             stop_requests[:] = [runner.request_stop]
             if startup.is_set():
                 return 0

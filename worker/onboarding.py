@@ -38,6 +38,7 @@ from tenacity import (
 
 from worker.db import CONNECTION_ERRORS
 from worker.logs import redact_text
+from worker.metrics import Metrics
 from worker.prices import (
     HTTP_SOURCES,
     build_sources,
@@ -91,6 +92,7 @@ class Onboarder:
         *,
         sources: str | None = None,
         today: Callable[[], date] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """`sources` overrides settings.price_source (the --source flag); `today` the UTC date
         clock (tests): the window ends the day before it. Raises SettingsError for a chain it
@@ -99,6 +101,7 @@ class Onboarder:
         self._settings = settings
         self._queue = queue
         self._pool = pool
+        self._metrics = metrics or Metrics()
         self._today = today or (lambda: datetime.now(UTC).date())
         # Longest first, so a key inside another is not half-hidden.
         self._secrets = sorted(source_secrets(settings, names), key=len, reverse=True)
@@ -113,10 +116,13 @@ class Onboarder:
         self._mask = MaskSecrets(self._secrets)
         self._mask.attach()
         self._gate = SourceGate(
-            pool, source_rates(settings, names), max_wait_s=settings.rate_limit_max_wait_s
+            pool,
+            source_rates(settings, names),
+            max_wait_s=settings.rate_limit_max_wait_s,
+            metrics=self._metrics,
         )
         self.sources: list[PriceSource] = build_sources(
-            settings, names, pool=pool, client=self._client, gate=self._gate
+            settings, names, pool=pool, client=self._client, gate=self._gate, metrics=self._metrics
         )
         # Only the HTTP sources are ever paused (rate limits, blocks, the circuit breaker) and
         # counted by the circuit breaker; their pause is checked before each request.
@@ -213,6 +219,7 @@ class Onboarder:
                 if ahead is not None:
                     deferrals[deferrals.index(first)] = ahead
                     first = min(deferrals, key=lambda d: d.delay_s)
+                self._metrics.rate_limit_deferral(first.source)
             reason = "; ".join(
                 [
                     f"deferred, {d.source} paused for {d.delay_s:.0f} s: {d.reason}"
@@ -319,6 +326,7 @@ class Onboarder:
                 await self._queue.complete(conn, job)
         assert stored is not None  # the statement returns one summary row
         written, last_price_date = stored["rows_written"], stored["last_price_date"]
+        self._metrics.rows_written(source.name, written)
         log.info(
             "prices_stored",
             source=source.name,

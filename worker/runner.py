@@ -23,6 +23,7 @@ import structlog
 
 from worker import registry
 from worker.db import CONNECTION_ERRORS, connect_options
+from worker.metrics import Metrics
 from worker.queue import Job, JobLost, Queue
 from worker.settings import Settings
 from worker.sql import queue as sql
@@ -70,6 +71,7 @@ class Runner:
         listen_dsn: str | None = None,
         burst: bool = False,
         housekeeping: Housekeeping | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
@@ -80,6 +82,8 @@ class Runner:
         self._claim_conn: asyncpg.Connection | None = None
         self.burst = burst
         self.housekeeping = housekeeping
+        self.metrics = metrics or Metrics()
+        self._claim_connects = 0
         # Keyed by claim (id and its started_at token): the same job claimed again after a
         # recovery is another entry, never confused with a stale execution.
         self._in_flight: dict[tuple[uuid.UUID, datetime], asyncio.Task[None]] = {}
@@ -222,11 +226,15 @@ class Runner:
                 self.claim_dsn,
                 **connect_options(self.settings),
             )
+            self._claim_connects += 1
+            if self._claim_connects > 1:
+                self.metrics.database_reconnect("claim")
         return self._claim_conn
 
     def _start(self, job: Job) -> None:
         task = asyncio.create_task(self._execute(job), name=f"job-{job.symbol}")
         self._in_flight[(job.id, job.started_at)] = task
+        self.metrics.job_started(job)
 
     async def _execute(self, job: Job) -> None:
         bound = log.bind(job_id=str(job.id), symbol=job.symbol, attempt=job.attempts)
@@ -235,8 +243,10 @@ class Runner:
         def elapsed_ms() -> float:
             return round((time.perf_counter() - started) * 1000, 1)
 
+        outcome = "crashed"
         try:
             result = await self.handler.run(job)
+            outcome = result.outcome
             level = "info" if result.outcome == "completed" else "warning"
             getattr(bound, level)(
                 "job_finished",
@@ -249,6 +259,7 @@ class Runner:
             handed = await asyncio.shield(
                 self._hand_back(job, "worker shut down before the job finished")
             )
+            outcome = "handed_back" if handed else "abandoned"
             bound.warning(
                 "job_finished",
                 outcome="handed_back" if handed else "abandoned",
@@ -256,8 +267,10 @@ class Runner:
             )
             raise
         except JobLost as exc:
+            outcome = "lost"
             bound.warning("job_finished", outcome="lost", duration_ms=elapsed_ms(), error=str(exc))
         except CONNECTION_ERRORS as exc:
+            outcome = "interrupted"
             bound.warning(
                 "job_finished",
                 outcome="interrupted",
@@ -271,6 +284,7 @@ class Runner:
                 await self.queue.retry_later(self.pool, job, f"worker error: {_describe(exc)}")
         finally:
             self._in_flight.pop((job.id, job.started_at), None)
+            self.metrics.job_finished(job, outcome, time.perf_counter() - started)
             self._wake.set()
 
     async def _hand_back(self, job: Job, reason: str) -> bool:
@@ -344,6 +358,8 @@ class Runner:
                 await conn.add_listener(CHANNEL, lambda *_: self._wake.set())
                 self.listening.set()
                 self.listener_connects += 1
+                if self.listener_connects > 1:
+                    self.metrics.database_reconnect("listen")
                 self._wake.set()  # anything enqueued while we were not listening
                 log.info("listener_connected")
                 backoff.reset()

@@ -43,6 +43,10 @@ class Settings:
     # A dead worker (no heartbeat for QUEUE_STALL_TIMEOUT_S) stays listed, as dead, this long;
     # then housekeeping deletes its row from the live-worker registry.
     dead_worker_retention_s: float = _env("WORKER_DEAD_RETENTION_S", 3600.0)
+    # The worker's HTTP endpoint (/healthz, /readyz, /metrics, the status page): off when unset;
+    # 0 picks a free port (logged as http_listening).
+    http_port: int | None = _env("WORKER_HTTP_PORT", None)
+    http_host: str = _env("WORKER_HTTP_HOST", "127.0.0.1")
     # Queue lifecycle
     max_attempts: int = _env("QUEUE_MAX_ATTEMPTS", 5)
     retry_base_s: float = _env("QUEUE_RETRY_BASE_S", 10.0)
@@ -154,6 +158,8 @@ class Settings:
                 f"REFRESH_OVERLAP_SESSIONS must be >= 0, got {self.refresh_overlap_sessions}"
             )
         self.schedule_time()
+        if self.http_port is not None and not 0 <= self.http_port <= 65535:
+            raise SettingsError(f"WORKER_HTTP_PORT must be 0-65535, got {self.http_port}")
         if self.log_format not in ("auto", "json", "console"):
             raise SettingsError(
                 f"LOG_FORMAT must be auto, json or console, got {self.log_format!r}"
@@ -197,8 +203,11 @@ def _parse(name: str, raw: str, default: Any) -> Any:
             return int(raw)
         if isinstance(default, float):
             return float(raw)
+        if name.endswith("_PORT"):
+            return int(raw)
         if isinstance(default, Path) or name.endswith("_DIR"):
             return Path(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a valid {type(default).__name__}") from None
+        kind = "port number" if name.endswith("_PORT") else type(default).__name__
+        raise SettingsError(f"{name}={raw!r} is not a valid {kind}") from None
     return raw

@@ -14,6 +14,7 @@ import asyncpg
 import httpx
 import structlog
 
+from worker.metrics import Metrics
 from worker.prices.base import PriceSource
 from worker.prices.csv_files import CsvSource
 from worker.prices.database import DatabaseSource
@@ -100,6 +101,7 @@ def build_sources(
     pool: asyncpg.Pool,
     client: httpx.AsyncClient | None,
     gate: SourceGate,
+    metrics: Metrics | None = None,
 ) -> list[PriceSource]:
     """The chain's source objects, in order (names already checked by check_source_config)."""
     sources: list[PriceSource] = []
@@ -117,6 +119,7 @@ def build_sources(
                     # The whole request (connect, headers, every read of the body): twice the
                     # per-phase PRICE_HTTP_TIMEOUT_S, so a dripping server cannot hold a job.
                     request_timeout_s=settings.http_timeout_s * 2,
+                    metrics=metrics,
                 )
             )
         elif name == "database":

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple, TypeVar
 import httpx
 
 from worker.logs import redact_text
+from worker.metrics import Metrics
 from worker.prices.base import (
     Bar,
     InvalidData,
@@ -77,10 +78,12 @@ class HttpSource(PriceSource):
         *,
         secret: str | None = None,
         request_timeout_s: float | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """`request_timeout_s` bounds each whole request (httpx's timeouts are per connect and
         per read: a server dripping bytes would hold the job forever); None: no bound."""
         self._client = client
+        self._metrics = metrics or Metrics()
         self._request_timeout_s = request_timeout_s
         self._gate = gate
         self._base_url = base_url.rstrip("/")
@@ -126,6 +129,7 @@ class HttpSource(PriceSource):
             async with asyncio.timeout(self._request_timeout_s):
                 return await self._get(url, params=params, headers=headers)
         except TimeoutError:  # the overall limit (asyncio's), not httpx's per-phase timeouts
+            self._metrics.provider_request(self.name, "timeout")
             raise TransientSourceError(
                 self.name, f"timed out (no complete response within {self._request_timeout_s:g} s)"
             ) from None
@@ -146,6 +150,7 @@ class HttpSource(PriceSource):
                         raise TransientSourceError(
                             self.name, f"response larger than {MAX_BODY_BYTES} bytes, abandoned"
                         )
+                self._metrics.provider_request(self.name, str(response.status_code))
                 return Reply(
                     status=response.status_code,
                     body=bytes(body),
@@ -155,8 +160,10 @@ class HttpSource(PriceSource):
                     url_path=response.request.url.path,
                 )
         except httpx.TimeoutException as exc:
+            self._metrics.provider_request(self.name, "timeout")
             raise TransientSourceError(self.name, f"timed out ({_describe(exc)})") from None
         except httpx.HTTPError as exc:
+            self._metrics.provider_request(self.name, "error")
             raise TransientSourceError(self.name, f"request failed ({_describe(exc)})") from None
 
     def scrub(self, exc: E) -> E:

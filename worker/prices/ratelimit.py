@@ -26,6 +26,7 @@ import asyncpg
 import structlog
 
 from worker.db import Connection
+from worker.metrics import Metrics
 from worker.prices.base import SourcePaused
 from worker.settings import SettingsError
 from worker.sql import prices as sql
@@ -68,9 +69,15 @@ class SourceGate:
     """Checks and records pauses, and reserves request slots, for the configured sources."""
 
     def __init__(
-        self, pool: asyncpg.Pool, rates: Mapping[str, Rate | None], *, max_wait_s: float
+        self,
+        pool: asyncpg.Pool,
+        rates: Mapping[str, Rate | None],
+        *,
+        max_wait_s: float,
+        metrics: Metrics | None = None,
     ) -> None:
         self._pool = pool
+        self._metrics = metrics or Metrics()
         self._rates = dict(rates)
         self._max_wait_s = max_wait_s
         # (source, symbol) -> the monotonic time of the slot reserved ahead for that job.
@@ -88,6 +95,7 @@ class SourceGate:
         """Pause `source` for every process for `seconds` (an existing longer pause stays)."""
         row = await self._pool.fetchrow(sql.PAUSE_SOURCE, source, seconds, reason)
         assert row is not None  # an upsert ... RETURNING always returns its row
+        self._metrics.source_paused(source)
         log.warning(
             "price_source_paused",
             source=source,
