@@ -19,7 +19,6 @@ import asyncpg
 import structlog
 
 from worker.db import Connection
-from worker.prices import HTTP_SOURCES, check_source_config, source_rates
 from worker.settings import Settings
 from worker.sql import refresh as sql
 from worker.symbols import normalize_symbol
@@ -201,6 +200,10 @@ class SourceCost:
 def request_plan(settings: Settings, found: Behind) -> list[SourceCost]:
     """The requests a refresh of `found` costs: one per symbol at the chain's first source (the
     others are only asked when it fails), none for a local source."""
+    # Here, not at the top: worker.status imports this module, and the price sources import
+    # worker.metrics, which imports worker.status.
+    from worker.prices import HTTP_SOURCES, check_source_config, source_rates
+
     names = check_source_config(settings)
     first = names[0]
     if first not in HTTP_SOURCES:
