@@ -22,7 +22,8 @@ class PortfolioAnalyticsCache(Base):
     id: Mapped[uuid.UUID] = mapped_column(
         primary_key=True, server_default=text("gen_random_uuid()")
     )
-    portfolio_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("portfolios.id"))
+    # ON DELETE CASCADE (revision 0008): the cache of a deleted portfolio means nothing.
+    portfolio_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("portfolios.id", ondelete="CASCADE"))
     cache_key: Mapped[str] = mapped_column(String(255))
     cache_type: Mapped[str] = mapped_column(String(50))
     cached_data: Mapped[Any] = mapped_column(JSONB)

@@ -75,7 +75,10 @@ class SymbolOnboardingQueue(Base):
     )
     symbol: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20), server_default="pending")
-    requested_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    # ON DELETE SET NULL (revision 0008): deleting a user never fails on its old jobs.
+    requested_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
     priority: Mapped[str] = mapped_column(String(10), server_default="normal")
     error_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -60,7 +60,10 @@ class SymbolPricesDaily(Base):
     )
 
     symbol: Mapped[str] = mapped_column(
-        String(20), ForeignKey("symbol_universe.symbol"), primary_key=True
+        # ON DELETE CASCADE (revision 0008): the host deletes symbols with a plain DELETE.
+        String(20),
+        ForeignKey("symbol_universe.symbol", ondelete="CASCADE"),
+        primary_key=True,
     )
     price_date: Mapped[date] = mapped_column(Date, primary_key=True)
     open_price: Mapped[Decimal | None] = mapped_column(Price)

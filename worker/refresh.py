@@ -147,7 +147,7 @@ class Refresher:
 
     async def _refresh(self, job: Job, log: FilteringBoundLogger) -> JobResult:
         target = await self._pool.fetchrow(sql.REFRESH_TARGET, job.symbol)
-        if target is None or (target["status"] or "active") != "active":
+        if target is None or target["status"] in ("delisted", "error"):
             # Deleted by the host, delisted or errored since the batch: nothing to refresh.
             status = None if target is None else target["status"]
             log.info("refresh_skipped", status=status)

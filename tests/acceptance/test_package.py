@@ -28,6 +28,7 @@ COPY_IGNORE = (
     ".venv",
     ".data",
     ".hypothesis",
+    ".mypy-tree",
     "build",
     "dist",
     "*.egg-info",

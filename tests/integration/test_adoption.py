@@ -57,6 +57,11 @@ async def test_upgrade_adopts_a_host_database_and_adds_only_four_columns(
     assert before["columns"] - after["columns"] == set()
     for part in ("indexes", "constraints"):
         assert after[part] == before[part], part
+    # The one project object on a host table: it keeps status and is_active consistent.
+    assert {row[:2] for row in after["triggers"] - before["triggers"]} == {
+        ("symbol_universe", "symbol_onboarding_sync_is_active")
+    }
+    assert before["triggers"] - after["triggers"] == set()
     assert await hostdb.row_counts(url) == counts
     # The baseline created none of the host's tables.
     assert await fetch(url, "SELECT * FROM symbol_onboarding_baseline_tables") == []

@@ -108,7 +108,27 @@ DELIBERATE_CHANGES: dict[str, set[tuple[object, ...]]] = {
         ),
     },
     "indexes": set(),
-    "constraints": set(),
+    # 0008: the host's deletes of a symbol, a portfolio or a user are not blocked by our rows.
+    "constraints": {
+        (
+            "symbol_prices_daily",
+            "symbol_prices_daily_symbol_fkey",
+            b"f",
+            "FOREIGN KEY (symbol) REFERENCES symbol_universe(symbol)",
+        ),
+        (
+            "portfolio_analytics_cache",
+            "portfolio_analytics_cache_portfolio_id_fkey",
+            b"f",
+            "FOREIGN KEY (portfolio_id) REFERENCES portfolios(id)",
+        ),
+        (
+            "symbol_onboarding_queue",
+            "symbol_onboarding_queue_requested_by_fkey",
+            b"f",
+            "FOREIGN KEY (requested_by) REFERENCES users(id)",
+        ),
+    },
 }
 
 

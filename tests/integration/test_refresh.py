@@ -466,3 +466,23 @@ async def test_jobs_go_to_the_handler_of_their_kind(
     with capture_logs() as logs:
         assert (await router.run(job)).outcome == "completed"
     assert [e["event"] for e in logs] == ["refresh_up_to_date"]
+
+
+async def test_pending_rows_without_prices_or_job_are_onboarded_not_duplicated(
+    refresh_pool, queue
+) -> None:
+    # ORPHAN: pending with no job (e.g. re-activated by the host); QUEUED: a live onboarding.
+    await refresh_pool.execute(
+        "INSERT INTO symbol_universe (symbol, status) VALUES ('ORPHAN', 'pending')"
+    )
+    queued = await refresh_pool.fetchval("SELECT enqueue_symbol_onboarding('QUEUED')")
+    async with refresh_pool.acquire() as conn:
+        assert await enqueue_refresh(conn, NOW.date()) == 1
+    rows = await refresh_pool.fetch(
+        "SELECT id, symbol, kind FROM symbol_onboarding_queue ORDER BY symbol"
+    )
+    assert [(r["symbol"], r["kind"]) for r in rows] == [
+        ("ORPHAN", "refresh"),
+        ("QUEUED", "onboarding"),
+    ]
+    assert rows[1]["id"] == queued

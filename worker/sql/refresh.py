@@ -36,18 +36,19 @@ SET consecutive_misses = 0, last_miss_reason = NULL, updated_at = now()
 WHERE symbol = $1 AND consecutive_misses > 0
 """
 
-# status 'delisted', and is_active false where the host's table has the column (the refresh-jobs revision).
-DELIST = "SELECT symbol_refresh_delist($1)"
+# The symbol is delisted: no longer refreshed, its prices kept. Where the host's table has
+# is_active, revision 0008's trigger sets it false.
+DELIST = "UPDATE symbol_universe SET status = 'delisted', updated_at = now() WHERE symbol = $1"
 
-# The symbols that are behind session $1 (active, or a host-inserted row with no status, and no
-# price on or after it; host rows with no prices at all included), restricted to $2 when not
-# NULL. Rows whose spelling the queue refuses (the host inserts rows itself) are left out rather
+# The symbols that are behind session $1: active (or no status) without a price on or after it,
+# host rows with no prices at all included, and pending rows without prices (a live onboarding
+# job keeps them: ON CONFLICT below), restricted to $2 when not NULL. Rows whose spelling the queue refuses (the host inserts rows itself) are left out rather
 # than failing the whole batch; BEHIND_INVALID counts them.
 BEHIND = """
 SELECT u.symbol, u.last_price_date
 FROM symbol_universe AS u
-WHERE coalesce(u.status, 'active') = 'active'
-  AND (u.last_price_date IS NULL OR u.last_price_date < $1)
+WHERE (coalesce(u.status, 'active') = 'active' AND coalesce(u.last_price_date < $1, true)
+       OR u.status = 'pending' AND u.last_price_date IS NULL)
   AND ($2::text[] IS NULL OR u.symbol = ANY($2::text[]))
   AND u.symbol ~ '^[A-Z0-9.^=/-]{1,20}$'
 ORDER BY u.last_price_date NULLS FIRST, u.symbol
@@ -56,8 +57,8 @@ ORDER BY u.last_price_date NULLS FIRST, u.symbol
 BEHIND_INVALID = """
 SELECT count(*)
 FROM symbol_universe AS u
-WHERE coalesce(u.status, 'active') = 'active'
-  AND (u.last_price_date IS NULL OR u.last_price_date < $1)
+WHERE (coalesce(u.status, 'active') = 'active' AND coalesce(u.last_price_date < $1, true)
+       OR u.status = 'pending' AND u.last_price_date IS NULL)
   AND ($2::text[] IS NULL OR u.symbol = ANY($2::text[]))
   AND u.symbol !~ '^[A-Z0-9.^=/-]{1,20}$'
 """

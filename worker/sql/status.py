@@ -95,9 +95,10 @@ SELECT
     count(*) FILTER (WHERE coalesce(status, 'active') = 'active' AND last_price_date >= $1)
         AS current,
     count(*) FILTER (WHERE coalesce(status, 'active') = 'active'
-                       AND (last_price_date IS NULL OR last_price_date < $1)) AS behind,
-    count(*) FILTER (WHERE coalesce(status, 'active') = 'active' AND last_price_date IS NULL)
-        AS without_prices,
+                             AND coalesce(last_price_date < $1, true)
+                           OR status = 'pending' AND last_price_date IS NULL) AS behind,
+    count(*) FILTER (WHERE coalesce(status, 'active') IN ('active', 'pending')
+                       AND last_price_date IS NULL) AS without_prices,
     min(last_price_date) FILTER (WHERE coalesce(status, 'active') = 'active'
                                    AND last_price_date < $1) AS oldest_last_price_date,
     count(*) FILTER (WHERE status = 'delisted') AS delisted,

@@ -10,11 +10,9 @@
   consecutive refreshes on which every source called the symbol unknown or delisted.
 - `refresh_schedule_runs`: one row per trading day whose scheduled refresh batch was enqueued,
   written in the same transaction as the batch, so it happens once across all workers.
-- `symbol_refresh_delist(symbol)`: marks a symbol delisted, and `is_active` false where the host's
-  table has that column (deployed shapes differ); its prices are kept.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-11-27
 """
 
@@ -23,8 +21,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008"
-down_revision: str | Sequence[str] | None = "0007"
+revision: str = "0009"
+down_revision: str | Sequence[str] | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -71,19 +69,6 @@ LANGUAGE sql AS $$
         requested_by = coalesce(q.requested_by, EXCLUDED.requested_by)
     RETURNING q.id
 $$;
-"""
-
-DELIST = r"""
-CREATE FUNCTION symbol_refresh_delist(p_symbol text) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    UPDATE symbol_universe SET status = 'delisted', updated_at = now() WHERE symbol = p_symbol;
-    IF EXISTS (SELECT 1 FROM information_schema.columns
-               WHERE table_schema = current_schema() AND table_name = 'symbol_universe'
-                 AND column_name = 'is_active') THEN
-        EXECUTE 'UPDATE symbol_universe SET is_active = false WHERE symbol = $1' USING p_symbol;
-    END IF;
-END $$;
 """
 
 
@@ -140,11 +125,9 @@ def upgrade() -> None:
         sa.Column("worker_id", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("trading_day", name="refresh_schedule_runs_pkey"),
     )
-    op.execute(DELIST)
 
 
 def downgrade() -> None:
-    op.execute("DROP FUNCTION symbol_refresh_delist(text);")
     op.drop_table("refresh_schedule_runs")
     op.drop_table("symbol_refresh_state")
     op.execute(ENQUEUE_V1)
