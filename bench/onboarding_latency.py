@@ -10,6 +10,7 @@ Baseline in the same run: the same INSERT -> job start with a no-op job (the que
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import sys
 import time
@@ -23,7 +24,7 @@ from common import describe, drive, throwaway_database
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.fakeprovider import FakeProvider, recorded
 from worker.db import asyncpg_dsn
-from worker.onboarding import Onboarder
+from worker.onboarding import open_onboarder
 from worker.queue import Job, Queue
 from worker.runner import Runner
 from worker.settings import Settings
@@ -83,20 +84,20 @@ async def measure(
     )
     pool = await asyncpg.create_pool(dsn, min_size=2, max_size=2)
     queue = Queue("bench")
-    if provider is None:
-        handler = Stamp(None, queue, pool)
-        onboarder = None
-    else:
-        onboarder = Onboarder(settings, queue, pool, today=lambda: date(2022, 1, 31))
-        handler = Stamp(onboarder)
-    runner = Runner(settings, pool, queue, handler, claim_dsn=dsn, listen_dsn=dsn)
-    task = asyncio.create_task(runner.run())
-    await runner.listening.wait()
-    latencies = await drive(dsn, samples, handler.stamps, handler.arrived, names=names)
-    runner.request_stop()
-    await task
-    if onboarder is not None:
-        await onboarder.aclose()
+    async with contextlib.AsyncExitStack() as resources:
+        if provider is None:
+            handler = Stamp(None, queue, pool)
+        else:
+            onboarder = await resources.enter_async_context(
+                open_onboarder(settings, queue, pool, today=lambda: date(2022, 1, 31))
+            )
+            handler = Stamp(onboarder)
+        runner = Runner(settings, pool, queue, handler, claim_dsn=dsn, listen_dsn=dsn)
+        task = asyncio.create_task(runner.run())
+        await runner.listening.wait()
+        latencies = await drive(dsn, samples, handler.stamps, handler.arrived, names=names)
+        runner.request_stop()
+        await task
     await pool.close()
     return latencies, handler.outcomes
 

@@ -27,6 +27,7 @@ import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -38,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import throwaway_database
 from worker.db import asyncpg_dsn
-from worker.onboarding import Onboarder
+from worker.onboarding import Onboarder, open_onboarder
 from worker.prices import synthetic
 from worker.prices.base import Window
 from worker.prices.validate import normalize
@@ -69,9 +70,8 @@ async def lookback_for(bars: int, settings: Settings, pool: asyncpg.Pool) -> tup
     `bars` weekdays (synthetic's trading days); and that window."""
     lookback = 0
     while True:
-        probe = onboarder(replace(settings, price_lookback_days=lookback), pool)
-        window = probe.window()
-        await probe.aclose()
+        async with onboarder(replace(settings, price_lookback_days=lookback), pool) as probe:
+            window = probe.window()
         weekdays = sum(
             (window.start + timedelta(days=d)).weekday() < 5
             for d in range((window.end - window.start).days + 1)
@@ -81,8 +81,10 @@ async def lookback_for(bars: int, settings: Settings, pool: asyncpg.Pool) -> tup
         lookback += bars - weekdays  # at least one weekday per day missing: never overshoots
 
 
-def onboarder(settings: Settings, pool: asyncpg.Pool, queue: Queue | None = None) -> Onboarder:
-    return Onboarder(settings, queue or Queue("bench"), pool, today=lambda: TODAY)
+def onboarder(
+    settings: Settings, pool: asyncpg.Pool, queue: Queue | None = None
+) -> AbstractAsyncContextManager[Onboarder]:
+    return open_onboarder(settings, queue or Queue("bench"), pool, today=lambda: TODAY)
 
 
 async def reset(pool: asyncpg.Pool) -> None:
@@ -108,7 +110,6 @@ async def ours(
     await pool.execute("SELECT enqueue_symbol_onboarding(s) FROM unnest($1::text[]) AS s", symbols)
     queue = Queue(f"bench-{concurrency}")
     settings = Settings(price_source="synthetic", price_lookback_days=lookback)
-    runner = onboarder(settings, pool, queue)
     # Claims as the runner makes them: on a connection of their own, synchronous_commit off (a
     # claim lost in a crash only leaves the job pending). One per worker here.
     claimers = [
@@ -125,14 +126,14 @@ async def ours(
             free.append(conn)
         if not jobs:
             return False
-        result = await runner.run(jobs[0])
+        result = await handler.run(jobs[0])
         assert result.outcome == "completed", result
         return True
 
     try:
-        elapsed = await run_workers(concurrency, work)
+        async with onboarder(settings, pool, queue) as handler:
+            elapsed = await run_workers(concurrency, work)
     finally:
-        await runner.aclose()
         for conn in claimers:
             await conn.close()
     stored = await pool.fetchval("SELECT count(*) FROM symbol_prices_daily")
@@ -180,7 +181,7 @@ async def main(args: argparse.Namespace) -> None:
             rows = {
                 s: [
                     (s, b.price_date, b.open, b.high, b.low, b.close, b.adj_close, b.volume)
-                    for b in normalize("synthetic", s, synthetic.generate(s, window), window)
+                    for b in normalize("synthetic", s, synthetic.generate(s, window), window).bars
                 ]
                 for s in symbols
             }

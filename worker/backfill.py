@@ -15,10 +15,11 @@ deployed caches do not, and then `adj_close_price` stays NULL.
 
 import argparse
 import asyncio
+import json
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
 import structlog
@@ -80,10 +81,17 @@ class BackfillSummary:
     dry_run: bool
     adjusted_close: bool  # the cache had an adjusted_close column, and it was copied
     symbols_not_found: tuple[str, ...]  # requested with --symbols, but absent from the cache
+    # Cache rows never copied because the price rule refuses them, by reason (validate.py).
+    rows_invalid: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows_skipped(self) -> int:
-        return self.rows_seen - self.rows_inserted
+        """Rows already in symbol_prices_daily (valid, but not inserted)."""
+        return self.rows_seen - self.rows_inserted - self.rows_invalid_total
+
+    @property
+    def rows_invalid_total(self) -> int:
+        return sum(self.rows_invalid.values())
 
     @property
     def rows_per_s(self) -> float:
@@ -93,6 +101,7 @@ class BackfillSummary:
         fields = asdict(self)
         fields["symbols_not_found"] = list(self.symbols_not_found)
         fields["rows_skipped"] = self.rows_skipped
+        fields["rows_invalid_total"] = self.rows_invalid_total
         fields["rows_per_s"] = round(self.rows_per_s, 1)
         fields["elapsed_s"] = round(self.elapsed_s, 3)
         return fields
@@ -169,6 +178,7 @@ class _Counts:
     inserted: int = 0
     added: int = 0
     updated: int = 0
+    invalid: dict[str, int] = field(default_factory=dict)
 
 
 class _Backfill:
@@ -232,6 +242,7 @@ class _Backfill:
             dry_run=self.dry_run,
             adjusted_close=bool(self.has_adjusted_close),
             symbols_not_found=self.not_found,
+            rows_invalid=dict(sorted(self.totals.invalid.items())),
         )
 
     async def _work(self) -> None:
@@ -247,6 +258,8 @@ class _Backfill:
                 self.totals.inserted += counts.inserted
                 self.totals.added += counts.added
                 self.totals.updated += counts.updated
+                for reason, rows in counts.invalid.items():
+                    self.totals.invalid[reason] = self.totals.invalid.get(reason, 0) + rows
                 self.batches += 1
                 if self.progress is not None:
                     self.progress(
@@ -287,24 +300,29 @@ class _Backfill:
 
     async def _copy(self, conn: AsyncConnection, params: dict[str, Any]) -> _Counts:
         """Write one batch in one transaction."""
-        insert_prices = (
-            sql.INSERT_PRICES_WITH_ADJUSTED_CLOSE if self.has_adjusted_close else sql.INSERT_PRICES
-        )
+        statements = self._statements()
         async with conn.begin():
             # Symbols first: the prices' foreign key needs them.
-            added = (await conn.execute(text(sql.ADD_MISSING_SYMBOLS), params)).rowcount
-            seen, inserted = (await conn.execute(text(insert_prices), params)).one()
-            updated = (await conn.execute(text(sql.ADVANCE_LAST_PRICE_DATE), params)).rowcount
-        return _Counts(seen=seen, inserted=inserted, added=added, updated=updated)
+            added = (await conn.execute(text(statements.add_missing_symbols), params)).rowcount
+            seen, inserted, invalid = (
+                await conn.execute(text(statements.insert_prices), params)
+            ).one()
+            updated = (
+                await conn.execute(text(statements.advance_last_price_date), params)
+            ).rowcount
+        return _Counts(seen, inserted, added, updated, json.loads(invalid))
 
     async def _preview(self, conn: AsyncConnection, params: dict[str, Any]) -> _Counts:
         """What `_copy` would do to one batch, in a read-only transaction."""
         async with conn.begin():
             await conn.execute(text(sql.READ_ONLY))
-            seen, inserted, added, updated = (
-                await conn.execute(text(sql.PREVIEW_BATCH), params)
+            seen, inserted, added, updated, invalid = (
+                await conn.execute(text(self._statements().preview_batch), params)
             ).one()
-        return _Counts(seen=seen, inserted=inserted, added=added, updated=updated)
+        return _Counts(seen, inserted, added, updated, json.loads(invalid))
+
+    def _statements(self) -> sql.BatchStatements:
+        return sql.BATCH_WITH_ADJUSTED_CLOSE if self.has_adjusted_close else sql.BATCH
 
 
 def format_duration(seconds: float | None) -> str:
@@ -333,6 +351,12 @@ def format_summary(s: BackfillSummary) -> str:
         f"backfill {'dry run ' if s.dry_run else ''}done in {format_duration(s.elapsed_s)}: "
         f"{s.rows_seen:,} cache rows in {s.batches:,} batches ({s.rows_per_s:,.0f} rows/s)",
         f"  rows {verb}: {s.rows_inserted:,}, skipped (already there): {s.rows_skipped:,}",
+        f"  rows refused by the price rule (never copied): {s.rows_invalid_total:,}"
+        + (
+            " (" + ", ".join(f"{reason} {n:,}" for reason, n in s.rows_invalid.items()) + ")"
+            if s.rows_invalid
+            else ""
+        ),
         f"  symbols {'to add' if s.dry_run else 'added'} to symbol_universe: {s.symbols_added:,}, "
         f"last_price_date {'to move' if s.dry_run else 'moved'} forward: {s.symbols_updated:,}",
         "  adj_close_price: "

@@ -194,7 +194,7 @@ async def _run_worker(
     server: "StatusServer | None",
 ) -> int:
     from worker.housekeeping import Housekeeper
-    from worker.onboarding import Onboarder
+    from worker.onboarding import open_onboarder
     from worker.refresh import JobsByKind, Refresher
     from worker.runner import Runner
     from worker.trading_calendar import TradingCalendar
@@ -223,7 +223,6 @@ async def _run_worker(
             retry_max_s=settings.retry_max_s,
         )
         calendar = TradingCalendar(settings.refresh_calendar)
-        handler = Onboarder(settings, queue, pool, sources=args.source, metrics=metrics)
         times = schedule.ScheduleTimes.from_settings(settings, calendar)
         # --burst drains the queue and exits: the daily schedule is the long-running worker's.
         daily = (
@@ -231,7 +230,9 @@ async def _run_worker(
             if args.burst or times is None
             else [schedule.DailySchedule(pool, times, queue.worker_id)]
         )
-        try:
+        async with open_onboarder(
+            settings, queue, pool, sources=args.source, metrics=metrics
+        ) as handler:
             runner = Runner(
                 settings,
                 pool,
@@ -256,8 +257,6 @@ async def _run_worker(
             if startup.is_set():
                 return 0
             await runner.run()
-        finally:
-            await handler.aclose()
     finally:
         await pool.close()
     return 0

@@ -17,10 +17,11 @@ waiting on a provider.
 """
 
 import asyncio
+import contextlib
 import functools
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -48,6 +49,7 @@ from worker.prices import (
 )
 from worker.prices.base import (
     Bar,
+    Bars,
     PriceSource,
     RateLimited,
     SourceBlocked,
@@ -79,10 +81,75 @@ class JobResult:
     outcome: Outcome
     rows: int | None = None  # rows stored, when known
     error: str | None = None
+    # Rows the serving source skipped (invalid, or without a close), by reason; None: none.
+    skipped: dict[str, int] | None = None
+
+
+@contextlib.asynccontextmanager
+async def open_onboarder(
+    settings: Settings,
+    queue: Queue,
+    pool: asyncpg.Pool,
+    *,
+    sources: str | None = None,
+    today: Callable[[], date] | None = None,
+    metrics: Metrics | None = None,
+) -> AsyncIterator["Onboarder"]:
+    """An Onboarder with the resources it needs, released on the way out:
+
+        async with open_onboarder(settings, queue, pool) as onboarder:
+            result = await onboarder.run(job)
+
+    `sources` overrides settings.price_source (the --source flag); `today` is the UTC date clock
+    (tests, benchmarks): the window ends the day before it; `metrics` what the sources and the
+    gate count into (a fresh registry if None). The chain is checked before anything
+    is built (SettingsError for one it cannot run); then the HTTP client (only for HTTP sources),
+    the log filter that masks the chain's API keys, the rate gate and the sources are built in
+    turn, and whatever was built is released again if a later part fails to build."""
+    names = check_source_config(settings, sources)
+    # Longest first, so a key inside another is not half-hidden.
+    secrets = sorted(source_secrets(settings, names), key=len, reverse=True)
+    metrics = metrics or Metrics()
+    async with contextlib.AsyncExitStack() as resources:
+        client: httpx.AsyncClient | None = None
+        if any(name in HTTP_SOURCES for name in names):
+            client = await resources.enter_async_context(http_client(settings))
+        mask = MaskSecrets(secrets)
+        mask.attach()
+        resources.callback(mask.detach)
+        gate = SourceGate(
+            pool,
+            source_rates(settings, names),
+            max_wait_s=settings.rate_limit_max_wait_s,
+            metrics=metrics,
+        )
+        chain = build_sources(settings, names, pool=pool, client=client, gate=gate, metrics=metrics)
+        yield Onboarder(
+            settings,
+            queue,
+            pool,
+            sources=chain,
+            gate=gate,
+            secrets=secrets,
+            today=today,
+            metrics=metrics,
+        )
+
+
+def http_client(settings: Settings) -> httpx.AsyncClient:
+    """The client every HTTP source of one Onboarder shares (a connection pool)."""
+    timeout = settings.http_timeout_s
+    return httpx.AsyncClient(
+        verify=tls_context(),
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        follow_redirects=False,  # a redirect is a consent or login page: classified
+    )
 
 
 class Onboarder:
-    """Runs onboarding jobs; safe to share between concurrent jobs of one process."""
+    """Runs onboarding jobs; safe to share between concurrent jobs of one process.
+
+    It holds no resource of its own: `open_onboarder` builds its parts, and releases them."""
 
     def __init__(
         self,
@@ -90,48 +157,25 @@ class Onboarder:
         queue: Queue,
         pool: asyncpg.Pool,
         *,
-        sources: str | None = None,
+        sources: Sequence[PriceSource],
+        gate: SourceGate,
+        secrets: Sequence[str] = (),
         today: Callable[[], date] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
-        """`sources` overrides settings.price_source (the --source flag); `today` the UTC date
-        clock (tests): the window ends the day before it. Raises SettingsError for a chain it
-        cannot run."""
-        names = check_source_config(settings, sources)
+        """`sources`: the chain, in order, built on `gate`; `secrets`: the values to mask in
+        error messages (longest first); `today`: the UTC date clock."""
         self._settings = settings
         self._queue = queue
         self._pool = pool
         self._metrics = metrics or Metrics()
         self._today = today or (lambda: datetime.now(UTC).date())
-        # Longest first, so a key inside another is not half-hidden.
-        self._secrets = sorted(source_secrets(settings, names), key=len, reverse=True)
-        self._client: httpx.AsyncClient | None = None
-        if any(name in HTTP_SOURCES for name in names):
-            timeout = settings.http_timeout_s
-            self._client = httpx.AsyncClient(
-                verify=tls_context(),
-                timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-                follow_redirects=False,  # a redirect is a consent or login page: classified
-            )
-        self._mask = MaskSecrets(self._secrets)
-        self._mask.attach()
-        self._gate = SourceGate(
-            pool,
-            source_rates(settings, names),
-            max_wait_s=settings.rate_limit_max_wait_s,
-            metrics=self._metrics,
-        )
-        self.sources: list[PriceSource] = build_sources(
-            settings, names, pool=pool, client=self._client, gate=self._gate, metrics=self._metrics
-        )
+        self._secrets = list(secrets)
+        self._gate = gate
+        self.sources = list(sources)
         # Only the HTTP sources are ever paused (rate limits, blocks, the circuit breaker) and
         # counted by the circuit breaker; their pause is checked before each request.
-        self._pausable = [name for name in names if name in HTTP_SOURCES]
-
-    async def aclose(self) -> None:
-        self._mask.detach()
-        if self._client is not None:
-            await self._client.aclose()
+        self._pausable = [s.name for s in self.sources if s.name in HTTP_SOURCES]
 
     def window(self) -> Window:
         """The `price_lookback_days` ending yesterday (UTC): today's bar is not final until the
@@ -162,7 +206,7 @@ class Onboarder:
         got = await self.fetch_bars(job, self.window(), log)
         if isinstance(got, Unfetched):
             return await self.settle(job, got)
-        return await self.store(job, got.source, got.bars, log)
+        return await self.store(job, got.source, got.fetched, log)
 
     async def fetch_bars(
         self, job: Job, window: Window, log: FilteringBoundLogger
@@ -175,7 +219,7 @@ class Onboarder:
             try:
                 # A paused HTTP source raises SourcePaused before any request: every request
                 # (in-process retries too) first checks the pause in SourceGate.acquire.
-                bars = await self._fetch(source, job.symbol, window, log)
+                fetched = await self._fetch(source, job.symbol, window, log)
             except SourcePaused as exc:
                 log.info("price_source_skipped", source=source.name, reason=exc.reason)
                 deferrals.append(exc)
@@ -201,7 +245,7 @@ class Onboarder:
                 failures.append(exc)
                 log.info("price_source_failed", source=source.name, error=str(exc))
             else:
-                return Fetched(source, bars)
+                return Fetched(source, fetched)
         return Unfetched(deferrals, failures)
 
     async def settle(self, job: Job, got: "Unfetched") -> JobResult:
@@ -258,7 +302,7 @@ class Onboarder:
         symbol: str,
         window: Window,
         log: FilteringBoundLogger,
-    ) -> list[Bar]:
+    ) -> Bars:
         """Bars from one source, retrying transient errors in-process a few times."""
         settings = self._settings
 
@@ -287,25 +331,27 @@ class Onboarder:
         try:
             async for attempt in retrying:
                 with attempt:
-                    bars = await source.fetch(symbol, window)
+                    fetched = await source.fetch(symbol, window)
         except TransientSourceError as exc:
             tries = settings.http_retries + 1
             raise TransientSourceError(exc.source, f"{exc.detail} ({tries} attempts)") from None
+        bars = fetched.bars
         log.info(
             "prices_fetched",
             source=source.name,
             rows=len(bars),
+            rows_skipped=sum(fetched.skipped.values()),
             first_date=bars[0].price_date.isoformat(),
             last_date=bars[-1].price_date.isoformat(),
             elapsed_s=round(time.monotonic() - started, 3),
         )
-        return bars
+        return fetched
 
     async def store(
         self,
         job: Job,
         source: PriceSource,
-        bars: list[Bar],
+        fetched: Bars,
         log: FilteringBoundLogger,
         *,
         replace: bool = False,
@@ -313,6 +359,7 @@ class Onboarder:
         """Upsert the bars, mark the symbol active and complete the job: one transaction.
         `replace`: the symbol's stored rows are deleted first, in the same transaction (a
         refresh that found its history re-adjusted)."""
+        bars = fetched.bars
         columns = _columns(bars)
         async with self._pool.acquire() as conn:
             if source.name in self._pausable and self._settings.source_failures_before_pause > 0:
@@ -333,9 +380,10 @@ class Onboarder:
             rows=len(bars),
             rows_written=written,
             replaced=replace,
+            rows_skipped=fetched.skipped or None,
             last_price_date=last_price_date.isoformat() if last_price_date else None,
         )
-        return JobResult("completed", rows=len(bars))
+        return JobResult("completed", rows=len(bars), skipped=fetched.skipped or None)
 
     async def fail(self, job: Job, error: str) -> JobResult:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -354,7 +402,7 @@ class Onboarder:
 @dataclass(frozen=True)
 class Fetched:
     source: PriceSource
-    bars: list[Bar]
+    fetched: Bars
 
 
 @dataclass(frozen=True)

@@ -167,10 +167,10 @@ class Refresher:
         if isinstance(got, Unfetched):
             return await self._unfetched(job, got, log)
         stored = await self._pool.fetch(sql.STORED_OVERLAP, job.symbol, window.start, last)
-        changes = price_changes(stored, got.bars)
+        changes = price_changes(stored, got.fetched.bars)
         await self._pool.execute(sql.RESET_MISSES, job.symbol)
         if not changes:
-            return await self._onboarder.store(job, got.source, got.bars, log)
+            return await self._onboarder.store(job, got.source, got.fetched, log)
         return await self._replace(job, changes, log)
 
     async def _replace(
@@ -197,7 +197,7 @@ class Refresher:
         got = await self._onboarder.fetch_bars(job, self.lookback(), log)
         if isinstance(got, Unfetched):
             return await self._onboarder.settle(job, got)
-        result = await self._onboarder.store(job, got.source, got.bars, log, replace=True)
+        result = await self._onboarder.store(job, got.source, got.fetched, log, replace=True)
         if self._recompute is not None:
             async with self._pool.acquire() as conn:
                 await self._recompute(conn, [job.symbol])

@@ -254,6 +254,8 @@ class Runner:
                 duration_ms=elapsed_ms(),
                 rows=result.rows,
                 error=result.error,
+                # Rows the source sent that were not stored, by reason (onboarding jobs).
+                rows_skipped=getattr(result, "skipped", None),
             )
         except asyncio.CancelledError:
             handed = await asyncio.shield(

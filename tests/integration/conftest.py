@@ -1,6 +1,7 @@
 """Fixtures for the onboarding tests: the fake provider server, a pool, settings and a claimer."""
 
-from collections.abc import AsyncIterator, Callable, Iterator
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from datetime import date
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from tests.fakeprovider import FakeProvider
 from tests.harness import PgServer, run
 from worker.db import asyncpg_dsn
-from worker.onboarding import Onboarder
+from worker.onboarding import Onboarder, open_onboarder
 from worker.queue import Job, Queue
 from worker.settings import Settings
 
@@ -90,26 +91,25 @@ def queue() -> Queue:
 @pytest.fixture
 async def onboarder_for(
     pool: asyncpg.Pool, queue: Queue, settings: Settings
-) -> AsyncIterator[Callable[..., Onboarder]]:
-    """Build Onboarders (closed after the test): `onboarder_for("yahoo", today=..., **settings)`."""
-    made: list[Onboarder] = []
+) -> AsyncIterator[Callable[..., Awaitable[Onboarder]]]:
+    """Open Onboarders, closed after the test:
+    `await onboarder_for("yahoo", today=..., **settings)`."""
+    async with contextlib.AsyncExitStack() as opened:
 
-    def make(
-        sources: str, *, today: date, queue_: Queue | None = None, **overrides: Any
-    ) -> Onboarder:
-        onboarder = Onboarder(
-            replace(settings, **overrides),
-            queue_ or queue,
-            pool,
-            sources=sources,
-            today=lambda: today,
-        )
-        made.append(onboarder)
-        return onboarder
+        async def make(
+            sources: str, *, today: date, queue_: Queue | None = None, **overrides: Any
+        ) -> Onboarder:
+            return await opened.enter_async_context(
+                open_onboarder(
+                    replace(settings, **overrides),
+                    queue_ or queue,
+                    pool,
+                    sources=sources,
+                    today=lambda: today,
+                )
+            )
 
-    yield make
-    for onboarder in made:
-        await onboarder.aclose()
+        yield make
 
 
 async def claim(pool: asyncpg.Pool, queue: Queue, symbol: str) -> Job:

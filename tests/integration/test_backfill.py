@@ -132,6 +132,59 @@ async def test_copies_every_row_and_adds_missing_symbols(
         assert after[symbol]["is_active"] is True
 
 
+async def test_rows_the_price_rule_refuses_are_counted_never_copied(
+    db: asyncpg.Connection, database_url: str
+) -> None:
+    rows = cache_rows(["AAA", "BBB", "ZERO"])
+    await seed_cache(db, rows)
+    last_day = START + timedelta(days=DAYS - 1)
+    # The host's real zero close, a negative close, high below low, a negative volume; and a
+    # symbol whose every row is bad (it must not be added to the universe).
+    await db.execute(
+        "UPDATE market_data_cache SET close = 0 WHERE symbol = 'AAA' AND date = $1", START
+    )
+    await db.execute(
+        "UPDATE market_data_cache SET close = -1 WHERE symbol = 'AAA' AND date = $1", last_day
+    )
+    await db.execute(
+        "UPDATE market_data_cache SET high = low - 1 WHERE symbol = 'BBB' AND date = $1", START
+    )
+    await db.execute(
+        "UPDATE market_data_cache SET volume = -5 WHERE symbol = 'BBB' AND date = $1",
+        START + timedelta(days=1),
+    )
+    await db.execute("UPDATE market_data_cache SET close = 0 WHERE symbol = 'ZERO'")
+    bad = {
+        ("AAA", START),
+        ("AAA", last_day),
+        ("BBB", START),
+        ("BBB", START + timedelta(days=1)),
+        *(("ZERO", START + timedelta(days=d)) for d in range(DAYS)),
+    }
+    refused = {
+        "close_price not positive": 7,
+        "high_price below low_price": 1,
+        "volume negative": 1,
+    }
+
+    preview = await backfill(database_url, batch_size=2, dry_run=True)
+    summary = await backfill(database_url, batch_size=2)
+    again = await backfill(database_url, batch_size=2)
+
+    assert set(await prices(db)) == {(r[0], r[1]) for r in rows} - bad
+    assert preview.rows_invalid == summary.rows_invalid == again.rows_invalid == refused
+    assert (summary.rows_seen, summary.rows_inserted, summary.rows_skipped) == (15, 6, 0)
+    assert (again.rows_inserted, again.rows_skipped) == (0, 6)
+    assert preview.rows_inserted == 6 and preview.symbols_added == summary.symbols_added == 2
+    after = await universe(db)
+    assert set(after) == {"AAA", "BBB"}
+    # last_price_date is the newest valid date: AAA's last day is refused.
+    assert after["AAA"]["last_price_date"] == last_day - timedelta(days=1)
+    assert "rows refused by the price rule (never copied): 9 (close_price not positive 7" in (
+        backfill_module.format_summary(summary)
+    )
+
+
 async def test_adjusted_close_is_copied_when_the_column_exists(
     db: asyncpg.Connection, database_url: str
 ) -> None:

@@ -2,20 +2,27 @@
 status rules; the upsert; fallback chains; the local sources; pauses and the rate limiter."""
 
 import asyncio
+import contextlib
 import itertools
 import json
+import logging
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
 from tests.fakeprovider import FakeProvider, Reply, fixture, recorded
 from tests.integration.conftest import claim, job_row, stored, symbol_row
-from worker.onboarding import Onboarder
+from worker import onboarding
+from worker.onboarding import open_onboarder
 from worker.prices import ratelimit, synthetic
 from worker.prices.base import SourcePaused, Window
+from worker.prices.http import URL_LOGGERS, MaskSecrets
 from worker.prices.ratelimit import Rate, SourceGate, resume
 from worker.queue import JobLost, Queue
 from worker.settings import SettingsError
@@ -45,11 +52,10 @@ async def test_failure_after_the_price_insert_leaves_nothing_behind(
     )
     provider.route(MSFT_PATH, recorded(MSFT))
     job = await claim(pool, queue, "MSFT")
-    onboarder = Onboarder(settings, queue, pool, sources="yahoo", today=lambda: MSFT_TODAY)
-    try:
+    async with open_onboarder(
+        settings, queue, pool, sources="yahoo", today=lambda: MSFT_TODAY
+    ) as onboarder:
         result = await onboarder.run(job)
-    finally:
-        await onboarder.aclose()
 
     # An unexpected error is a bug: retried (not lost), with its type and message.
     assert result.outcome == "retried"
@@ -68,7 +74,7 @@ async def test_a_lost_job_rolls_back_its_prices_and_propagates(
     # Meanwhile the job was recovered as stalled and claimed by another worker.
     await pool.execute("UPDATE symbol_onboarding_queue SET locked_by = 'other-worker'")
     with pytest.raises(JobLost):
-        await onboarder_for("yahoo", today=MSFT_TODAY).run(job)
+        await (await onboarder_for("yahoo", today=MSFT_TODAY)).run(job)
 
     assert await stored(pool, "MSFT") == []
     assert (await symbol_row(pool, "MSFT"))["status"] == "pending"
@@ -80,13 +86,10 @@ async def test_database_connection_errors_propagate(
 ) -> None:
     pool = await asyncpg.create_pool(dsn=_dsn(database_url), min_size=1, max_size=2)
     job = await claim(pool, queue, "DEMO")
-    onboarder = Onboarder(settings, queue, pool, sources="synthetic")
-    await pool.close()  # the runner's business: the job is untouched, the error surfaces
-    try:
+    async with open_onboarder(settings, queue, pool, sources="synthetic") as onboarder:
+        await pool.close()  # the runner's business: the job is untouched, the error surfaces
         with pytest.raises(asyncpg.exceptions.InterfaceError):
             await onboarder.run(job)
-    finally:
-        await onboarder.aclose()
 
 
 def _dsn(url: str) -> str:
@@ -109,7 +112,7 @@ async def test_an_active_symbol_is_never_downgraded_by_a_failed_refresh(
     )
     provider.route(MSFT_PATH, NOT_FOUND)
     job = await claim(pool, queue, "MSFT")
-    result = await onboarder_for("yahoo", today=MSFT_TODAY).run(job)
+    result = await (await onboarder_for("yahoo", today=MSFT_TODAY)).run(job)
 
     assert result.outcome == "failed"
     universe = await symbol_row(pool, "MSFT")
@@ -129,7 +132,7 @@ async def test_storing_prices_activates_a_symbol_but_never_a_delisted_one(
     provider.route(MSFT_PATH, recorded(MSFT))
     job = await claim(pool, queue, "MSFT")
     await pool.execute("UPDATE symbol_universe SET status = $1 WHERE symbol = 'MSFT'", before)
-    result = await onboarder_for("yahoo", today=MSFT_TODAY).run(job)
+    result = await (await onboarder_for("yahoo", today=MSFT_TODAY)).run(job)
 
     assert result.outcome == "completed"
     universe = await symbol_row(pool, "MSFT")
@@ -142,7 +145,7 @@ async def test_a_missing_universe_row_is_created(provider, pool, queue, onboarde
     ok, bad = await claim(pool, queue, "MSFT"), await claim(pool, queue, "ZZZZ")
     # Someone deleted the rows the enqueue trigger made.
     await pool.execute("DELETE FROM symbol_universe")
-    onboarder = onboarder_for("yahoo", today=MSFT_TODAY)
+    onboarder = await onboarder_for("yahoo", today=MSFT_TODAY)
 
     assert (await onboarder.run(ok)).outcome == "completed"
     assert (await onboarder.run(bad)).outcome == "failed"
@@ -157,7 +160,7 @@ async def test_the_last_transient_attempt_fails_the_job_and_marks_the_symbol_err
     provider.route(MSFT_PATH, Reply(502, b"bad gateway", "text/plain"))
     one_try = Queue("test-worker", max_attempts=1)
     job = await claim(pool, one_try, "MSFT")
-    result = await onboarder_for("yahoo", today=MSFT_TODAY, queue_=one_try).run(job)
+    result = await (await onboarder_for("yahoo", today=MSFT_TODAY, queue_=one_try)).run(job)
 
     assert result.outcome == "failed"
     assert result.error == "yahoo: server error (HTTP 502: bad gateway) (2 attempts)"
@@ -165,17 +168,33 @@ async def test_the_last_transient_attempt_fails_the_job_and_marks_the_symbol_err
     assert (await symbol_row(pool, "MSFT"))["status"] == "error"
 
 
-async def test_invalid_data_fails_permanently_naming_date_and_field(
+async def test_a_bad_row_is_skipped_counted_and_never_stored(
     provider, pool, queue, onboarder_for
 ) -> None:
     body = fixture(MSFT).replace(b'"close":[239.64999389648438', b'"close":[-239.64999389648438')
+    provider.route(MSFT_PATH, Reply(body=body))
+    job = await claim(pool, queue, "MSFT")
+    result = await (await onboarder_for("yahoo", today=MSFT_TODAY)).run(job)
+
+    assert (result.outcome, result.rows) == ("completed", 251)
+    assert result.skipped == {"close_price not positive": 1}
+    rows = await stored(pool, "MSFT")
+    assert len(rows) == 251 and rows[0][0] == date(2021, 2, 2)
+    assert (await job_row(pool, job))["status"] == "completed"
+
+
+async def test_an_invalid_most_recent_bar_fails_permanently_naming_date_and_field(
+    provider, pool, queue, onboarder_for
+) -> None:
+    body = fixture(MSFT).replace(b'308.260009765625],"low"', b'0],"low"')
     provider.route(MSFT_PATH, Reply(body=body))
     job = await claim(pool, queue, "MSFT")
     result = await onboarder_for("yahoo", today=MSFT_TODAY).run(job)
 
     assert result.outcome == "failed"
     assert result.error == (
-        "yahoo: invalid close_price for MSFT on 2021-02-01: -239.64999389648438 is not positive"
+        "yahoo: invalid close_price for MSFT on 2022-01-28: 0 is not positive "
+        "(the most recent bar; 251 older rows are valid, none stored)"
     )
     assert await stored(pool, "MSFT") == []
     assert len(provider.hits(MSFT_PATH)) == 1
@@ -188,7 +207,7 @@ async def test_changed_values_are_updated_and_unchanged_rows_are_not_rewritten(
     provider, pool, queue, onboarder_for
 ) -> None:
     provider.route(MSFT_PATH, recorded(MSFT))
-    onboarder = onboarder_for("yahoo", today=MSFT_TODAY)
+    onboarder = await onboarder_for("yahoo", today=MSFT_TODAY)
     assert (await onboarder.run(await claim(pool, queue, "MSFT"))).outcome == "completed"
     first = await stored(pool, "MSFT")
     # A provider rewrote adjusted history for one day; another day is untouched.
@@ -230,11 +249,11 @@ async def test_a_source_without_a_value_keeps_the_stored_one(
     provider.route(polygon_path, Reply(body=json.dumps(document).encode()))
     window = {"today": date(2023, 1, 11), "price_lookback_days": 9}
     assert (
-        await onboarder_for("tiingo", **window).run(await claim(pool, queue, "AAPL"))
+        await (await onboarder_for("tiingo", **window)).run(await claim(pool, queue, "AAPL"))
     ).outcome == "completed"
     before = await stored(pool, "AAPL")
     assert (
-        await onboarder_for("polygon", **window).run(await claim(pool, queue, "AAPL"))
+        await (await onboarder_for("polygon", **window)).run(await claim(pool, queue, "AAPL"))
     ).outcome == "completed"
     after = await stored(pool, "AAPL")
 
@@ -255,7 +274,7 @@ async def test_chain_falls_back_to_the_next_source(provider, pool, queue, onboar
     provider.route("/v8/finance/chart/AAPL", Reply(429, b"Too Many Requests", "text/plain"))
     provider.route(polygon_path, recorded("polygon/aggs-AAPL-1-day-2023-01-01_2023-01-10.json"))
     job = await claim(pool, queue, "AAPL")
-    onboarder = onboarder_for("yahoo,polygon", today=date(2023, 1, 11), price_lookback_days=9)
+    onboarder = await onboarder_for("yahoo,polygon", today=date(2023, 1, 11), price_lookback_days=9)
     result = await onboarder.run(job)
 
     assert (result.outcome, result.rows) == ("completed", 6)
@@ -277,7 +296,7 @@ async def test_chain_with_only_permanent_failures_names_each(
         "/tiingo/daily/ZZZZ/prices", Reply(404, b'{"detail":"Error: Ticker \'ZZZZ\' not found"}')
     )
     job = await claim(pool, queue, "ZZZZ")
-    result = await onboarder_for("database,yahoo,tiingo", today=MSFT_TODAY).run(job)
+    result = await (await onboarder_for("database,yahoo,tiingo", today=MSFT_TODAY)).run(job)
 
     assert result.outcome == "failed"
     assert result.error == (
@@ -293,7 +312,7 @@ async def test_chain_with_a_transient_failure_is_retried(
     provider.route("/v8/finance/chart/ZZZZ", NOT_FOUND)
     provider.route("/tiingo/daily/ZZZZ/prices", Reply(500, b"oops", "text/plain"))
     job = await claim(pool, queue, "ZZZZ")
-    result = await onboarder_for("yahoo,tiingo", today=MSFT_TODAY).run(job)
+    result = await (await onboarder_for("yahoo,tiingo", today=MSFT_TODAY)).run(job)
 
     assert result.outcome == "retried"
     assert (await symbol_row(pool, "ZZZZ"))["status"] == "pending"
@@ -310,15 +329,17 @@ async def test_database_source_onboards_from_the_cache_without_network(
         INSERT INTO market_data_cache (symbol, date, open, high, low, close, volume, data_source)
         VALUES ('IBM', '2023-01-03', 141.1, 141.9, 140.48, 141.55, 3338800, 'polygon'),
                ('IBM', '2023-01-04', 142.07, 143.615, 141.3675, 142.6, 3591500, 'polygon'),
-               ('IBM', '2022-01-03', 1, 1, 1, 1, 1, 'polygon')  -- outside the window
+               ('IBM', '2022-01-03', 1, 1, 1, 1, 1, 'polygon'),  -- outside the window
+               ('IBM', '2023-01-02', 1, 1, 1, 0, 1, 'polygon')  -- the host's zero close
         """
     )
     job = await claim(pool, queue, "IBM")
-    result = await onboarder_for("database", today=date(2023, 1, 11), price_lookback_days=30).run(
-        job
-    )
+    result = await (
+        await onboarder_for("database", today=date(2023, 1, 11), price_lookback_days=30)
+    ).run(job)
 
     assert (result.outcome, result.rows) == ("completed", 2)
+    assert result.skipped == {"close_price not positive": 1}
     assert await stored(pool, "IBM") == [
         (date(2023, 1, 3), Decimal("141.1000"), Decimal("141.9000"), Decimal("140.4800"),
          Decimal("141.5500"), None, 3338800),
@@ -333,7 +354,7 @@ async def test_database_then_yahoo_uses_yahoo_when_the_cache_lacks_the_symbol(
 ) -> None:
     provider.route(MSFT_PATH, recorded(MSFT))
     job = await claim(pool, queue, "MSFT")
-    result = await onboarder_for("database,yahoo", today=MSFT_TODAY).run(job)
+    result = await (await onboarder_for("database,yahoo", today=MSFT_TODAY)).run(job)
     assert (result.outcome, result.rows) == ("completed", 252)
 
 
@@ -345,7 +366,9 @@ async def test_csv_source_reads_a_stooq_download(
 ) -> None:
     (tmp_path / "AAPL.csv").write_bytes(fixture(STOOQ))
     job = await claim(pool, queue, "AAPL")
-    result = await onboarder_for("csv", today=date(2026, 2, 4), price_csv_dir=tmp_path).run(job)
+    result = await (await onboarder_for("csv", today=date(2026, 2, 4), price_csv_dir=tmp_path)).run(
+        job
+    )
 
     assert (result.outcome, result.rows) == ("completed", 252)
     lines = fixture(STOOQ).decode().splitlines()[1:]
@@ -369,13 +392,15 @@ async def test_csv_source_reads_a_yahoo_download_and_reports_missing_files(
 ) -> None:
     (tmp_path / "brk_b.csv").write_text(
         "Date,Open,High,Low,Close,Adj Close,Volume\n"
+        "2023-01-02,1,1,1,4_59.0,1,1\n"  # Python's digit grouping is not decimal notation
         "2023-01-03,459.01,463.19,456.15,459.78,459.78,3343000\n"
         "2023-01-04,null,null,null,null,null,null\n"
         "2023-01-05,461.5,462.0,455.7,458.52,458.52,2.5e6\n"
     )
-    onboarder = onboarder_for("csv", today=date(2023, 1, 11), price_csv_dir=tmp_path)
+    onboarder = await onboarder_for("csv", today=date(2023, 1, 11), price_csv_dir=tmp_path)
     result = await onboarder.run(await claim(pool, queue, "BRK/B"))
     assert (result.outcome, result.rows) == ("completed", 2)
+    assert result.skipped == {"close_price missing": 1, "close_price not a number": 1}
     assert await stored(pool, "BRK/B") == [
         (date(2023, 1, 3), Decimal("459.0100"), Decimal("463.1900"), Decimal("456.1500"),
          Decimal("459.7800"), Decimal("459.7800"), 3343000),
@@ -394,7 +419,7 @@ async def test_csv_source_reads_a_yahoo_download_and_reports_missing_files(
 async def test_synthetic_source_stores_known_values_for_any_window(
     pool, queue, onboarder_for
 ) -> None:
-    onboarder = onboarder_for("synthetic", today=date(2024, 6, 29))
+    onboarder = await onboarder_for("synthetic", today=date(2024, 6, 29))
     assert (await onboarder.run(await claim(pool, queue, "DEMO"))).outcome == "completed"
     first = await stored(pool, "DEMO")
     window = Window(date(2023, 6, 29), date(2024, 6, 28))
@@ -414,7 +439,7 @@ async def test_synthetic_source_stores_known_values_for_any_window(
     short = synthetic.generate("DEMO", Window(date(2024, 6, 24), date(2024, 6, 24)))
     assert [tuple(b) for b in short] == [by_day[date(2024, 6, 24)]]
     # A later onboarding over an overlapping window stores the same values for the same days.
-    later = onboarder_for("synthetic", today=date(2024, 8, 1))
+    later = await onboarder_for("synthetic", today=date(2024, 8, 1))
     assert (await later.run(await claim(pool, queue, "DEMO"))).outcome == "completed"
     again = {r[0]: r for r in await stored(pool, "DEMO")}
     assert all(again[r[0]] == r for r in first)
@@ -440,7 +465,59 @@ async def test_configuration_errors_are_caught_at_construction(
     from dataclasses import replace
 
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        Onboarder(replace(settings, **overrides), queue, pool, sources=sources)
+        async with open_onboarder(replace(settings, **overrides), queue, pool, sources=sources):
+            pass
+
+
+def mask_filters() -> list[logging.Filter]:
+    """The MaskSecrets filters attached to the loggers that print request URLs."""
+    return [
+        f
+        for name in URL_LOGGERS
+        for f in logging.getLogger(name).filters
+        if isinstance(f, MaskSecrets)
+    ]
+
+
+@pytest.mark.parametrize("failing_part", ["build_sources", "SourceGate", None])
+async def test_open_onboarder_releases_every_part_it_built(
+    pool, queue, settings, monkeypatch, failing_part
+) -> None:
+    """Issue 11.22: if a part fails to build, the HTTP client built before it is closed and the
+    log filter detached; on a normal exit too."""
+    clients: list[httpx.AsyncClient] = []
+    real_client = onboarding.http_client
+
+    def recording_client(settings_: Any) -> httpx.AsyncClient:
+        clients.append(real_client(settings_))
+        return clients[-1]
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError(f"{failing_part} failed")
+
+    monkeypatch.setattr(onboarding, "http_client", recording_client)
+    if failing_part is not None:
+        monkeypatch.setattr(onboarding, failing_part, broken)
+    before = mask_filters()
+    keys = {"polygon_api_key": "pk-SECRET-polygon-0001"}
+    with contextlib.ExitStack() as expect:
+        if failing_part is not None:
+            expect.enter_context(pytest.raises(RuntimeError, match=f"{failing_part} failed"))
+        async with open_onboarder(
+            replace(settings, **keys), queue, pool, sources="yahoo,polygon"
+        ) as onboarder:
+            assert len(mask_filters()) == len(before) + 1  # attached while it runs
+            assert [s.name for s in onboarder.sources] == ["yahoo", "polygon"]
+    assert len(clients) == 1 and clients[0].is_closed
+    assert mask_filters() == before
+
+
+async def test_open_onboarder_builds_no_client_without_an_http_source(
+    pool, queue, settings, monkeypatch
+) -> None:
+    monkeypatch.setattr(onboarding, "http_client", lambda _s: pytest.fail("client built"))
+    async with open_onboarder(settings, queue, pool, sources="synthetic") as onboarder:
+        assert [s.name for s in onboarder.sources] == ["synthetic"]
 
 
 # --- pauses and the shared rate limiter ----------------------------------------------------------
@@ -451,7 +528,7 @@ async def test_rate_limiter_defers_a_job_whose_slot_is_too_far(
 ) -> None:
     provider.route(MSFT_PATH, recorded(MSFT))
     provider.route("/v8/finance/chart/AAPL", recorded(MSFT))
-    onboarder = onboarder_for("yahoo", today=MSFT_TODAY, rate_limit_yahoo="1/hour")
+    onboarder = await onboarder_for("yahoo", today=MSFT_TODAY, rate_limit_yahoo="1/hour")
     assert (await onboarder.run(await claim(pool, queue, "MSFT"))).outcome == "completed"
 
     job = await claim(pool, queue, "AAPL")
@@ -473,7 +550,7 @@ async def test_jobs_refused_a_slot_are_deferred_to_distinct_slots_of_their_own(
     """At 60/minute a backlog refused a slot comes back spread out, one job a slot, instead of
     all together after the same wait (to fight over the few slots within the max wait again)."""
     provider.route(MSFT_PATH, recorded(MSFT))
-    onboarder = onboarder_for(
+    onboarder = await onboarder_for(
         "yahoo", today=MSFT_TODAY, rate_limit_yahoo="60/minute", rate_limit_max_wait_s=0.5
     )
     assert (await onboarder.run(await claim(pool, queue, "MSFT"))).outcome == "completed"
@@ -571,7 +648,7 @@ async def test_a_paused_source_defers_before_any_request(
     await SourceGate(pool, {}, max_wait_s=30.0).pause("yahoo", 300.0, "yahoo: rate limited")
     provider.route(MSFT_PATH, recorded(MSFT))
     job = await claim(pool, queue, "MSFT")
-    result = await onboarder_for("yahoo", today=MSFT_TODAY).run(job)
+    result = await (await onboarder_for("yahoo", today=MSFT_TODAY)).run(job)
     assert result.outcome == "deferred"
     assert result.error is not None and result.error.startswith("deferred, yahoo paused for 300 s")
     assert provider.requests == []
@@ -595,14 +672,14 @@ async def test_consecutive_transient_failures_pause_the_source_for_every_process
     for symbol in ("AAA", "BBB", "CCC"):
         provider.route(f"/v8/finance/chart/{symbol}", Reply(503, b"down", "text/plain"))
     first = await claim(pool, queue, "AAA")
-    result = await onboarder_for("yahoo", today=MSFT_TODAY, **settings).run(first)
+    result = await (await onboarder_for("yahoo", today=MSFT_TODAY, **settings)).run(first)
     assert result.outcome == "retried"
     assert (await job_row(pool, first))["attempts"] == 1
     assert await _failures(pool, "yahoo") == 1
 
     # Another process (its own Onboarder) fails too: the second consecutive failure.
     second = await claim(pool, queue, "BBB")
-    result = await onboarder_for("yahoo", today=MSFT_TODAY, **settings).run(second)
+    result = await (await onboarder_for("yahoo", today=MSFT_TODAY, **settings)).run(second)
     assert result.outcome == "deferred"
     assert result.error is not None and result.error.startswith("deferred, yahoo paused for 120 s")
     assert "2 consecutive transient failures" in result.error
@@ -612,9 +689,9 @@ async def test_consecutive_transient_failures_pause_the_source_for_every_process
 
     # While paused, nobody calls the source.
     third = await claim(pool, queue, "CCC")
-    assert (await onboarder_for("yahoo", today=MSFT_TODAY, **settings).run(third)).outcome == (
-        "deferred"
-    )
+    assert (
+        await (await onboarder_for("yahoo", today=MSFT_TODAY, **settings)).run(third)
+    ).outcome == ("deferred")
     assert provider.hits("/v8/finance/chart/CCC") == []
     assert (await job_row(pool, third))["attempts"] == 0
 
@@ -625,7 +702,7 @@ async def test_a_success_resets_the_failure_count(
     settings = {"source_failures_before_pause": 2}
     provider.route("/v8/finance/chart/AAA", Reply(503, b"down", "text/plain"))
     provider.route(MSFT_PATH, recorded(MSFT))
-    onboarder = onboarder_for("yahoo", today=MSFT_TODAY, **settings)
+    onboarder = await onboarder_for("yahoo", today=MSFT_TODAY, **settings)
     assert (await onboarder.run(await claim(pool, queue, "AAA"))).outcome == "retried"
     assert (await onboarder.run(await claim(pool, queue, "MSFT"))).outcome == "completed"
     assert await _failures(pool, "yahoo") == 0
@@ -677,7 +754,7 @@ async def test_in_process_retries_stop_when_another_process_paused_the_source(
         MSFT_PATH, Reply(503, b"down", "text/plain", on_request=pause_yahoo), recorded(MSFT)
     )
     job = await claim(pool, queue, "MSFT")
-    result = await onboarder_for("yahoo", today=MSFT_TODAY, http_retries=3).run(job)
+    result = await (await onboarder_for("yahoo", today=MSFT_TODAY, http_retries=3)).run(job)
 
     assert result.outcome == "deferred"
     assert "seen by another worker" in (result.error or "")

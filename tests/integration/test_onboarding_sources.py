@@ -105,7 +105,7 @@ MSFT_PATH = "/v8/finance/chart/MSFT"
 async def test_yahoo_normal_year(provider, pool, queue, onboarder_for) -> None:
     provider.route(MSFT_PATH, recorded(MSFT, content_type="application/json;charset=utf-8"))
     job = await claim(pool, queue, "MSFT")
-    result = await onboarder_for("yahoo", today=date(2022, 2, 1)).run(job)
+    result = await (await onboarder_for("yahoo", today=date(2022, 2, 1))).run(job)
 
     assert (result.outcome, result.rows, result.error) == ("completed", 252, None)
     rows = await stored(pool, "MSFT")
@@ -141,7 +141,9 @@ async def test_the_window_ends_yesterday_so_a_live_bar_of_today_is_not_stored(
     that bar is live (unfinished), so it must not be stored."""
     provider.route(MSFT_PATH, recorded(MSFT))
     job = await claim(pool, queue, "MSFT")
-    result = await onboarder_for("yahoo", today=date(2022, 1, 28), price_lookback_days=30).run(job)
+    result = await (
+        await onboarder_for("yahoo", today=date(2022, 1, 28), price_lookback_days=30)
+    ).run(job)
 
     assert result.outcome == "completed"
     rows = await stored(pool, "MSFT")
@@ -156,7 +158,9 @@ async def test_polygon_is_asked_for_a_window_ending_yesterday(
     polygon = CASES[1]
     provider.route(polygon.path, polygon.ok)  # .../2023-01-01/2023-01-10
     job = await claim(pool, queue, "AAPL")
-    result = await onboarder_for("polygon", today=date(2023, 1, 11), price_lookback_days=9).run(job)
+    result = await (
+        await onboarder_for("polygon", today=date(2023, 1, 11), price_lookback_days=9)
+    ).run(job)
     assert result.outcome == "completed"
     assert len(provider.hits(polygon.path)) == 1
 
@@ -166,7 +170,7 @@ async def test_yahoo_rows_outside_the_window_are_dropped(
 ) -> None:
     provider.route(MSFT_PATH, recorded(MSFT))
     job = await claim(pool, queue, "MSFT")
-    onboarder = onboarder_for("yahoo", today=date(2021, 7, 1), price_lookback_days=30)
+    onboarder = await onboarder_for("yahoo", today=date(2021, 7, 1), price_lookback_days=30)
     result = await onboarder.run(job)
 
     rows = await stored(pool, "MSFT")
@@ -179,7 +183,7 @@ async def test_yahoo_split_and_dividend(provider, pool, queue, onboarder_for) ->
     name = "yahoo/chart-AAPL-1d-2020-08-31_2020-11-07-split-and-dividend.json"
     provider.route("/v8/finance/chart/AAPL", recorded(name))
     job = await claim(pool, queue, "AAPL")
-    result = await onboarder_for("yahoo", today=date(2020, 11, 8)).run(job)
+    result = await (await onboarder_for("yahoo", today=date(2020, 11, 8))).run(job)
 
     assert result.outcome == "completed"
     rows = await stored(pool, "AAPL")
@@ -208,7 +212,7 @@ async def test_yahoo_null_row_is_skipped(provider, pool, queue, onboarder_for) -
     body = json.dumps(document, separators=(",", ":")).encode()
     provider.route(MSFT_PATH, Reply(body=body))
     job = await claim(pool, queue, "MSFT")
-    outcome = await onboarder_for("yahoo", today=date(2022, 2, 1)).run(job)
+    outcome = await (await onboarder_for("yahoo", today=date(2022, 2, 1))).run(job)
 
     rows = await stored(pool, "MSFT")
     assert outcome.rows == len(rows) == 251
@@ -224,7 +228,7 @@ async def test_yahoo_non_us_exchange_uses_the_exchange_date(
     name = "yahoo/chart-WSU.DE-1d-2023-08-04_2023-08-09-xetra.json"
     provider.route("/v8/finance/chart/WSU.DE", recorded(name))
     job = await claim(pool, queue, "WSU.DE")
-    await onboarder_for("yahoo", today=date(2023, 8, 10)).run(job)
+    await (await onboarder_for("yahoo", today=date(2023, 8, 10))).run(job)
 
     rows = await stored(pool, "WSU.DE")
     assert [r[0] for r in rows] == [date(2023, 8, 4), date(2023, 8, 7), date(2023, 8, 8)]
@@ -272,7 +276,9 @@ async def test_yahoo_bars_stamped_the_previous_utc_day_get_the_exchange_date(
     body = json.dumps(document).encode()
     provider.route("/v8/finance/chart/BHP.AX", Reply(body=body))
     job = await claim(pool, queue, "BHP.AX")
-    result = await onboarder_for("yahoo", today=date(2023, 1, 6), price_lookback_days=9).run(job)
+    result = await (
+        await onboarder_for("yahoo", today=date(2023, 1, 6), price_lookback_days=9)
+    ).run(job)
 
     assert result.outcome == "completed"
     rows = await stored(pool, "BHP.AX")
@@ -295,7 +301,7 @@ async def test_yahoo_pence_listing_is_stored_as_quoted(
     name = "yahoo/chart-OCDO.L-1d-2020-01-01_2020-01-03-GBp-pence.json"
     provider.route("/v8/finance/chart/OCDO.L", recorded(name))
     job = await claim(pool, queue, "OCDO.L")
-    await onboarder_for("yahoo", today=date(2020, 1, 4)).run(job)
+    await (await onboarder_for("yahoo", today=date(2020, 1, 4))).run(job)
     # GBp: pence, never silently divided by 100.
     assert await stored(pool, "OCDO.L") == [
         (
@@ -331,7 +337,7 @@ async def test_yahoo_empty_range_fails_the_job(
 ) -> None:
     provider.route(f"/v8/finance/chart/{symbol}", reply)
     job = await claim(pool, queue, symbol)
-    result = await onboarder_for("yahoo", today=date(2024, 1, 3)).run(job)
+    result = await (await onboarder_for("yahoo", today=date(2024, 1, 3))).run(job)
 
     assert result.outcome == "failed" and message in (result.error or "")
     row = await job_row(pool, job)
@@ -357,6 +363,7 @@ class Case:
     lookback_days: int = 9
 
     def onboarder(self, onboarder_for: Any, **overrides: Any) -> Any:
+        """An awaitable of the case's Onboarder."""
         return onboarder_for(
             self.source, today=self.today, price_lookback_days=self.lookback_days, **overrides
         )
@@ -440,7 +447,7 @@ async def test_normal_response_is_stored_value_by_value(
 ) -> None:
     provider.route(case.path, case.ok)
     job = await claim(pool, queue, case.symbol)
-    result = await case.onboarder(onboarder_for).run(job)
+    result = await (await case.onboarder(onboarder_for)).run(job)
 
     assert result.outcome == "completed"
     assert await stored(pool, case.symbol) == case.expected
@@ -456,7 +463,7 @@ async def test_unknown_symbol_fails_and_marks_the_symbol_error(
 ) -> None:
     provider.route(case.path, case.unknown)
     job = await claim(pool, queue, case.symbol)
-    result = await case.onboarder(onboarder_for).run(job)
+    result = await (await case.onboarder(onboarder_for)).run(job)
 
     assert result.outcome == "failed"
     assert case.unknown_message in (result.error or "")
@@ -471,7 +478,7 @@ async def test_rate_limit_pauses_the_source_and_defers_without_spending_an_attem
 ) -> None:
     provider.route(case.path, case.rate_limited)
     job = await claim(pool, queue, case.symbol)
-    onboarder = case.onboarder(onboarder_for)
+    onboarder = await case.onboarder(onboarder_for)
     result = await onboarder.run(job)
 
     assert result.outcome == "deferred"
@@ -490,7 +497,7 @@ async def test_rate_limit_pauses_the_source_and_defers_without_spending_an_attem
     # Another worker process (its own Onboarder) sees the pause and does not call the source.
     await pool.execute("UPDATE symbol_onboarding_queue SET run_after = now() WHERE id = $1", job.id)
     [again] = await queue.claim(pool)
-    other = case.onboarder(onboarder_for)
+    other = await case.onboarder(onboarder_for)
     assert (await other.run(again)).outcome == "deferred"
     assert len(provider.hits(case.path)) == 1
 
@@ -514,7 +521,7 @@ async def test_a_foreign_404_is_transient_and_logged_with_its_path(
     provider.route(case.path, reply)
     job = await claim(pool, queue, case.symbol)
     with capture_logs() as events:
-        result = await case.onboarder(onboarder_for).run(job)
+        result = await (await case.onboarder(onboarder_for)).run(job)
 
     assert result.outcome == "retried"
     assert "HTTP 404" in (result.error or "") and case.path in (result.error or "")
@@ -530,7 +537,7 @@ async def test_server_error_then_success_is_retried_in_process(
 ) -> None:
     provider.route(case.path, Reply(503, b"Service Unavailable", "text/plain"), case.ok)
     job = await claim(pool, queue, case.symbol)
-    result = await case.onboarder(onboarder_for).run(job)
+    result = await (await case.onboarder(onboarder_for)).run(job)
 
     assert result.outcome == "completed"
     assert len(provider.hits(case.path)) == 2
@@ -561,7 +568,7 @@ async def test_transient_failures_go_back_to_the_queue_after_in_process_retries(
         reply = Reply(body=case.ok.body, truncate_at=len(case.ok.body) // 2)
     provider.route(case.path, reply)
     job = await claim(pool, queue, case.symbol)
-    result = await case.onboarder(onboarder_for).run(job)
+    result = await (await case.onboarder(onboarder_for)).run(job)
 
     assert result.outcome == "retried"
     assert message in (result.error or "") and "(2 attempts)" in (result.error or "")
@@ -579,7 +586,7 @@ async def test_html_page_with_status_200_blocks_the_source(
     page = b"<!DOCTYPE html><html><body>Will be right back...</body></html>"
     provider.route(case.path, Reply(200, page, "text/html; charset=utf-8"))
     job = await claim(pool, queue, case.symbol)
-    result = await case.onboarder(onboarder_for, blocked_pause_s=900.0).run(job)
+    result = await (await case.onboarder(onboarder_for, blocked_pause_s=900.0)).run(job)
 
     assert result.outcome == "deferred"
     assert "HTML page instead of data" in (result.error or "")
@@ -602,7 +609,7 @@ async def test_keys_travel_in_headers_where_the_provider_allows(
     provider.route(tiingo.path, tiingo.ok)
     for case in (polygon, tiingo):
         job = await claim(pool, queue, "AAPL")
-        await case.onboarder(onboarder_for).run(job)
+        await (await case.onboarder(onboarder_for)).run(job)
     [polygon_seen] = provider.hits(polygon.path)
     [tiingo_seen] = provider.hits(tiingo.path)
     assert polygon_seen.headers["authorization"] == f"Bearer {KEYS['polygon_api_key']}"
@@ -650,9 +657,9 @@ async def test_bad_api_key_fails_with_an_actionable_message_and_no_key(
     provider.route(path, reply)
     job = await claim(pool, queue, "AAPL")
     with capture_logs() as events:
-        result = await onboarder_for(source, today=date(2023, 1, 11), price_lookback_days=9).run(
-            job
-        )
+        result = await (
+            await onboarder_for(source, today=date(2023, 1, 11), price_lookback_days=9)
+        ).run(job)
 
     assert (result.outcome, result.error) == ("failed", message)
     logged = json.dumps(events, default=str) + caplog.text
@@ -668,7 +675,7 @@ async def test_symbols_are_escaped_in_the_url_path(provider, pool, queue, onboar
     provider.route("/v8/finance/chart/^GSPC", recorded(MSFT))  # the server decodes the path
     job = await claim(pool, queue, "^GSPC")
     with capture_logs() as events:
-        result = await onboarder_for("yahoo", today=date(2022, 2, 1)).run(job)
+        result = await (await onboarder_for("yahoo", today=date(2022, 2, 1))).run(job)
     assert result.outcome == "completed"
     assert provider.requests[0].raw_path == "/v8/finance/chart/%5EGSPC"
     # The outcome line (job_finished) is the runner's; the job logs what it stored.
@@ -697,7 +704,7 @@ async def test_a_row_without_close_is_skipped(
     body, day = _null_close(case)
     provider.route(case.path, Reply(body=body))
     job = await claim(pool, queue, case.symbol)
-    result = await case.onboarder(onboarder_for).run(job)
+    result = await (await case.onboarder(onboarder_for)).run(job)
 
     assert result.outcome == "completed"
     assert await stored(pool, case.symbol) == [r for r in case.expected if r[0] != day]
@@ -716,7 +723,7 @@ async def test_an_empty_range_fails_the_job(
 ) -> None:
     provider.route(case.path, Reply(body=EMPTY[case.source]))
     job = await claim(pool, queue, case.symbol)
-    result = await case.onboarder(onboarder_for).run(job)
+    result = await (await case.onboarder(onboarder_for)).run(job)
 
     assert result.outcome == "failed"
     assert result.error == f"{case.source}: no daily prices for AAPL between 2023-01-01..2023-01-10"
@@ -727,7 +734,7 @@ async def test_tiingo_dividend_rows_value_by_value(provider, pool, queue, onboar
     body = fixture("tiingo/daily-prices-AAPL-2023-02-06_2023-02-14-dividend.SLICE.json")
     provider.route("/tiingo/daily/AAPL/prices", Reply(body=body))
     job = await claim(pool, queue, "AAPL")
-    onboarder = onboarder_for("tiingo", today=date(2023, 2, 15), price_lookback_days=8)
+    onboarder = await onboarder_for("tiingo", today=date(2023, 2, 15), price_lookback_days=8)
     assert (await onboarder.run(job)).outcome == "completed"
 
     rows = await stored(pool, "AAPL")

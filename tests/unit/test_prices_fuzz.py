@@ -37,7 +37,7 @@ def pipeline(name: str) -> Callable[[Reply], list[Bar]]:
             rows = parse_eod("X", reply)
         else:
             rows = parse_csv("X", reply.body, "X.csv")
-        return normalize(name, "X", rows, WINDOW)
+        return normalize(name, "X", rows, WINDOW).bars
 
     return run
 

@@ -135,8 +135,9 @@ def test_normalize_names_the_date_and_column_of_a_bad_value() -> None:
     rows = [raw(date(2023, 3, 1)), raw(date(2023, 3, 2), high="-3")]
     with pytest.raises(InvalidData) as caught:
         normalize("yahoo", "MSFT", rows, WINDOW)
-    assert (
-        str(caught.value) == "yahoo: invalid high_price for MSFT on 2023-03-02: -3 is not positive"
+    assert str(caught.value) == (
+        "yahoo: invalid high_price for MSFT on 2023-03-02: -3 is not positive "
+        "(the most recent bar; 1 older rows are valid, none stored)"
     )
 
 
@@ -148,10 +149,12 @@ def test_normalize_skips_rows_without_close_drops_outside_rows_and_sorts() -> No
         raw(date(2023, 3, 2), close="11", volume=Decimal("1e3"), adj_close="10.99999"),
         raw(date(2024, 1, 1), close="13"),  # after the window (a live bar): dropped
     ]
-    assert normalize("yahoo", "X", rows, WINDOW) == [
+    result = normalize("yahoo", "X", rows, WINDOW)
+    assert result.bars == [
         Bar(date(2023, 3, 2), None, None, None, Decimal("11.0000"), Decimal("11.0000"), 1000),
         Bar(date(2023, 3, 3), None, None, None, Decimal("12.0000"), None, None),
     ]
+    assert result.skipped == {"close_price missing": 1}
 
 
 def test_duplicate_dates_keep_the_last_row_of_the_response() -> None:
@@ -160,7 +163,7 @@ def test_duplicate_dates_keep_the_last_row_of_the_response() -> None:
         raw(date(2023, 3, 1), close="10"),
         raw(date(2023, 3, 2), close="11.5", volume=150),  # Yahoo's live bar, appended again
     ]
-    bars = normalize("yahoo", "X", rows, WINDOW)
+    bars = normalize("yahoo", "X", rows, WINDOW).bars
     assert [(b.price_date, b.close, b.volume) for b in bars] == [
         (date(2023, 3, 1), Decimal("10.0000"), None),
         (date(2023, 3, 2), Decimal("11.5000"), 150),
@@ -170,7 +173,8 @@ def test_duplicate_dates_keep_the_last_row_of_the_response() -> None:
 def test_nothing_left_is_no_data() -> None:
     with pytest.raises(
         NoData,
-        match=r"no daily prices for X between 2023-01-01..2023-12-31 \(1 rows had no close\)",
+        match=r"no daily prices for X between 2023-01-01..2023-12-31 "
+        r"\(1 row skipped: close_price missing 1\)",
     ):
         normalize("yahoo", "X", [raw(date(2023, 3, 1), close=None)], WINDOW)
     with pytest.raises(NoData):
@@ -195,7 +199,95 @@ def test_inconsistent_bars_are_flagged_not_refused() -> None:
         raw(date(2023, 3, 3), close="11", high="12", low="10", open="11.5"),
     ]
     with capture_logs() as events:
-        bars = normalize("yahoo", "X", rows, WINDOW)
+        bars = normalize("yahoo", "X", rows, WINDOW).bars
     assert len(bars) == 3
     [flag] = [e for e in events if e["event"] == "price_bars_inconsistent"]
     assert (flag["bars"], flag["log_level"]) == (2, "warning")
+
+
+# --- one bad row is skipped and counted, never stored --------------------------------------------
+
+
+def test_a_bad_row_is_skipped_and_counted_and_the_rest_kept() -> None:
+    from structlog.testing import capture_logs
+
+    rows = [
+        raw(date(2023, 3, 1), close="10"),
+        raw(date(2023, 3, 2), close="0"),  # the host's real zero close
+        raw(date(2023, 3, 3), close="-1.5"),
+        raw(date(2023, 3, 6), close="11", high="10", low="12"),  # high below low by 2
+        raw(date(2023, 3, 7), close="11", open="100000000"),  # does not fit NUMERIC(12,4)
+        raw(date(2023, 3, 8), close="11", volume="-5"),
+        raw(date(2023, 3, 9), close="1_1"),  # not plain decimal notation
+        raw(date(2023, 3, 10), close="12", high="12.00004", low="12.00012"),  # rounding: kept
+        raw(date(2023, 3, 13), close="12"),
+    ]
+    with capture_logs() as events:
+        result = normalize("yahoo", "X", rows, WINDOW)
+    assert [b.price_date for b in result.bars] == [
+        date(2023, 3, 1),
+        date(2023, 3, 10),
+        date(2023, 3, 13),
+    ]
+    assert result.skipped == {
+        "close_price not positive": 2,
+        "high_price below low_price": 1,
+        "open_price too large": 1,
+        "volume negative": 1,
+        "close_price not a number": 1,
+    }
+    [event] = [e for e in events if e["event"] == "price_rows_skipped"]
+    assert (event["rows"], event["log_level"]) == (6, "warning")
+    assert event["examples"][0] == "2023-03-02 close_price 0 is not positive"
+
+
+def test_an_invalid_most_recent_bar_fails_the_fetch() -> None:
+    rows = [raw(date(2023, 3, 1), close="10"), raw(date(2023, 3, 2), close="0")]
+    with pytest.raises(InvalidData, match="close_price for X on 2023-03-02: 0 is not positive"):
+        normalize("polygon", "X", rows, WINDOW)
+    # An older bad row, or a bad duplicate of a valid newest date, does not.
+    rows = [
+        raw(date(2023, 3, 1), close="0"),
+        raw(date(2023, 3, 2), close="10"),
+        raw(date(2023, 3, 2), close="-1"),
+    ]
+    result = normalize("polygon", "X", rows, WINDOW)
+    assert [(b.price_date, b.close) for b in result.bars] == [(date(2023, 3, 2), Decimal(10))]
+    assert result.skipped == {"close_price not positive": 2}
+
+
+def test_no_valid_row_left_fails_the_fetch_naming_the_reasons() -> None:
+    rows = [raw(date(2023, 3, 1), close="0"), raw(date(2023, 3, 2), close=None)]
+    with pytest.raises(InvalidData) as caught:
+        normalize("csv", "X", rows, WINDOW)
+    assert str(caught.value) == (
+        "csv: no valid daily prices for X between 2023-01-01..2023-12-31: 2 rows skipped: "
+        "close_price missing 1, close_price not positive 1; the first: "
+        "2023-03-01 close_price 0 is not positive"
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        ({"close": None}, "close_price missing"),
+        ({"close": "0"}, "close_price not positive"),
+        ({"close": "0.00005"}, "close_price rounds to 0.0000"),
+        ({"close": "0.000051"}, None),
+        ({"close": "99999999.99995"}, "close_price too large"),
+        ({"close": "99999999.99994"}, None),
+        ({"close": "NaN"}, "close_price not a number"),
+        ({"close": Decimal("NaN")}, "close_price not finite"),
+        ({"open": "-1"}, "open_price not positive"),
+        ({"adj_close": Decimal("Infinity")}, "adj_close_price not finite"),
+        ({"volume": 2**63}, "volume too large"),
+        ({"high": "10", "low": "10.0001"}, None),  # within rounding: flagged, stored
+        ({"high": "10", "low": "10.00011"}, "high_price below low_price"),
+        ({"close": "0", "high": "10", "low": "12"}, "close_price not positive"),  # first wins
+    ],
+)
+def test_row_problem_names_the_first_reason(values: dict[str, object], reason: str | None) -> None:
+    from worker.prices.validate import row_problem
+
+    fields = {"close": "10", **values}
+    assert row_problem(raw(date(2023, 3, 1), **fields)) == reason  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ never contain an API key or a URL.
 
 import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
@@ -60,6 +60,15 @@ class Bar(NamedTuple):
     close: Decimal
     adj_close: Decimal | None
     volume: int | None
+
+
+@dataclass(frozen=True)
+class Bars:
+    """What a source delivers: validated bars, oldest first, and the rows it skipped (invalid or
+    without a close), counted by reason (`"close_price not positive"`: see validate.py)."""
+
+    bars: list[Bar]
+    skipped: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -139,7 +148,7 @@ class PriceSource(ABC):
     name: str
 
     @abstractmethod
-    async def fetch(self, symbol: str, window: Window) -> list[Bar]: ...
+    async def fetch(self, symbol: str, window: Window) -> Bars: ...
 
 
 # --- helpers shared by the HTTP parsers -------------------------------------------------------

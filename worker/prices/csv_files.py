@@ -16,7 +16,7 @@ from datetime import date
 from pathlib import Path
 
 from worker.prices.base import (
-    Bar,
+    Bars,
     InvalidData,
     NoData,
     PriceSource,
@@ -55,7 +55,7 @@ class CsvSource(PriceSource):
         names = dict.fromkeys((f"{stem}.csv", f"{stem.lower()}.csv"))
         return [self._directory / name for name in names]
 
-    async def fetch(self, symbol: str, window: Window) -> list[Bar]:
+    async def fetch(self, symbol: str, window: Window) -> Bars:
         data, path = await asyncio.to_thread(self._read, symbol)
         rows = parse_csv(symbol, data, path.name)
         return normalize(NAME, symbol, rows, window)

@@ -7,7 +7,7 @@ Deployed databases have no adjusted close in that table, so `adj_close_price` st
 
 import asyncpg
 
-from worker.prices.base import Bar, NoData, PermanentSourceError, PriceSource, RawBar, Window
+from worker.prices.base import Bars, NoData, PermanentSourceError, PriceSource, RawBar, Window
 from worker.prices.validate import normalize
 from worker.sql import prices as sql
 
@@ -20,7 +20,7 @@ class DatabaseSource(PriceSource):
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def fetch(self, symbol: str, window: Window) -> list[Bar]:
+    async def fetch(self, symbol: str, window: Window) -> Bars:
         try:
             records = await self._pool.fetch(sql.CACHED_PRICES, symbol, window.start, window.end)
         except asyncpg.UndefinedTableError:

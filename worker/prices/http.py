@@ -17,7 +17,7 @@ import httpx
 from worker.logs import redact_text
 from worker.metrics import Metrics
 from worker.prices.base import (
-    Bar,
+    Bars,
     InvalidData,
     PermanentSourceError,
     PriceSource,
@@ -97,7 +97,7 @@ class HttpSource(PriceSource):
     def parse(self, symbol: str, reply: Reply) -> Page:
         """The rows of one reply (and the next page's request), or a classified SourceError."""
 
-    async def fetch(self, symbol: str, window: Window) -> list[Bar]:
+    async def fetch(self, symbol: str, window: Window) -> Bars:
         request = self.request(symbol, window)
         rows: list[RawBar] = []
         for _ in range(self.max_pages):

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import structlog
 
-from worker.prices.base import Bar, PriceSource, RawBar, Window
+from worker.prices.base import Bars, PriceSource, RawBar, Window
 from worker.prices.validate import normalize
 
 log = structlog.get_logger()
@@ -23,7 +23,7 @@ NAME = "synthetic"
 class SyntheticSource(PriceSource):
     name = NAME
 
-    async def fetch(self, symbol: str, window: Window) -> list[Bar]:
+    async def fetch(self, symbol: str, window: Window) -> Bars:
         log.warning(
             "synthetic_prices_not_real",
             source=NAME,

@@ -6,7 +6,16 @@ keep each symbol's universe row and prices in one transaction. Both range ends a
 (no `:after IS NULL OR ...`), so even a generic prepared plan is a range scan of the
 `(symbol, date)` unique index rather than a scan from the start of the table on every batch.
 Rows with an empty symbol name no symbol and are left out (`symbol > ''`).
+
+A cache row the onboarding would refuse (a zero or negative price, high below low, a value that
+does not fit: the one rule of worker/prices/validate.py, `row_problem_sql`) is never copied: it is
+counted by reason, and it neither adds a symbol nor moves `last_price_date`. The statements that
+read the batch come in two forms, with and without the cache's `adjusted_close` column.
 """
+
+from dataclasses import dataclass
+
+from worker.prices.validate import row_problem_sql, row_valid_sql
 
 # Whether the cache table exists, and whether it has the `adjusted_close` column the spec's code
 # reads (deployed databases do not have it). to_regclass follows search_path, as the queries do.
@@ -51,12 +60,13 @@ FROM (
 # Symbols the cache has and the universe lacks; without them the prices would violate the foreign
 # key. DO NOTHING: a symbol that is there (or was added concurrently, e.g. by onboarding) is kept
 # exactly as it is.
-ADD_MISSING_SYMBOLS = """
+_ADD_MISSING_SYMBOLS = """
 INSERT INTO symbol_universe (symbol, status, added_source, last_price_date)
 SELECT symbol, 'active', 'batch', max(date)
 FROM market_data_cache
 WHERE symbol > :after AND symbol <= :upto
   AND (CAST(:symbols AS varchar[]) IS NULL OR symbol = ANY(:symbols))
+  AND {valid}
 GROUP BY symbol
 ON CONFLICT (symbol) DO NOTHING
 """
@@ -65,32 +75,36 @@ ON CONFLICT (symbol) DO NOTHING
 # this runs) are skipped, never changed. ON CONFLICT rather than a NOT EXISTS anti-join: the
 # anti-join's plan rests on statistics of the very table being filled (a seq-scan anti-join
 # chosen on "empty" made a 100,000-row run 20x slower), while ON CONFLICT always probes the
-# primary key. Returns both counts, so skipped = seen - inserted.
+# primary key. Returns the rows seen, inserted, and refused by the price rule (a JSON object of
+# reason -> rows), so rows already there = seen - inserted - refused.
 _INSERT_PRICES = """
-WITH inserted AS (
-    INSERT INTO symbol_prices_daily (
-        symbol, price_date, open_price, high_price, low_price, close_price, adj_close_price, volume
-    )
-    SELECT symbol, date, open, high, low, close, {adjusted_close}, volume
+WITH batch AS MATERIALIZED (
+    SELECT symbol, date, open, high, low, close, {adjusted_close} AS adjusted_close, volume,
+           {problem} AS problem
     FROM market_data_cache
     WHERE symbol > :after AND symbol <= :upto
       AND (CAST(:symbols AS varchar[]) IS NULL OR symbol = ANY(:symbols))
+), inserted AS (
+    INSERT INTO symbol_prices_daily (
+        symbol, price_date, open_price, high_price, low_price, close_price, adj_close_price, volume
+    )
+    SELECT symbol, date, open, high, low, close, adjusted_close, volume
+    FROM batch
+    WHERE problem IS NULL
     ON CONFLICT (symbol, price_date) DO NOTHING
     RETURNING 1
 )
 SELECT
-    (SELECT count(*) FROM market_data_cache
-     WHERE symbol > :after AND symbol <= :upto
-       AND (CAST(:symbols AS varchar[]) IS NULL OR symbol = ANY(:symbols))) AS rows_seen,
-    (SELECT count(*) FROM inserted) AS rows_inserted
+    (SELECT count(*) FROM batch) AS rows_seen,
+    (SELECT count(*) FROM inserted) AS rows_inserted,
+    (SELECT CAST(coalesce(json_object_agg(problem, rows), '{{}}') AS text)
+     FROM (SELECT problem, count(*) AS rows FROM batch WHERE problem IS NOT NULL
+           GROUP BY problem) AS invalid) AS rows_invalid
 """
-INSERT_PRICES_WITH_ADJUSTED_CLOSE = _INSERT_PRICES.format(adjusted_close="adjusted_close")
-# Deployed caches have no adjusted close: NULL says "unknown" (a close is not an adjusted close).
-INSERT_PRICES = _INSERT_PRICES.format(adjusted_close="NULL::numeric")
 
 # Move last_price_date forward to the batch's latest date, never back (a later date may come from
 # onboarding). Only this column changes on rows that were already in the universe.
-ADVANCE_LAST_PRICE_DATE = """
+_ADVANCE_LAST_PRICE_DATE = """
 UPDATE symbol_universe AS u
 SET last_price_date = latest.price_date
 FROM (
@@ -98,6 +112,7 @@ FROM (
     FROM market_data_cache
     WHERE symbol > :after AND symbol <= :upto
       AND (CAST(:symbols AS varchar[]) IS NULL OR symbol = ANY(:symbols))
+      AND {valid}
     GROUP BY symbol
 ) AS latest
 WHERE u.symbol = latest.symbol
@@ -108,20 +123,20 @@ WHERE u.symbol = latest.symbol
 READ_ONLY = "SET TRANSACTION READ ONLY"
 
 # --dry-run: what the three statements above would do to the batch, read-only.
-PREVIEW_BATCH = """
-WITH batch AS (
-    SELECT symbol, date
+_PREVIEW_BATCH = """
+WITH batch AS MATERIALIZED (
+    SELECT symbol, date, {problem} AS problem
     FROM market_data_cache
     WHERE symbol > :after AND symbol <= :upto
       AND (CAST(:symbols AS varchar[]) IS NULL OR symbol = ANY(:symbols))
 ),
 latest AS (
-    SELECT symbol, max(date) AS price_date FROM batch GROUP BY symbol
+    SELECT symbol, max(date) AS price_date FROM batch WHERE problem IS NULL GROUP BY symbol
 )
 SELECT
     (SELECT count(*) FROM batch) AS rows_seen,
     (SELECT count(*) FROM batch AS b
-     WHERE NOT EXISTS (
+     WHERE b.problem IS NULL AND NOT EXISTS (
          SELECT 1 FROM symbol_prices_daily AS p
          WHERE p.symbol = b.symbol AND p.price_date = b.date
      )) AS rows_inserted,
@@ -131,5 +146,45 @@ SELECT
     (SELECT count(*) FROM latest AS l
      JOIN symbol_universe AS u ON u.symbol = l.symbol
      WHERE u.last_price_date IS NULL OR u.last_price_date < l.price_date
-    ) AS symbols_updated
+    ) AS symbols_updated,
+    (SELECT CAST(coalesce(json_object_agg(problem, rows), '{{}}') AS text)
+     FROM (SELECT problem, count(*) AS rows FROM batch WHERE problem IS NOT NULL
+           GROUP BY problem) AS invalid) AS rows_invalid
 """
+
+
+@dataclass(frozen=True)
+class BatchStatements:
+    """The statements that read a batch, for a cache with or without `adjusted_close`."""
+
+    add_missing_symbols: str
+    insert_prices: str
+    advance_last_price_date: str
+    preview_batch: str
+
+
+def _batch_statements(adjusted_close: str) -> BatchStatements:
+    columns = {
+        "open_": "open",
+        "high": "high",
+        "low": "low",
+        "close": "close",
+        "adj_close": adjusted_close,
+        "volume_": "volume",
+    }
+    values = {
+        "problem": row_problem_sql(**columns),
+        "valid": row_valid_sql(**columns),
+        "adjusted_close": adjusted_close,
+    }
+    return BatchStatements(
+        add_missing_symbols=_ADD_MISSING_SYMBOLS.format(**values),
+        insert_prices=_INSERT_PRICES.format(**values),
+        advance_last_price_date=_ADVANCE_LAST_PRICE_DATE.format(**values),
+        preview_batch=_PREVIEW_BATCH.format(**values),
+    )
+
+
+# Deployed caches have no adjusted close: NULL says "unknown" (a close is not an adjusted close).
+BATCH = _batch_statements("NULL::numeric")
+BATCH_WITH_ADJUSTED_CLOSE = _batch_statements("adjusted_close")
