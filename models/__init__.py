@@ -6,7 +6,12 @@ from worker.models.analytics_cache import PortfolioAnalyticsCache
 from worker.models.base import Base
 from worker.models.onboarding_queue import SymbolOnboardingQueue
 from worker.models.price_sources import PriceSourceState
-from worker.models.refresh import RefreshScheduleRun, SymbolRefreshState
+from worker.models.refresh import (
+    PriceBulkBar,
+    PriceBulkDay,
+    RefreshScheduleRun,
+    SymbolRefreshState,
+)
 from worker.models.symbols import (
     MarketDataCache,
     SymbolFactorExposure,
@@ -21,6 +26,8 @@ __all__ = [
     "MarketDataCache",
     "Portfolio",
     "PortfolioAnalyticsCache",
+    "PriceBulkBar",
+    "PriceBulkDay",
     "PriceSourceState",
     "RefreshScheduleRun",
     "SymbolFactorExposure",

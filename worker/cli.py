@@ -193,9 +193,10 @@ async def _run_worker(
     metrics: "Metrics",
     server: "StatusServer | None",
 ) -> int:
+    from worker.bulk import sweep_bulk_days
     from worker.housekeeping import Housekeeper
     from worker.onboarding import open_onboarder
-    from worker.refresh import JobsByKind, Refresher
+    from worker.refresh import JobsByKind, build_refresher
     from worker.runner import Runner
     from worker.trading_calendar import TradingCalendar
 
@@ -237,7 +238,7 @@ async def _run_worker(
                 settings,
                 pool,
                 queue,
-                JobsByKind(handler, Refresher(settings, queue, pool, handler, calendar)),
+                JobsByKind(handler, build_refresher(settings, queue, pool, handler, calendar)),
                 claim_dsn=asyncpg_dsn(url),
                 listen_dsn=_listen_dsn(settings, url),
                 burst=args.burst,
@@ -245,7 +246,10 @@ async def _run_worker(
                     settings,
                     pool,
                     queue,
-                    extra_sweeps={"expired_analytics_cache": analytics_cache.sweep_expired},
+                    extra_sweeps={
+                        "expired_analytics_cache": analytics_cache.sweep_expired,
+                        "old_bulk_days": sweep_bulk_days,
+                    },
                     periodic=daily,
                 ),
                 metrics=metrics,

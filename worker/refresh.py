@@ -25,9 +25,11 @@ import asyncpg
 import structlog
 from structlog.typing import FilteringBoundLogger
 
+from worker.bulk import BulkDays, Waiting
 from worker.db import Connection
-from worker.onboarding import PROPAGATE, JobResult, Onboarder, Unfetched, _clip
-from worker.prices.base import Bar, NoData, SymbolNotFound, Window
+from worker.onboarding import PROPAGATE, Fetched, JobResult, Onboarder, Unfetched, _clip
+from worker.prices.base import Bar, NoData, SourcePaused, SymbolNotFound, Window
+from worker.prices.polygon import PolygonSource
 from worker.queue import Job, Queue
 from worker.settings import Settings
 from worker.sql import refresh as sql
@@ -108,8 +110,10 @@ class Refresher:
         *,
         now: Callable[[], datetime] | None = None,
         recompute: Recompute | None = None,
+        bulk: BulkDays | None = None,
     ) -> None:
-        """`now`: the clock (tests); `recompute`: the betas after a replaced history."""
+        """`now`: the clock (tests); `recompute`: the betas after a replaced history; `bulk`:
+        grouped daily days (when the chain's first source is Polygon)."""
         self._settings = settings
         self._queue = queue
         self._pool = pool
@@ -117,6 +121,7 @@ class Refresher:
         self._calendar = calendar
         self._now = now or (lambda: datetime.now(UTC))
         self._recompute = recompute
+        self._bulk = bulk
 
     async def run(self, job: Job) -> JobResult:
         log = logger.bind(
@@ -163,7 +168,18 @@ class Refresher:
             await self._queue.complete(self._pool, job)
             return JobResult("completed", rows=0)
 
-        got = await self._onboarder.fetch_bars(job, window, log)
+        got: Fetched | Unfetched | None = None
+        if self._bulk is not None:
+            shared = await self._bulk.bars(job, window, log)
+            if isinstance(shared, Waiting):
+                reason = f"deferred: waiting for {self._bulk.source.name}'s grouped daily bars of {shared.day.isoformat()}, loaded by another job"
+                await self._queue.release(self._pool, job, delay_s=shared.delay_s, reason=reason)
+                return JobResult("deferred", error=reason)
+            if isinstance(shared, SourcePaused):
+                return await self._onboarder.settle(job, Unfetched([shared], []))
+            got = shared
+        if got is None:
+            got = await self._onboarder.fetch_bars(job, window, log)
         if isinstance(got, Unfetched):
             return await self._unfetched(job, got, log)
         stored = await self._pool.fetch(sql.STORED_OVERLAP, job.symbol, window.start, last)
@@ -240,3 +256,22 @@ class JobsByKind:
         if job.kind == "refresh":
             return await self._refresh.run(job)
         return await self._onboarding.run(job)
+
+
+def build_refresher(
+    settings: Settings,
+    queue: Queue,
+    pool: asyncpg.Pool,
+    onboarder: Onboarder,
+    calendar: TradingCalendar,
+) -> Refresher:
+    """The worker's Refresher: with grouped daily days when REFRESH_BULK=auto and Polygon leads
+    the source chain (the chain's first source serves refreshes; another first source keeps its
+    own per-symbol requests, so a refresh never changes whose data a symbol has)."""
+    first = onboarder.sources[0]
+    bulk = None
+    if settings.refresh_bulk == "auto" and isinstance(first, PolygonSource):
+        bulk = BulkDays(
+            pool, first, calendar, queue.worker_id, max_sessions=settings.refresh_bulk_max_sessions
+        )
+    return Refresher(settings, queue, pool, onboarder, calendar, bulk=bulk)

@@ -197,9 +197,13 @@ class SourceCost:
         return 0.0 if self.spacing_s is None else self.requests * self.spacing_s
 
 
-def request_plan(settings: Settings, found: Behind) -> list[SourceCost]:
-    """The requests a refresh of `found` costs: one per symbol at the chain's first source (the
-    others are only asked when it fails), none for a local source."""
+def request_plan(
+    settings: Settings, found: Behind, calendar: TradingCalendar
+) -> tuple[SourceCost, int, int]:
+    """The requests a refresh of `found` costs at the chain's first source (the others are only
+    asked when it fails; none for a local source): one per symbol, except that with grouped daily
+    bars (REFRESH_BULK=auto, Polygon first) one request per session serves every symbol whose
+    window is short enough. Also: how many grouped requests, and how many symbols they serve."""
     # Here, not at the top: worker.status imports this module, and the price sources import
     # worker.metrics, which imports worker.status.
     from worker.prices import HTTP_SOURCES, check_source_config, source_rates
@@ -207,12 +211,24 @@ def request_plan(settings: Settings, found: Behind) -> list[SourceCost]:
     names = check_source_config(settings)
     first = names[0]
     if first not in HTTP_SOURCES:
-        return [SourceCost(first, 0, None)]
+        return SourceCost(first, 0, None), 0, 0
     rate = source_rates(settings, [first])[first]
-    return [SourceCost(first, len(found.symbols), None if rate is None else rate.spacing_s)]
+    per_symbol, served, sessions = len(found.symbols), 0, set()
+    if first == "polygon" and settings.refresh_bulk == "auto":
+        for _, last in found.symbols:
+            if last is None:
+                continue  # a full onboarding: its whole lookback, per symbol
+            start = calendar.sessions_back(last, settings.refresh_overlap_sessions)
+            days = calendar.sessions_between(start, found.through_session)
+            if len(days) <= settings.refresh_bulk_max_sessions:
+                sessions.update(days)
+                served += 1
+        per_symbol -= served
+    spacing = None if rate is None else rate.spacing_s
+    return SourceCost(first, per_symbol + len(sessions), spacing), len(sessions), served
 
 
-def format_plan(found: Behind, plan: list[SourceCost], settings: Settings) -> str:
+def format_plan(found: Behind, plan: tuple[SourceCost, int, int], settings: Settings) -> str:
     oldest = min((last for _, last in found.symbols if last is not None), default=None)
     lines = [
         f"through session: {found.through_session.isoformat()} ({settings.refresh_calendar})",
@@ -226,12 +242,17 @@ def format_plan(found: Behind, plan: list[SourceCost], settings: Settings) -> st
     ]
     if found.invalid:
         lines.append(f"skipped: {found.invalid} symbol(s) whose spelling the queue refuses")
-    for cost in plan:
-        if cost.spacing_s is None:
-            pace = "no rate limit"
-        else:
-            pace = f"{cost.spacing_s:g} s apart: about {_duration(cost.duration_s)}"
-        lines.append(f"requests: {cost.source} {cost.requests} ({pace})")
+    cost, grouped, served = plan
+    if cost.spacing_s is None:
+        pace = "no rate limit"
+    else:
+        pace = f"{cost.spacing_s:g} s apart: about {_duration(cost.duration_s)}"
+    lines.append(f"requests: {cost.source} {cost.requests} ({pace})")
+    if grouped:
+        lines.append(
+            f"  of which grouped daily: {grouped} (one per session) for {served} symbol(s);"
+            f" per symbol: {cost.requests - grouped}"
+        )
     return "\n".join(lines)
 
 
@@ -256,7 +277,7 @@ async def command(
     if args.dry_run:
         async with conn.transaction(readonly=True):
             found = await behind(conn, through, args.symbols)
-        print(format_plan(found, request_plan(settings, found), settings))
+        print(format_plan(found, request_plan(settings, found, calendar), settings))
         return 0
     async with conn.transaction():
         found = await behind(conn, through, args.symbols)

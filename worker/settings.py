@@ -104,6 +104,11 @@ class Settings:
     # of REFRESH_CALENDAR in REFRESH_SCHEDULE_TIMEZONE ("off": never; `refresh` still works).
     refresh_schedule_time: str = _env("REFRESH_SCHEDULE_TIME", "18:00")
     refresh_schedule_timezone: str = _env("REFRESH_SCHEDULE_TIMEZONE", "America/New_York")
+    # Bulk refresh (worker/bulk.py): "auto" loads Polygon's grouped daily bars (one request per
+    # session for every symbol) when polygon leads PRICE_SOURCE; "off": per-symbol requests only.
+    refresh_bulk: str = _env("REFRESH_BULK", "auto")
+    # Windows longer than this many sessions (a symbol far behind) use per-symbol requests.
+    refresh_bulk_max_sessions: int = _env("REFRESH_BULK_MAX_SESSIONS", 10)
     # Logs
     log_format: str = _env("LOG_FORMAT", "auto")  # auto | json | console
     log_level: str = _env("LOG_LEVEL", "info")
@@ -140,6 +145,7 @@ class Settings:
             "price_lookback_days",
             "http_timeout_s",
             "refresh_delist_after",
+            "refresh_bulk_max_sessions",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -158,6 +164,8 @@ class Settings:
                 f"REFRESH_OVERLAP_SESSIONS must be >= 0, got {self.refresh_overlap_sessions}"
             )
         self.schedule_time()
+        if self.refresh_bulk not in ("auto", "off"):
+            raise SettingsError(f"REFRESH_BULK must be auto or off, got {self.refresh_bulk!r}")
         if self.http_port is not None and not 0 <= self.http_port <= 65535:
             raise SettingsError(f"WORKER_HTTP_PORT must be 0-65535, got {self.http_port}")
         if self.log_format not in ("auto", "json", "console"):

@@ -3,8 +3,7 @@ request when current (or on a weekend or holiday), a re-adjusted history replace
 transaction, delisting, host-added symbols, and refreshes queued behind users' onboarding."""
 
 import json
-from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -20,7 +19,6 @@ from worker.onboarding import Onboarder
 from worker.queue import Job, Queue
 from worker.refresh import JobsByKind, Refresher
 from worker.schedule import enqueue_refresh
-from worker.settings import Settings
 from worker.trading_calendar import TradingCalendar
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -96,29 +94,29 @@ async def refresh_pool(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture
 async def refresher_for(
-    refresh_pool: asyncpg.Pool, queue: Queue, settings: Settings
-) -> AsyncIterator[Callable[..., Refresher]]:
-    made: list[Onboarder] = []
+    refresh_pool: asyncpg.Pool, queue: Queue, onboarder_for: Callable[..., Awaitable[Onboarder]]
+) -> Callable[..., Awaitable[Refresher]]:
+    """`await refresher_for("polygon", now=..., recompute=..., **settings)`."""
 
-    def make(
+    async def make(
         sources: str = "polygon",
         *,
         now: datetime = NOW,
         recompute: Any = None,
         **overrides: Any,
     ) -> Refresher:
-        tuned = replace(settings, **overrides)
-        onboarder = Onboarder(
-            tuned, queue, refresh_pool, sources=sources, today=lambda: now.astimezone(UTC).date()
-        )
-        made.append(onboarder)
+        onboarder = await onboarder_for(sources, today=now.astimezone(UTC).date(), **overrides)
         return Refresher(
-            tuned, queue, refresh_pool, onboarder, CALENDAR, now=lambda: now, recompute=recompute
+            onboarder._settings,
+            queue,
+            refresh_pool,
+            onboarder,
+            CALENDAR,
+            now=lambda: now,
+            recompute=recompute,
         )
 
-    yield make
-    for onboarder in made:
-        await onboarder.aclose()
+    return make
 
 
 async def claim_refresh(pool: asyncpg.Pool, queue: Queue, symbol: str, through: date) -> Job:
@@ -142,7 +140,7 @@ async def test_an_up_to_date_symbol_is_not_requested(
     await seed(refresh_pool, "AAPL", sessions(date(2023, 11, 1), date(2023, 11, 28)))
     job = await claim_refresh(refresh_pool, queue, "AAPL", date(2023, 11, 29))
 
-    result = await refresher_for().run(job)
+    result = await (await refresher_for()).run(job)
 
     assert result.outcome == "completed"
     assert provider.requests == []
@@ -160,7 +158,7 @@ async def test_three_sessions_behind_fetches_the_incremental_window_and_stores_t
     provider.route(path, Reply(body=polygon_aggs("AAPL", sessions(date(2023, 11, 17), NOW.date()))))
     job = await claim_refresh(refresh_pool, queue, "AAPL", NOW.date())
 
-    result = await refresher_for().run(job)
+    result = await (await refresher_for()).run(job)
 
     assert result.outcome == "completed", result.error
     assert [r.path for r in provider.requests] == [path]  # the incremental window only
@@ -202,7 +200,7 @@ async def test_a_holiday_or_weekend_requests_nothing(
     )
     [job] = await queue.claim(refresh_pool)
 
-    result = await refresher_for(now=now).run(job)
+    result = await (await refresher_for(now=now)).run(job)
 
     assert result.outcome == "completed"
     assert provider.requests == []
@@ -243,7 +241,7 @@ async def test_a_split_in_the_history_is_detected_and_the_lookback_replaced(
 
     job = await claim_refresh(refresh_pool, queue, "AAPL", NOW.date())
     with capture_logs() as logs:
-        result = await refresher_for(price_lookback_days=60, recompute=recompute).run(job)
+        result = await (await refresher_for(price_lookback_days=60, recompute=recompute)).run(job)
 
     assert result.outcome == "completed", result.error
     assert [r.path for r in provider.requests] == [incremental, lookback]
@@ -286,7 +284,7 @@ async def test_a_replace_that_fails_leaves_the_old_history_whole(
         """
     )
     try:
-        result = await refresher_for(price_lookback_days=60).run(job)
+        result = await (await refresher_for(price_lookback_days=60)).run(job)
     finally:
         await refresh_pool.execute(
             "DROP TRIGGER refuse_completion ON symbol_onboarding_queue;"
@@ -311,7 +309,7 @@ async def test_values_equal_to_the_tick_are_not_a_change(
     provider.route(path, Reply(body=json.dumps(document).encode()))
     job = await claim_refresh(refresh_pool, queue, "AAPL", NOW.date())
 
-    result = await refresher_for().run(job)
+    result = await (await refresher_for()).run(job)
 
     assert result.outcome == "completed"
     assert [r.path for r in provider.requests] == [path]
@@ -326,7 +324,7 @@ async def test_unknown_on_n_refreshes_in_a_row_delists_and_keeps_the_prices(
     await seed(refresh_pool, "GONE", sessions(date(2023, 11, 1), date(2023, 11, 22)))
     before = await stored(refresh_pool, "GONE")
     provider.route("/v8/finance/chart/GONE", NOT_FOUND)
-    refresher = refresher_for("yahoo", refresh_delist_after=2)
+    refresher = await refresher_for("yahoo", refresh_delist_after=2)
 
     first = await refresher.run(await claim_refresh(refresh_pool, queue, "GONE", NOW.date()))
     assert first.outcome == "failed" and "unknown symbol GONE" in (first.error or "")
@@ -355,7 +353,7 @@ async def test_a_served_refresh_resets_the_miss_count(
         ),
         Reply(body=polygon_aggs("AAPL", sessions(date(2023, 11, 17), NOW.date()))),
     )
-    refresher = refresher_for(refresh_delist_after=2)
+    refresher = await refresher_for(refresh_delist_after=2)
     miss = await refresher.run(await claim_refresh(refresh_pool, queue, "AAPL", NOW.date()))
     assert miss.outcome == "failed"
     assert (
@@ -390,7 +388,7 @@ async def test_a_host_inserted_symbol_without_prices_gets_a_full_onboarding(
     provider.route(path, Reply(body=polygon_aggs("AAPL", sessions(lookback_start, NOW.date()))))
     job = await claim_refresh(refresh_pool, queue, "AAPL", NOW.date())
 
-    result = await refresher_for(price_lookback_days=20).run(job)
+    result = await (await refresher_for(price_lookback_days=20)).run(job)
 
     assert result.outcome == "completed", result.error
     assert [r.path for r in provider.requests] == [path]  # the onboarding's whole lookback
@@ -460,7 +458,7 @@ async def test_jobs_go_to_the_handler_of_their_kind(
     provider: FakeProvider, refresh_pool, queue, refresher_for
 ) -> None:
     await seed(refresh_pool, "AAPL", sessions(date(2023, 11, 1), date(2023, 11, 28)))
-    refresher = refresher_for()
+    refresher = await refresher_for()
     router = JobsByKind(refresher._onboarder, refresher)
     job = await claim_refresh(refresh_pool, queue, "AAPL", date(2023, 11, 29))
     with capture_logs() as logs:

@@ -186,3 +186,20 @@ async def test_refresh_command_enqueues_and_dry_run_costs_it_out(pools, capsys) 
         assert await command(everything, settings, conn, now=now) == 0
         assert "enqueued 48 refresh job(s)" in capsys.readouterr().out
     assert await refresh_jobs(pools[0]) == 50
+
+
+async def test_dry_run_counts_one_grouped_request_per_session_with_polygon_first(
+    pools, capsys
+) -> None:
+    settings = Settings(price_source="polygon", polygon_api_key="k")
+    await pools[0].execute(
+        "UPDATE symbol_universe SET last_price_date = '2023-11-22' WHERE symbol <> 'S1'"
+    )
+    async with pools[0].acquire() as conn:
+        dry = argparse.Namespace(symbols=None, dry_run=True)
+        assert await command(dry, settings, conn, now=at(TUESDAY, 19, 0)) == 0
+    out = capsys.readouterr().out
+    # 49 symbols: 3 overlap sessions + the 22nd + 3 missing = 7 grouped requests; S1 (from
+    # 2023-11-01: 20 sessions, more than REFRESH_BULK_MAX_SESSIONS) asks on its own.
+    assert "requests: polygon 8 (12 s apart: about 96 s)" in out
+    assert "of which grouped daily: 7 (one per session) for 49 symbol(s); per symbol: 1" in out

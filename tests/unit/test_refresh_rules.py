@@ -91,6 +91,8 @@ def test_split_ratio(changes: list[PriceChange], ratio: str | None) -> None:
         ({"REFRESH_SCHEDULE_TIMEZONE": "New York"}, "is not an IANA time zone"),
         ({"REFRESH_OVERLAP_SESSIONS": "-1"}, "REFRESH_OVERLAP_SESSIONS must be >= 0"),
         ({"REFRESH_DELIST_AFTER": "0"}, "REFRESH_DELIST_AFTER must be > 0"),
+        ({"REFRESH_BULK": "always"}, "REFRESH_BULK must be auto or off"),
+        ({"REFRESH_BULK_MAX_SESSIONS": "0"}, "REFRESH_BULK_MAX_SESSIONS must be > 0"),
     ],
 )
 def test_refresh_settings_are_checked(env: dict[str, str], message: str) -> None:

@@ -88,3 +88,84 @@ VALUES ($1, $2, $3, $4)
 ON CONFLICT (trading_day) DO NOTHING
 RETURNING trading_day
 """
+
+
+# --- bulk refresh (worker/bulk.py): grouped daily days shared through the database -------------
+
+# The sessions among $2 whose grouped bars of source $1 are loaded.
+BULK_DAYS_LOADED = """
+SELECT coalesce(array_agg(price_date), '{}')
+FROM price_bulk_days
+WHERE source = $1 AND price_date = ANY($2::date[]) AND loaded_at IS NOT NULL
+"""
+
+# Take the lease of day $2 for worker $3 for $4 seconds: 'leased' (ours: fetch it), 'loaded'
+# (already there), or NULL (another worker's live lease: wait). An expired lease is taken over.
+LEASE_BULK_DAY = """
+WITH taken AS (
+    INSERT INTO price_bulk_days AS d (source, price_date, leased_by, lease_until)
+    VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+    ON CONFLICT (source, price_date) DO UPDATE
+    SET leased_by = EXCLUDED.leased_by, lease_until = EXCLUDED.lease_until
+    WHERE d.loaded_at IS NULL AND (d.lease_until IS NULL OR d.lease_until < now())
+    RETURNING 'leased'::text AS state
+)
+SELECT state FROM taken
+UNION ALL
+SELECT 'loaded' FROM price_bulk_days WHERE source = $1 AND price_date = $2 AND loaded_at IS NOT NULL
+LIMIT 1
+"""
+
+# The fetch failed: give the lease back so the next job tries again.
+UNLEASE_BULK_DAY = """
+UPDATE price_bulk_days SET leased_by = NULL, lease_until = NULL
+WHERE source = $1 AND price_date = $2 AND leased_by = $3 AND loaded_at IS NULL
+"""
+
+# Store day $2's bars (parallel arrays, prices in ten-thousandths as in STORE_PRICES) of the
+# symbols in symbol_universe, and mark the day loaded; fenced on the lease of worker $9 (nothing
+# is stored when it was taken over). Returns the bars stored.
+STORE_BULK_DAY = """
+WITH marked AS (
+    UPDATE price_bulk_days
+    SET loaded_at = now(), tickers = cardinality($3::text[]), leased_by = NULL, lease_until = NULL
+    WHERE source = $1 AND price_date = $2 AND leased_by = $9 AND loaded_at IS NULL
+    RETURNING 1
+), stored AS (
+    INSERT INTO price_bulk_bars
+        (source, symbol, price_date, open_price, high_price, low_price, close_price, volume)
+    SELECT $1, t.symbol, $2, t.o * 0.0001, t.h * 0.0001, t.l * 0.0001, t.c * 0.0001, t.v
+    FROM unnest($3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[])
+         AS t(symbol, o, h, l, c, v)
+    JOIN symbol_universe AS u ON u.symbol = t.symbol
+    WHERE EXISTS (SELECT 1 FROM marked)
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT count(*) FROM stored
+"""
+
+# Symbol $2's bars of source $1 on the sessions $3.
+BULK_BARS = """
+SELECT price_date, open_price, high_price, low_price, close_price, volume
+FROM price_bulk_bars
+WHERE source = $1 AND symbol = $2 AND price_date = ANY($3::date[])
+ORDER BY price_date
+"""
+
+# Housekeeping: grouped days older than $1 days go, $2 bars at a time (the day rows with them).
+SWEEP_BULK_DAYS = """
+WITH doomed AS (
+    SELECT source, symbol, price_date FROM price_bulk_bars
+    WHERE price_date < current_date - $1::int
+    LIMIT $2
+), gone AS (
+    DELETE FROM price_bulk_bars AS b
+    USING doomed
+    WHERE (b.source, b.symbol, b.price_date) = (doomed.source, doomed.symbol, doomed.price_date)
+    RETURNING 1
+), days AS (
+    DELETE FROM price_bulk_days WHERE price_date < current_date - $1::int
+)
+SELECT count(*) FROM gone
+"""
