@@ -15,6 +15,7 @@ from worker.models.refresh import (
 from worker.models.symbols import (
     MarketDataCache,
     SymbolFactorExposure,
+    SymbolFactorWait,
     SymbolPricesDaily,
     SymbolUniverse,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "PriceSourceState",
     "RefreshScheduleRun",
     "SymbolFactorExposure",
+    "SymbolFactorWait",
     "SymbolOnboardingQueue",
     "SymbolOnboardingWorker",
     "SymbolPricesDaily",

@@ -16,6 +16,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from worker.models.base import HOST_TABLE, PROJECT_COLUMN, Base
@@ -131,3 +132,16 @@ class SymbolFactorExposure(Base):
     size_spread: Mapped[Decimal | None] = mapped_column(Beta)
     quality_spread: Mapped[Decimal | None] = mapped_column(Beta)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class SymbolFactorWait(Base):
+    """A symbol whose prices are stored and whose betas wait for reference ETF prices."""
+
+    __tablename__ = "symbol_factor_waits"
+
+    symbol: Mapped[str] = mapped_column(
+        String(20), ForeignKey("symbol_universe.symbol", ondelete="CASCADE"), primary_key=True
+    )
+    # The reference ETFs that were missing or stale when the symbol's job ran.
+    waiting_for: Mapped[list[str]] = mapped_column(ARRAY(String(20)))
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -14,6 +14,7 @@ import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -32,7 +33,9 @@ from worker.db import CONNECTION_ERRORS, DatabaseUrlError, asyncpg_dsn, connect_
 from worker.settings import Settings, SettingsError
 from worker.symbols import InvalidPriorityError, InvalidSymbolError, UnknownRequesterError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy loads with worker.factors: only the commands that use it import it
+    from worker.factors import FactorStore
+    from worker.housekeeping import Sweep
     from worker.metrics import Metrics
     from worker.web import StatusServer
 
@@ -128,7 +131,37 @@ def _parser() -> argparse.ArgumentParser:
     schedule.add_arguments(
         sub.add_parser("refresh", help="enqueue a refresh of every symbol that is behind")
     )
+    factors = sub.add_parser("factors", help="recompute the factor betas of active symbols")
+    factors.add_argument(
+        "--symbols",
+        type=_symbols_arg,
+        metavar="A,B,...",
+        help="only these symbols (comma-separated); exit status 1 if one is not active",
+    )
+    factors.add_argument(
+        "--as-of",
+        type=_date_arg,
+        metavar="YYYY-MM-DD",
+        help="compute as of this date (default: the latest SPY price)",
+    )
+    factors.add_argument(
+        "--dry-run", action="store_true", help="write nothing; report what would be computed"
+    )
     return parser
+
+
+def _symbols_arg(raw: str) -> list[str]:
+    try:
+        return backfill.parse_symbols(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _date_arg(raw: str) -> date:
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid date {raw!r}: expected YYYY-MM-DD") from None
 
 
 def _positive_int(raw: str) -> int:
@@ -149,6 +182,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "prune": _prune,
         "backfill": _backfill,
         "refresh": _refresh,
+        "factors": _factors,
     }
     async with _database(settings, migrate_embedded=args.command == "run") as url:
         return await commands[args.command](args, settings, url)
@@ -231,8 +265,17 @@ async def _run_worker(
             if args.burst or times is None
             else [schedule.DailySchedule(pool, times, queue.worker_id)]
         )
+        store = await _factor_store(pool) if settings.factors_enabled else None
+        sweeps: dict[str, Sweep] = {
+            "expired_analytics_cache": analytics_cache.sweep_expired,
+            "old_bulk_days": sweep_bulk_days,
+        }
+        if store is not None:
+            sweeps["factor_waits_resolved"] = functools.partial(
+                _sweep_factor_waits, store=store, settings=settings
+            )
         async with open_onboarder(
-            settings, queue, pool, sources=args.source, metrics=metrics
+            settings, queue, pool, sources=args.source, metrics=metrics, factor_store=store
         ) as handler:
             runner = Runner(
                 settings,
@@ -243,14 +286,7 @@ async def _run_worker(
                 listen_dsn=_listen_dsn(settings, url),
                 burst=args.burst,
                 housekeeping=Housekeeper(
-                    settings,
-                    pool,
-                    queue,
-                    extra_sweeps={
-                        "expired_analytics_cache": analytics_cache.sweep_expired,
-                        "old_bulk_days": sweep_bulk_days,
-                    },
-                    periodic=daily,
+                    settings, pool, queue, extra_sweeps=sweeps, periodic=daily
                 ),
                 metrics=metrics,
             )
@@ -264,6 +300,31 @@ async def _run_worker(
     finally:
         await pool.close()
     return 0
+
+
+async def _factor_store(db: asyncpg.Pool | asyncpg.Connection) -> "FactorStore":
+    """The shape of symbol_factor_exposures, read once at start-up; one line if unwritable."""
+    from worker.factors import FactorStore, ShapeError
+
+    try:
+        return await FactorStore.detect(db)
+    except ShapeError as exc:
+        raise FatalError(f"cannot write factor betas: {exc} (or set FACTORS_ENABLED=off)") from None
+
+
+async def _sweep_factor_waits(
+    conn: asyncpg.Connection, _batch_size: int, *, store: "FactorStore", settings: Settings
+) -> int:
+    """Housekeeping: betas for one batch of waiting symbols whose reference jobs have ended."""
+    from worker.factors import resolve_waiting
+
+    resolved, _ = await resolve_waiting(
+        conn,
+        store,
+        history_days=settings.factor_history_days,
+        batch_size=settings.factor_batch_size,
+    )
+    return resolved
 
 
 def _listen_dsn(settings: Settings, url: str) -> str | None:
@@ -474,6 +535,14 @@ async def _prune(_args: argparse.Namespace, settings: Settings, url: str) -> int
 async def _refresh(args: argparse.Namespace, settings: Settings, url: str) -> int:
     async with _connection(settings, url) as conn:
         return await schedule.command(args, settings, conn)
+
+
+async def _factors(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    from worker.factors.command import command
+
+    async with _connection(settings, url) as conn:
+        store = await _factor_store(conn)
+        return await command(conn, store, settings, args.symbols, args.as_of, args.dry_run)
 
 
 async def _status(args: argparse.Namespace, settings: Settings, url: str) -> int:

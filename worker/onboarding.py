@@ -3,7 +3,8 @@ and store them, mark the symbol active and complete the job in one transaction.
 
 `Onboarder.run` is the one place that classifies a job's outcome and moves it in the queue:
 - completed: prices upserted, `symbol_universe` active with `last_price_date`, job completed,
-  all in one transaction (all of it commits or none of it);
+  and (with a factor store) the betas written with `last_factor_date`, or the symbol recorded as
+  waiting for reference ETFs: all in one transaction (all of it commits or none of it);
 - retried: a transient failure (after the in-process retries) or an unexpected exception (a
   bug: retried so nothing is lost); `Queue.retry_later` may turn it into failed on the last
   attempt;
@@ -37,7 +38,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from worker.db import CONNECTION_ERRORS
+from worker import factors
+from worker.db import CONNECTION_ERRORS, Connection
 from worker.logs import redact_text
 from worker.metrics import Metrics
 from worker.prices import (
@@ -94,6 +96,7 @@ async def open_onboarder(
     sources: str | None = None,
     today: Callable[[], date] | None = None,
     metrics: Metrics | None = None,
+    factor_store: factors.FactorStore | None = None,
 ) -> AsyncIterator["Onboarder"]:
     """An Onboarder with the resources it needs, released on the way out:
 
@@ -102,7 +105,7 @@ async def open_onboarder(
 
     `sources` overrides settings.price_source (the --source flag); `today` is the UTC date clock
     (tests, benchmarks): the window ends the day before it; `metrics` what the sources and the
-    gate count into (a fresh registry if None). The chain is checked before anything
+    gate count into (a fresh registry if None); `factor_store` turns on the betas. The chain is checked before anything
     is built (SettingsError for one it cannot run); then the HTTP client (only for HTTP sources),
     the log filter that masks the chain's API keys, the rate gate and the sources are built in
     turn, and whatever was built is released again if a later part fails to build."""
@@ -133,6 +136,7 @@ async def open_onboarder(
             secrets=secrets,
             today=today,
             metrics=metrics,
+            factor_store=factor_store,
         )
 
 
@@ -162,14 +166,17 @@ class Onboarder:
         secrets: Sequence[str] = (),
         today: Callable[[], date] | None = None,
         metrics: Metrics | None = None,
+        factor_store: factors.FactorStore | None = None,
     ) -> None:
         """`sources`: the chain, in order, built on `gate`; `secrets`: the values to mask in
-        error messages (longest first); `today`: the UTC date clock."""
+        error messages (longest first); `today`: the UTC date clock; `factor_store` (detected
+        at start-up) turns on the betas."""
         self._settings = settings
         self._queue = queue
         self._pool = pool
         self._metrics = metrics or Metrics()
         self._today = today or (lambda: datetime.now(UTC).date())
+        self._factors = factor_store
         self._secrets = list(secrets)
         self._gate = gate
         self.sources = list(sources)
@@ -356,22 +363,27 @@ class Onboarder:
         *,
         replace: bool = False,
     ) -> JobResult:
-        """Upsert the bars, mark the symbol active and complete the job: one transaction.
-        `replace`: the symbol's stored rows are deleted first, in the same transaction (a
-        refresh that found its history re-adjusted)."""
+        """Upsert the bars, mark the symbol active, complete the job and write its betas: one
+        transaction. `replace`: the symbol's stored rows are deleted first, in the same
+        transaction (a refresh that found its history re-adjusted)."""
         bars = fetched.bars
         columns = _columns(bars)
+        step: factors.FactorStep | None = None
         async with self._pool.acquire() as conn:
             if source.name in self._pausable and self._settings.source_failures_before_pause > 0:
                 # The source answered: its run of failures (if any) is over. Before the write
                 # transaction, so that never waits on the source's state row.
                 await self._gate.reset_failures(conn, source.name)
             async with conn.transaction():
+                if self._factors is not None:
+                    await factors.lock_references(conn, job.symbol)  # first: see factors
                 if replace:
                     await conn.execute(sql.DELETE_PRICES, job.symbol)
                 stored = await conn.fetchrow(sql.STORE_PRICES, job.symbol, *columns)
                 await self._queue.complete(conn, job)
-        assert stored is not None  # the statement returns one summary row
+                assert stored is not None  # the statement returns one summary row
+                if self._factors is not None:
+                    step = await self._factor_step(conn, job.symbol, stored["last_price_date"], log)
         written, last_price_date = stored["rows_written"], stored["last_price_date"]
         self._metrics.rows_written(source.name, written)
         log.info(
@@ -383,20 +395,89 @@ class Onboarder:
             rows_skipped=fetched.skipped or None,
             last_price_date=last_price_date.isoformat() if last_price_date else None,
         )
+        if step is not None and step.more_waiting:
+            await self._resolve_waiting(log)
         return JobResult("completed", rows=len(bars), skipped=fetched.skipped or None)
+
+    async def _factor_step(
+        self,
+        conn: Connection,
+        symbol: str,
+        last_price_date: date,
+        log: FilteringBoundLogger,
+    ) -> factors.FactorStep | None:
+        """The betas, in a savepoint of the job's transaction: a failure there (a bug, a host
+        table changed under us) is logged and rolled back alone, and the prices still land."""
+        assert self._factors is not None
+        try:
+            async with conn.transaction():
+                return await factors.after_prices_stored(
+                    conn,
+                    self._factors,
+                    symbol,
+                    last_price_date,
+                    max_lag_days=self._settings.factor_reference_max_lag_days,
+                    history_days=self._settings.factor_history_days,
+                    batch_size=self._settings.factor_batch_size,
+                    log=log,
+                )
+        except PROPAGATE:
+            raise
+        except Exception as exc:
+            log.exception("factors_failed", error=f"{type(exc).__name__}: {exc}")
+            return None
+
+    async def _reference_ended(self, conn: Connection, job: Job) -> None:
+        """A reference ETF's job failed for good: the symbols waiting only for it get their
+        betas from what is there (its transaction holds the exclusive reference lock)."""
+        if self._factors is None or job.symbol not in factors.REFERENCE_ETFS:
+            return
+        await factors.resolve_waiting(
+            conn,
+            self._factors,
+            history_days=self._settings.factor_history_days,
+            batch_size=self._settings.factor_batch_size,
+        )
+
+    async def _resolve_waiting(self, log: FilteringBoundLogger) -> None:
+        """Follow-up transactions for the waiting symbols a batch limit left; the job is done,
+        so a failure is only logged (the housekeeping sweep takes what is left)."""
+        assert self._factors is not None
+        try:
+            more = True
+            while more:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    _, more = await factors.resolve_waiting(
+                        conn,
+                        self._factors,
+                        history_days=self._settings.factor_history_days,
+                        batch_size=self._settings.factor_batch_size,
+                    )
+        except Exception as exc:
+            log.warning("factors_resolve_deferred", error=f"{type(exc).__name__}: {exc}")
 
     async def fail(self, job: Job, error: str) -> JobResult:
         async with self._pool.acquire() as conn, conn.transaction():
+            await self._lock_references(conn, job)
             await conn.execute(sql.MARK_ERROR, job.symbol)
             await self._queue.fail(conn, job, error)
+            await self._reference_ended(conn, job)
         return JobResult("failed", error=error)
 
     async def retry_later(self, job: Job, error: str) -> JobResult:
         async with self._pool.acquire() as conn, conn.transaction():
+            await self._lock_references(conn, job)
             status = await self._queue.retry_later(conn, job, error)
             if status == "failed":  # that was its last attempt
                 await conn.execute(sql.MARK_ERROR, job.symbol)
+                await self._reference_ended(conn, job)
         return JobResult("retried" if status == "pending" else "failed", error=error)
+
+    async def _lock_references(self, conn: Connection, job: Job) -> None:
+        """A reference ETF's ending transaction takes the reference lock first (before its job
+        row), as its completing one does."""
+        if self._factors is not None and job.symbol in factors.REFERENCE_ETFS:
+            await factors.lock_references(conn, job.symbol)
 
 
 @dataclass(frozen=True)

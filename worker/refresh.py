@@ -15,7 +15,7 @@ what it fetches and how it stores differ (`Refresher.run`):
   longer refreshed. Any served refresh resets the count.
 """
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -26,7 +26,6 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from worker.bulk import BulkDays, Waiting
-from worker.db import Connection
 from worker.onboarding import PROPAGATE, Fetched, JobResult, Onboarder, Unfetched, _clip
 from worker.prices.base import Bar, NoData, SourcePaused, SymbolNotFound, Window
 from worker.prices.polygon import PolygonSource
@@ -39,9 +38,6 @@ logger = structlog.get_logger()
 
 TICK = Decimal("0.0001")  # prices are stored at 4 decimals: one tick apart is rounding
 MAX_LOGGED_CHANGES = 10
-
-# Recomputes the betas of the given symbols on the given connection (issue 10's factor code).
-Recompute = Callable[[Connection, Sequence[str]], Awaitable[object]]
 
 
 @dataclass(frozen=True)
@@ -109,10 +105,9 @@ class Refresher:
         calendar: TradingCalendar,
         *,
         now: Callable[[], datetime] | None = None,
-        recompute: Recompute | None = None,
         bulk: BulkDays | None = None,
     ) -> None:
-        """`now`: the clock (tests); `recompute`: the betas after a replaced history; `bulk`:
+        """`now`: the clock (tests); `bulk`:
         grouped daily days (when the chain's first source is Polygon)."""
         self._settings = settings
         self._queue = queue
@@ -120,7 +115,6 @@ class Refresher:
         self._onboarder = onboarder
         self._calendar = calendar
         self._now = now or (lambda: datetime.now(UTC))
-        self._recompute = recompute
         self._bulk = bulk
 
     async def run(self, job: Job) -> JobResult:
@@ -193,7 +187,8 @@ class Refresher:
         self, job: Job, changes: list[PriceChange], log: FilteringBoundLogger
     ) -> JobResult:
         """The stored history no longer matches the provider's: re-fetch the whole lookback and
-        replace the symbol's rows with it in one transaction, then recompute its betas."""
+        replace the symbol's rows with it in one transaction, in which the Onboarder's factor
+        step (worker/factors) also recomputes its betas from the new history."""
         log.warning(
             "price_history_changed",
             changed_values=len(changes),
@@ -213,12 +208,7 @@ class Refresher:
         got = await self._onboarder.fetch_bars(job, self.lookback(), log)
         if isinstance(got, Unfetched):
             return await self._onboarder.settle(job, got)
-        result = await self._onboarder.store(job, got.source, got.fetched, log, replace=True)
-        if self._recompute is not None:
-            async with self._pool.acquire() as conn:
-                await self._recompute(conn, [job.symbol])
-            log.info("betas_recomputed")
-        return result
+        return await self._onboarder.store(job, got.source, got.fetched, log, replace=True)
 
     async def _unfetched(self, job: Job, got: Unfetched, log: FilteringBoundLogger) -> JobResult:
         """No source served the window. Unknown or no data at every source (and nothing paused)

@@ -109,6 +109,16 @@ class Settings:
     refresh_bulk: str = _env("REFRESH_BULK", "auto")
     # Windows longer than this many sessions (a symbol far behind) use per-symbol requests.
     refresh_bulk_max_sessions: int = _env("REFRESH_BULK_MAX_SESSIONS", 10)
+    # Factor betas (worker/factors): computed by each onboarding job when on.
+    factors_enabled: bool = _env("FACTORS_ENABLED", True)
+    # Calendar days of prices read before the calculation date (180 returns need about 260;
+    # the rest absorbs gaps in a series).
+    factor_history_days: int = _env("FACTOR_HISTORY_DAYS", 400)
+    # A reference ETF whose latest price is more than this many days older than the symbol's
+    # is onboarded again before the symbol's betas are computed.
+    factor_reference_max_lag_days: int = _env("FACTOR_REFERENCE_MAX_LAG_DAYS", 3)
+    # Symbols per transaction in the `factors` command and when waiting symbols are resolved.
+    factor_batch_size: int = _env("FACTOR_BATCH_SIZE", 2000)
     # Logs
     log_format: str = _env("LOG_FORMAT", "auto")  # auto | json | console
     log_level: str = _env("LOG_LEVEL", "info")
@@ -146,10 +156,17 @@ class Settings:
             "http_timeout_s",
             "refresh_delist_after",
             "refresh_bulk_max_sessions",
+            "factor_history_days",
+            "factor_batch_size",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{env_name(name)} must be > 0, got {getattr(self, name)!r}")
+        if self.factor_reference_max_lag_days < 0:
+            raise SettingsError(
+                "FACTOR_REFERENCE_MAX_LAG_DAYS must be >= 0, "
+                f"got {self.factor_reference_max_lag_days}"
+            )
         if self.shutdown_grace_s < 0:
             raise SettingsError(
                 f"WORKER_SHUTDOWN_GRACE_S must be >= 0, got {self.shutdown_grace_s}"

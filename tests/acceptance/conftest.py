@@ -106,6 +106,9 @@ def worker_env(database_url: str, provider_url: str | None = None, **extra: str)
         # The daily refresh would add jobs at the first housekeeping round whenever a session
         # has closed; tests of the schedule turn it on.
         "REFRESH_SCHEDULE_TIME": "off",
+        # Betas would add the eight reference ETFs' jobs to every flow tested here; the factor
+        # flow has its own tests (test_factors_cli.py), which turn them on.
+        "FACTORS_ENABLED": "false",
     }
     if provider_url:
         env["YAHOO_BASE_URL"] = provider_url

@@ -2,8 +2,10 @@
 request when current (or on a weekend or holiday), a re-adjusted history replaced in one
 transaction, delisting, host-added symbols, and refreshes queued behind users' onboarding."""
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -13,12 +15,17 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
+from tests.factordata import store_prices
 from tests.fakeprovider import FakeProvider, Reply, recorded
 from tests.integration.conftest import job_row, stored, symbol_row
-from worker.onboarding import Onboarder
+from worker.factors import REFERENCE_ETFS, FactorStore, recompute_factors
+from worker.onboarding import open_onboarder
+from worker.prices.base import Window
+from worker.prices.synthetic import generate
 from worker.queue import Job, Queue
 from worker.refresh import JobsByKind, Refresher
 from worker.schedule import enqueue_refresh
+from worker.settings import Settings
 from worker.trading_calendar import TradingCalendar
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -94,29 +101,33 @@ async def refresh_pool(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture
 async def refresher_for(
-    refresh_pool: asyncpg.Pool, queue: Queue, onboarder_for: Callable[..., Awaitable[Onboarder]]
-) -> Callable[..., Awaitable[Refresher]]:
-    """`await refresher_for("polygon", now=..., recompute=..., **settings)`."""
+    refresh_pool: asyncpg.Pool, queue: Queue, settings: Settings
+) -> AsyncIterator[Callable[..., Awaitable[Refresher]]]:
+    """`await refresher_for("polygon", now=..., factors=True, **settings)`; `factors`: the
+    Onboarder's factor step on, as `run` has it."""
+    async with contextlib.AsyncExitStack() as opened:
 
-    async def make(
-        sources: str = "polygon",
-        *,
-        now: datetime = NOW,
-        recompute: Any = None,
-        **overrides: Any,
-    ) -> Refresher:
-        onboarder = await onboarder_for(sources, today=now.astimezone(UTC).date(), **overrides)
-        return Refresher(
-            onboarder._settings,
-            queue,
-            refresh_pool,
-            onboarder,
-            CALENDAR,
-            now=lambda: now,
-            recompute=recompute,
-        )
+        async def make(
+            sources: str = "polygon",
+            *,
+            now: datetime = NOW,
+            factors: bool = False,
+            **overrides: Any,
+        ) -> Refresher:
+            tuned = replace(settings, **overrides)
+            onboarder = await opened.enter_async_context(
+                open_onboarder(
+                    tuned,
+                    queue,
+                    refresh_pool,
+                    sources=sources,
+                    today=lambda: now.astimezone(UTC).date(),
+                    factor_store=await FactorStore.detect(refresh_pool) if factors else None,
+                )
+            )
+            return Refresher(tuned, queue, refresh_pool, onboarder, CALENDAR, now=lambda: now)
 
-    return make
+        yield make
 
 
 async def claim_refresh(pool: asyncpg.Pool, queue: Queue, symbol: str, through: date) -> Job:
@@ -224,31 +235,32 @@ async def test_a_split_in_the_history_is_detected_and_the_lookback_replaced(
     lookback = aggs_path("AAPL", lookback_start, NOW.date())
     fresh = sessions(lookback_start, NOW.date())
     provider.route(lookback, Reply(body=polygon_aggs("AAPL", fresh, divide=2)))
-    seen: list[list[tuple[Any, ...]]] = []
-
-    async def recompute(conn: asyncpg.Connection, symbols: list[str]) -> None:
-        # Called after the replace committed: it reads the new history.
-        assert symbols == ["AAPL"]
-        seen.append(
-            [
-                tuple(r)
-                for r in await conn.fetch(
-                    "SELECT price_date, close_price FROM symbol_prices_daily WHERE symbol = 'AAPL'"
-                    " ORDER BY price_date"
-                )
-            ]
-        )
+    # The reference ETFs are current, and AAPL's betas were computed as of the 22nd.
+    series = {}
+    for etf in REFERENCE_ETFS:
+        bars = generate(etf, Window(lookback_start - timedelta(days=30), NOW.date()))
+        series[etf] = ([b.price_date for b in bars], [float(b.close) for b in bars], None)
+    async with refresh_pool.acquire() as conn:
+        await store_prices(conn, {k: (d, c, c) for k, (d, c, _) in series.items()})
+        await recompute_factors(conn, ["AAPL"])
+    assert (await symbol_row(refresh_pool, "AAPL"))["last_factor_date"] == date(2023, 11, 22)
 
     job = await claim_refresh(refresh_pool, queue, "AAPL", NOW.date())
     with capture_logs() as logs:
-        result = await (await refresher_for(price_lookback_days=60, recompute=recompute)).run(job)
+        result = await (await refresher_for(price_lookback_days=60, factors=True)).run(job)
 
     assert result.outcome == "completed", result.error
     assert [r.path for r in provider.requests] == [incremental, lookback]
     rows = await stored(refresh_pool, "AAPL")
     expected = [(d, (close_of(d) / 2).quantize(Decimal("0.0001"))) for d in fresh]
     assert [(r[0], r[4]) for r in rows] == expected  # replaced: no row of the old scale is left
-    assert seen == [expected]
+    # ...and its betas recomputed from the new history, in the same transaction.
+    assert (await symbol_row(refresh_pool, "AAPL"))["last_factor_date"] == NOW.date()
+    latest = await refresh_pool.fetchrow(
+        "SELECT calculation_date, market_beta FROM symbol_factor_exposures"
+        " WHERE symbol = 'AAPL' ORDER BY calculation_date DESC LIMIT 1"
+    )
+    assert latest["calculation_date"] == NOW.date() and latest["market_beta"] is not None
     [changed] = [e for e in logs if e["event"] == "price_history_changed"]
     assert changed["split_ratio"] == "2:1"
     assert changed["first_date"] == "2023-11-17" and changed["last_date"] == "2023-11-22"

@@ -6,8 +6,8 @@ refresh job through the database (worker/bulk.py).
 - `price_bulk_bars`: the loaded day's bars of the symbols in `symbol_universe`, read by each
   symbol's refresh job; swept by housekeeping after two weeks.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-11-27
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010"
-down_revision: str | Sequence[str] | None = "0009"
+revision: str = "0011"
+down_revision: str | Sequence[str] | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,106 @@
+"""Factor betas through the CLI as a subprocess: a new symbol on an empty database ends with
+betas and nobody re-enqueues it; `python -m worker factors` recomputes, reports and refuses."""
+
+import json
+
+import asyncpg
+import numpy as np
+import pytest
+
+from tests.acceptance.conftest import run_cli, start_worker, worker_env
+from tests.factordata import business_days, closes, reference_series, store_prices
+from worker.factors import REFERENCE_ETFS
+
+pytestmark = pytest.mark.slow
+
+
+async def test_a_new_symbol_ends_with_betas_with_no_manual_step(
+    database_url: str, conn: asyncpg.Connection
+) -> None:
+    env = worker_env(database_url, PRICE_SOURCE="synthetic", FACTORS_ENABLED="true")
+    await conn.execute("INSERT INTO symbol_onboarding_queue (symbol) VALUES ('newco')")
+    worker = await start_worker(env, "--burst")
+    try:
+        assert await worker.finish(timeout_s=120) == 0
+    finally:
+        await worker.kill()
+    jobs = await conn.fetch("SELECT symbol, status, priority FROM symbol_onboarding_queue")
+    assert {r["symbol"]: (r["status"], r["priority"]) for r in jobs} == {
+        "NEWCO": ("completed", "normal"),
+        **{etf: ("completed", "high") for etf in REFERENCE_ETFS},
+    }
+    newco = await conn.fetchrow("SELECT * FROM symbol_universe WHERE symbol = 'NEWCO'")
+    assert newco["status"] == "active" and newco["last_factor_date"] is not None
+    betas = await conn.fetchrow("SELECT * FROM symbol_factor_exposures WHERE symbol = 'NEWCO'")
+    assert betas["calculation_date"] == newco["last_factor_date"]
+    assert betas["market_beta"] is not None and betas["quality_spread"] is not None
+    assert await conn.fetchval("SELECT count(*) FROM symbol_factor_waits") == 0
+    events = [e["event"] for e in worker.events if e.get("symbol") == "NEWCO"]
+    assert "factors_waiting" in events and "factors_computed" not in events
+    assert any(e["event"] == "factors_waiters_resolved" for e in worker.events)
+
+
+async def seed(conn: asyncpg.Connection) -> list:
+    days = business_days(260)
+    rng = np.random.default_rng(5)
+    prices = closes(rng.normal(0.0003, 0.012, (2, len(days))), 40.0)
+    await store_prices(
+        conn,
+        {
+            **reference_series(days),
+            "AAA": (days, prices[0].tolist(), prices[0].tolist()),
+            "SHORT": (days[-20:], prices[1][-20:].tolist(), None),
+        },
+    )
+    await store_prices(conn, {"GONE": (days[:5], [1.0] * 5, None)}, status="delisted")
+    return days
+
+
+async def test_factors_command_recomputes_and_reports(
+    database_url: str, conn: asyncpg.Connection
+) -> None:
+    days = await seed(conn)
+    env = worker_env(database_url)
+
+    code, _, err = await run_cli(env, "factors", "--dry-run")
+    assert code == 0, err
+    (summary,) = [json.loads(line) for line in err.splitlines() if "factors_finished" in line]
+    assert summary["symbols"] == 10 and summary["computed"] == 9 and summary["dry_run"]
+    assert summary["skipped"] == {"too_few_returns": 1}
+    assert summary["rows_written"] == 9
+    assert await conn.fetchval("SELECT count(*) FROM symbol_factor_exposures") == 0
+
+    code, _, err = await run_cli(env, "factors")
+    assert code == 0, err
+    (summary,) = [json.loads(line) for line in err.splitlines() if "factors_finished" in line]
+    assert summary["complete"] == 9 and summary["table_shape"] == "wide"
+    assert summary["last_calculation_date"] == days[-1].isoformat()
+    assert await conn.fetchval("SELECT count(*) FROM symbol_factor_exposures") == 9
+
+    code, _, err = await run_cli(env, "factors", "--symbols", "aaa", "--as-of", str(days[200]))
+    assert code == 0, err
+    assert (
+        await conn.fetchval("SELECT count(*) FROM symbol_factor_exposures WHERE symbol = 'AAA'")
+        == 2
+    )
+
+    code, _, err = await run_cli(env, "factors", "--symbols", "AAA,GONE,NOPE")
+    assert code == 1
+    (refused,) = [json.loads(line) for line in err.splitlines() if "not_active" in line]
+    assert refused["symbols"] == {"GONE": "delisted", "NOPE": "unknown"}
+
+    code, _, err = await run_cli(env, "factors", "--as-of", "yesterday")
+    assert code == 2 and "invalid date 'yesterday'" in err
+
+
+async def test_an_unwritable_table_is_refused_in_one_line(
+    database_url: str, conn: asyncpg.Connection
+) -> None:
+    await conn.execute("ALTER TABLE symbol_factor_exposures DROP COLUMN momentum_spread")
+    env = worker_env(database_url, FACTORS_ENABLED="true")
+    for command in (["factors"], ["run", "--burst"]):
+        code, _, err = await run_cli(env, *command)
+        assert code == 1, command
+        assert err.strip().count("\n") == 0 and "no column momentum_spread" in err, err
+    code, _, err = await run_cli({**env, "FACTORS_ENABLED": "false"}, "run", "--burst")
+    assert code == 0, err

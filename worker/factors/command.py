@@ -1,0 +1,126 @@
+"""`python -m worker factors [--symbols A,B] [--as-of DATE] [--dry-run]`: recompute the betas of
+every active symbol (or the listed ones), `FACTOR_BATCH_SIZE` symbols per transaction, each
+batch read in two queries and solved by `compute_betas` in one go. A progress line on a
+terminal, `factors_progress` log lines otherwise; a summary at the end (computed, skipped and
+why). Exit status 1 when a listed symbol is not active."""
+
+import sys
+import time
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+import structlog
+
+from worker.db import Connection
+from worker.factors import Recomputed, recompute_factors
+from worker.factors.store import FactorStore
+from worker.settings import Settings
+
+LOG_INTERVAL_S = 10.0
+log = structlog.get_logger("worker.factors")
+
+
+async def command(
+    conn: Connection,
+    store: FactorStore,
+    settings: Settings,
+    symbols: Sequence[str] | None,
+    as_of: date | None,
+    dry_run: bool,
+) -> int:
+    started = time.monotonic()
+    active, inactive = await store.active_symbols(conn, symbols)
+    on_terminal = sys.stderr.isatty()
+    total = Recomputed(dry_run=dry_run)
+    last_log = float("-inf")
+    size = settings.factor_batch_size
+    for first in range(0, len(active), size):
+        batch = active[first : first + size]
+        async with conn.transaction():
+            total.add(
+                await recompute_factors(
+                    conn,
+                    batch,
+                    store=store,
+                    as_of=as_of,
+                    history_days=settings.factor_history_days,
+                    dry_run=dry_run,
+                )
+            )
+        elapsed = time.monotonic() - started
+        if on_terminal:
+            sys.stderr.write(f"\r\x1b[K{format_progress(total, len(active), elapsed)}")
+            sys.stderr.flush()
+        elif time.monotonic() - last_log >= LOG_INTERVAL_S:
+            last_log = time.monotonic()
+            log.info(
+                "factors_progress",
+                symbols_done=total.symbols,
+                symbols_total=len(active),
+                computed=total.computed,
+                symbols_per_s=round(total.symbols / elapsed, 1) if elapsed > 0 else None,
+            )
+    elapsed = time.monotonic() - started
+    if on_terminal:
+        if active:
+            sys.stderr.write("\n")
+        print(format_summary(total, elapsed, store.shape, inactive), file=sys.stderr)
+    else:
+        log.info("factors_finished", **summary_fields(total, elapsed, store.shape))
+    if inactive:
+        log.error(
+            "factors_symbols_not_active",
+            symbols={symbol: status or "unknown" for symbol, status in inactive},
+        )
+        return 1
+    return 0
+
+
+def format_progress(r: Recomputed, total: int, elapsed_s: float) -> str:
+    percent = 100.0 * r.symbols / total if total else 100.0
+    rate = r.symbols / elapsed_s if elapsed_s > 0 else 0.0
+    return (
+        f"factors {r.symbols:,}/{total:,} symbols ({percent:.1f}%), {r.computed:,} computed, "
+        f"{rate:,.0f} symbols/s"
+    )
+
+
+def summary_fields(r: Recomputed, elapsed_s: float, shape: str) -> dict[str, Any]:
+    return {
+        "symbols": r.symbols,
+        "computed": r.computed,
+        "complete": r.complete,
+        "skipped": r.skipped,
+        "absent": r.absent,
+        "rows_written": r.rows_written,
+        "table_shape": shape,
+        "first_calculation_date": r.first_date.isoformat() if r.first_date else None,
+        "last_calculation_date": r.last_date.isoformat() if r.last_date else None,
+        "dry_run": r.dry_run,
+        "elapsed_s": round(elapsed_s, 3),
+    }
+
+
+def format_summary(
+    r: Recomputed, elapsed_s: float, shape: str, inactive: Sequence[tuple[str, str | None]]
+) -> str:
+    """The end-of-run summary, for a person at a terminal."""
+    verb = "would write" if r.dry_run else "wrote"
+    dates = (
+        f"{r.first_date} to {r.last_date}"
+        if r.first_date and r.first_date != r.last_date
+        else str(r.last_date)
+    )
+    lines = [
+        f"factors {'dry run ' if r.dry_run else ''}done in {elapsed_s:.1f} s: "
+        f"{r.symbols:,} symbols, {r.computed:,} with betas ({r.complete:,} with all twelve)",
+        f"  {verb} {r.rows_written:,} rows ({shape} table), calculation dates {dates}",
+    ]
+    for reason, count in sorted(r.skipped.items()):
+        lines.append(f"  skipped, {reason.replace('_', ' ')}: {count:,}")
+    for reason, count in sorted(r.absent.items()):
+        lines.append(f"  beta absent, {reason.replace('_', ' ')}: {count:,}")
+    for symbol, status in inactive:
+        lines.append(f"  not active: {symbol} ({status or 'unknown'})")
+    return "\n".join(lines)
