@@ -189,7 +189,7 @@ async def test_an_invalid_most_recent_bar_fails_permanently_naming_date_and_fiel
     body = fixture(MSFT).replace(b'308.260009765625],"low"', b'0],"low"')
     provider.route(MSFT_PATH, Reply(body=body))
     job = await claim(pool, queue, "MSFT")
-    result = await onboarder_for("yahoo", today=MSFT_TODAY).run(job)
+    result = await (await onboarder_for("yahoo", today=MSFT_TODAY)).run(job)
 
     assert result.outcome == "failed"
     assert result.error == (
