@@ -24,6 +24,7 @@ import asyncpg
 import numpy as np
 
 from worker.db import Connection
+from worker.errors import ConfigurationError
 from worker.factors.betas import FACTORS, REFERENCE_ETFS, Betas, Panel
 from worker.sql import factors as sql
 
@@ -45,7 +46,7 @@ LONG_COLUMNS = (
 CAPPED_FLAG = "capped"  # quality_flag of a long row whose raw beta was outside [-5, 5]
 
 
-class ShapeError(RuntimeError):
+class ShapeError(ConfigurationError, RuntimeError):
     """symbol_factor_exposures has a shape the worker cannot write."""
 
 
