@@ -387,7 +387,9 @@ class Onboarder:
                     await factors.lock_references(conn, job.symbol)  # first: see factors
                 if replace:
                     await conn.execute(sql.DELETE_PRICES, job.symbol)
-                stored = await conn.fetchrow(sql.STORE_PRICES, job.symbol, *columns)
+                stored = await conn.fetchrow(
+                    sql.STORE_PRICES, job.symbol, *columns, source.replaces_stored
+                )
                 await self._queue.complete(conn, job)
                 assert stored is not None  # the statement returns one summary row
                 if self._factors is not None:
