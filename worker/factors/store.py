@@ -119,11 +119,12 @@ class FactorStore:
     ) -> PricePanel | None:
         """The symbols' and the reference ETFs' prices for `history_days` up to SPY's latest
         date on or before `as_of` (None: the latest); None when SPY has no price by then."""
-        end = await conn.fetchval(sql.WINDOW_END, as_of)
-        if end is None:
-            return None
         wanted = list(dict.fromkeys([*symbols, *REFERENCE_ETFS]))
-        rows = {r["symbol"]: r for r in await conn.fetch(sql.READ_PANEL, wanted, end, history_days)}
+        fetched = await conn.fetch(sql.READ_PANEL, wanted, as_of, history_days)
+        if not fetched:  # not even SPY: it has no price by then
+            return None
+        end = fetched[0]["window_end"]
+        rows = {r["symbol"]: r for r in fetched}
         found = tuple(s for s in dict.fromkeys(symbols) if s in rows)
         series = [rows[s] for s in found] + [rows.get(e) for e in REFERENCE_ETFS]
         present = [r for r in series if r is not None]
@@ -201,10 +202,11 @@ class FactorStore:
         await conn.execute(statement, sql.REFERENCE_LOCK_KEY)
 
     @staticmethod
-    async def reference_dates(conn: Connection) -> dict[str, date | None]:
-        """Each reference ETF's latest stored price date (None: no prices)."""
-        rows = await conn.fetch(sql.REFERENCE_DATES, list(REFERENCE_ETFS))
-        return {r["symbol"]: r["last_price_date"] for r in rows}
+    async def reference_dates(conn: Connection, symbol: str) -> tuple[dict[str, date | None], bool]:
+        """Each reference ETF's latest stored price date (None: no prices), and whether
+        `symbol` is waiting for reference data."""
+        rows = await conn.fetch(sql.REFERENCE_DATES, list(REFERENCE_ETFS), symbol)
+        return {r["symbol"]: r["last_price_date"] for r in rows}, bool(rows[0]["waiting"])
 
     @staticmethod
     async def enqueue_references(conn: Connection, etfs: Sequence[str]) -> None:
