@@ -33,6 +33,7 @@ from sqlalchemy import CursorResult, Result, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from worker.db import Connection
+from worker.errors import WorkerError
 from worker.sql import analytics_cache as sql
 
 Db = AsyncSession | AsyncConnection
@@ -44,7 +45,7 @@ CACHE_KEY_VERSION = "v1"
 SWEEP_MAX_BATCHES = 10  # like the queue's pruning: a housekeeping round stays short
 
 
-class CacheDataError(ValueError):
+class CacheDataError(WorkerError, ValueError):
     """Data that cannot be cached as JSON without losing something."""
 
 

@@ -27,6 +27,7 @@ from sqlalchemy import pool, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from worker.db import create_engine
+from worker.errors import WorkerError
 from worker.sql import backfill as sql
 from worker.symbols import normalize_symbol
 
@@ -40,7 +41,7 @@ LOG_INTERVAL_S = 10.0
 log = structlog.get_logger()
 
 
-class BackfillError(RuntimeError):
+class BackfillError(WorkerError, RuntimeError):
     """The database cannot be backfilled as it is (e.g. it has no `market_data_cache`)."""
 
 
@@ -450,7 +451,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-async def command(args: argparse.Namespace, database_url: str) -> int:
+async def command(args: argparse.Namespace, database: str | AsyncEngine) -> int:
     """Run `python -m worker backfill`; 0 when done, 1 when it could not run or missed a symbol."""
     on_terminal = sys.stderr.isatty()
     reporter: TerminalProgress | LogProgress = (
@@ -458,7 +459,7 @@ async def command(args: argparse.Namespace, database_url: str) -> int:
     )
     try:
         summary = await backfill(
-            database_url,
+            database,
             batch_size=args.batch_size,
             symbols=args.symbols,
             dry_run=args.dry_run,

@@ -19,18 +19,22 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import structlog
+from sqlalchemy import pool as sa_pool
 from sqlalchemy.exc import IntegrityError
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
+    stop_after_delay,
     stop_never,
     wait_exponential_jitter,
 )
 
-from worker import analytics_cache, backfill, embedded, logs, migrate, status
+from worker import analytics_cache, backfill, db, embedded, logs, migrate, status
 from worker import queue as queue_ops
-from worker.db import CONNECTION_ERRORS, DatabaseUrlError, asyncpg_dsn, connect_options, redact
-from worker.settings import Settings, SettingsError
+from worker.db import asyncpg_dsn, redact
+from worker.errors import ConfigurationError, DatabaseUnavailable, WorkerError
+from worker.housekeeping import Housekeeper
+from worker.settings import Settings
 from worker.symbols import InvalidPriorityError, InvalidSymbolError, UnknownRequesterError
 
 if TYPE_CHECKING:  # numpy loads with worker.factors: only the commands that use it import it
@@ -49,7 +53,7 @@ FATAL_DB_ERRORS = (
 )
 
 
-class FatalError(Exception):
+class FatalError(WorkerError):
     """Stop with exit code 1 and this one-line message."""
 
 
@@ -58,22 +62,37 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "migrate" and args.downgrade and args.revision == "head":
         parser.error("migrate --downgrade needs a target revision, e.g. `base`")
+    writer: logs.LineWriter | None = None
     try:
         settings = Settings.from_env(
             concurrency=getattr(args, "concurrency", None),
             price_source=getattr(args, "source", None),
         )
-        logs.configure(settings, stream=sys.stderr if args.command != "run" else sys.stdout)
+        writer = logs.configure(
+            settings, stream=sys.stderr if args.command != "run" else sys.stdout
+        )
         return asyncio.run(_dispatch(args, settings))
-    except (FatalError, SettingsError, DatabaseUrlError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (FatalError, ConfigurationError) as exc:
+        _print_error(f"error: {exc}")
+        return 1
+    except DatabaseUnavailable as exc:  # `run --burst` gave up waiting for the database
+        _print_error(f"error: database unavailable: {exc}")
         return 1
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # last resort: the traceback to the log, one line for the operator
         log.exception("fatal_error")
-        print(f"error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        _print_error(f"error: {type(exc).__name__}: {exc}".splitlines()[0])
         return 1
+    finally:
+        if writer is not None:
+            writer.flush(timeout_s=2.0)  # bounded: a full pipe must not hold the exit
+
+
+def _print_error(line: str) -> None:
+    """The one-line error on stderr; a closed stderr must not turn exit 1 into a traceback."""
+    with contextlib.suppress(OSError):
+        print(line, file=sys.stderr, flush=True)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -223,7 +242,6 @@ async def _run_worker(
     metrics: "Metrics",
     server: "StatusServer | None",
 ) -> int:
-    from worker.housekeeping import Housekeeper
     from worker.onboarding import open_onboarder
     from worker.runner import Runner
 
@@ -239,7 +257,7 @@ async def _run_worker(
 
     startup = asyncio.Event()
     stop_requests.append(startup.set)  # a signal during start-up ends the start-up
-    pool = await _wait_for(_connect_pool(settings, url, retry=True), startup)
+    pool = await _wait_for(_connect_pool(settings, url, retry=True, burst=args.burst), startup)
     if pool is None:
         return 0
     try:
@@ -251,11 +269,6 @@ async def _run_worker(
             retry_max_s=settings.retry_max_s,
         )
         store = await _factor_store(pool) if settings.factors_enabled else None
-        sweeps: dict[str, Sweep] = {"expired_analytics_cache": analytics_cache.sweep_expired}
-        if store is not None:
-            sweeps["factor_waits_resolved"] = functools.partial(
-                _sweep_factor_waits, store=store, settings=settings
-            )
         async with open_onboarder(
             settings, queue, pool, sources=args.source, metrics=metrics, factor_store=store
         ) as handler:
@@ -267,7 +280,7 @@ async def _run_worker(
                 claim_dsn=asyncpg_dsn(url),
                 listen_dsn=_listen_dsn(settings, url),
                 burst=args.burst,
-                housekeeping=Housekeeper(settings, pool, queue, extra_sweeps=sweeps),
+                housekeeping=housekeeper_for(settings, pool, queue, factor_store=store),
                 metrics=metrics,
             )
             if server is not None:
@@ -322,29 +335,50 @@ async def _wait_for(coro: Awaitable[Any], cancelled: asyncio.Event) -> Any:
     if task.done():
         return task.result()
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, *CONNECTION_ERRORS):
+    with contextlib.suppress(asyncio.CancelledError, DatabaseUnavailable):
         await task
     return None
 
 
-async def _connect_pool(settings: Settings, url: str, *, retry: bool) -> asyncpg.Pool:
-    """A pool of concurrency + 1 connections (claims, completions, heartbeats, housekeeping)."""
+def housekeeper_for(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    queue: queue_ops.Queue,
+    *,
+    factor_store: "FactorStore | None" = None,
+) -> Housekeeper:
+    """The worker's housekeeping (also `worker prune`): the queue, the analytics cache, and the
+    symbols waiting for factor betas (with a factor store). Each sweep deletes one batch per
+    call: the housekeeper commits each batch on its own."""
+    sweeps: dict[str, Sweep] = {
+        "expired_analytics_cache": functools.partial(analytics_cache.sweep_expired, max_batches=1)
+    }
+    if factor_store is not None:
+        sweeps["factor_waits_resolved"] = functools.partial(
+            _sweep_factor_waits, store=factor_store, settings=settings
+        )
+    return Housekeeper(settings, pool, queue, extra_sweeps=sweeps)
+
+
+async def _connect_pool(
+    settings: Settings, url: str, *, retry: bool, burst: bool = False
+) -> asyncpg.Pool:
+    """A pool of concurrency + 1 connections (claims, completions, heartbeats, housekeeping).
+
+    With `retry`, waits out an outage: for ever, or in burst mode (cron, CI) for
+    WORKER_BURST_MAX_OUTAGE_S, then a one-line error (exit 1).
+    """
 
     async def connect() -> asyncpg.Pool:
-        return await asyncpg.create_pool(
-            asyncpg_dsn(url),
-            min_size=1,
-            max_size=settings.concurrency + 1,
-            **connect_options(settings),
-        )
+        return await db.create_pool(url, settings, min_size=1, max_size=settings.concurrency + 1)
 
     try:
         if not retry:
             return await connect()
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(CONNECTION_ERRORS),
+            retry=retry_if_exception_type((DatabaseUnavailable, TimeoutError)),
             wait=wait_exponential_jitter(multiplier=0.2, max=settings.reconnect_max_wait_s),
-            stop=stop_never,
+            stop=stop_after_delay(settings.burst_max_outage_s) if burst else stop_never,
             reraise=True,
             before_sleep=lambda state: log.warning(
                 "database_unavailable",
@@ -357,8 +391,11 @@ async def _connect_pool(settings: Settings, url: str, *, retry: bool) -> asyncpg
                 return await connect()
     except FATAL_DB_ERRORS as exc:
         raise FatalError(f"cannot use database {redact(url)}: {exc}") from None
-    except CONNECTION_ERRORS as exc:
-        raise FatalError(f"database {redact(url)} is unreachable: {exc}") from None
+    except (DatabaseUnavailable, TimeoutError) as exc:
+        waited = f" for {settings.burst_max_outage_s:g} s" if retry else ""
+        raise FatalError(f"database {redact(url)} is unreachable{waited}: {exc}") from None
+    except ConfigurationError:
+        raise
     except (ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise FatalError(f"cannot use database URL {redact(url)}: {_first_line(exc)}") from None
     raise AssertionError("unreachable")
@@ -389,11 +426,13 @@ async def _connection(
     settings: Settings, url: str, *, check_schema: bool = True
 ) -> AsyncIterator[asyncpg.Connection]:
     try:
-        conn = await asyncpg.connect(asyncpg_dsn(url), timeout=10)
+        conn = await db.connect(url, settings, timeout=10)
     except FATAL_DB_ERRORS as exc:
         raise FatalError(f"cannot use database {redact(url)}: {exc}") from None
-    except CONNECTION_ERRORS as exc:
+    except (DatabaseUnavailable, TimeoutError) as exc:
         raise FatalError(f"database {redact(url)} is unreachable: {exc}") from None
+    except ConfigurationError:
+        raise
     except (ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise FatalError(f"cannot use database URL {redact(url)}: {_first_line(exc)}") from None
     try:
@@ -413,7 +452,11 @@ async def _health(_args: argparse.Namespace, settings: Settings, url: str) -> in
 async def _backfill(args: argparse.Namespace, settings: Settings, url: str) -> int:
     async with _connection(settings, url):
         pass  # reachable and migrated, or a one-line error
-    return await backfill.command(args, url)
+    engine = db.create_engine(url, settings, poolclass=sa_pool.NullPool)
+    try:
+        return await backfill.command(args, engine)
+    finally:
+        await engine.dispose()
 
 
 async def _migrate(args: argparse.Namespace, settings: Settings, url: str) -> int:
@@ -430,15 +473,13 @@ async def _migrate(args: argparse.Namespace, settings: Settings, url: str) -> in
 
 
 async def _enqueue(args: argparse.Namespace, settings: Settings, url: str) -> int:
-    from worker.db import create_engine
-
-    engine = create_engine(url)
+    engine = db.create_engine(url, settings)
     try:
         async with _connection(settings, url):
             pass  # reachable and migrated, or a one-line error
-        async with engine.begin() as db:
+        async with engine.begin() as connection:
             ids = await queue_ops.enqueue_symbols(
-                db, args.symbols, priority=args.priority, requested_by=args.requested_by
+                connection, args.symbols, priority=args.priority, requested_by=args.requested_by
             )
     except (InvalidSymbolError, InvalidPriorityError) as exc:
         raise FatalError(str(exc)) from None
@@ -485,22 +526,11 @@ async def _retry(args: argparse.Namespace, settings: Settings, url: str) -> int:
 
 
 async def _prune(_args: argparse.Namespace, settings: Settings, url: str) -> int:
-    from worker.housekeeping import Housekeeper
-
     async with _connection(settings, url):
         pass
     pool = await _connect_pool(settings, url, retry=False)
     try:
-        housekeeper = Housekeeper(
-            settings,
-            pool,
-            queue_ops.Queue("prune"),
-            extra_sweeps={
-                "expired_analytics_cache": functools.partial(
-                    analytics_cache.sweep_expired, max_batches=None
-                )
-            },
-        )
+        housekeeper = housekeeper_for(settings, pool, queue_ops.Queue("prune"))
         result = await housekeeper.prune(max_batches=None)
     finally:
         await pool.close()

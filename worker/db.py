@@ -1,5 +1,6 @@
 """Database URLs and engines: one place that knows how a URL is spelled for each driver."""
 
+import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -7,51 +8,77 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from worker.errors import ConfigurationError, translates_database_errors
+
 if TYPE_CHECKING:
     from worker.settings import Settings
 
 _SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
-
-# What a lost or refused database connection looks like from asyncpg: network errors and
-# timeouts (OSError), SQLSTATE class 08, the server shutting down, crashing, starting up or full
-# (57P01-57P03, 53300), and the client's own broken-connection states. Not a statement timeout
-# or a cancelled query (57014): those are the job's own failures and spend an attempt.
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CrashShutdownError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.InternalClientError,
-)
 
 
 # A connection of our own or one acquired from a pool: the statements take either.
 Connection = asyncpg.Connection | PoolConnectionProxy
 
 
-class DatabaseUrlError(ValueError):
+class DatabaseUrlError(ConfigurationError, ValueError):
     """The configured database URL cannot be used."""
 
 
 def connect_options(settings: "Settings") -> dict[str, Any]:
-    """asyncpg options for the worker's own connections (pool and claim connection).
+    """asyncpg options for every connection the worker and its commands open.
 
     force_custom_plan: a cached generic plan of the claim cannot know how few rows are pending
     and may sort all of them (seen in EXPLAIN: 37 ms against 2 ms); planning these short
-    statements each time costs microseconds. Only with a statement cache: behind a
-    transaction-pooling proxy (cache size 0) statements are unnamed and planned each time anyway,
-    and the proxy would refuse the startup parameter.
+    statements each time costs microseconds. idle_in_transaction_session_timeout: a worker
+    frozen inside its write transaction (SIGSTOP, a blocked event loop) must not hold that
+    symbol's rows locked for as long as it is frozen. Both are startup parameters, so only with
+    a statement cache: behind a transaction-pooling proxy (cache size 0) statements are unnamed
+    and planned each time anyway, the proxy refuses startup parameters, and its own
+    `idle_transaction_timeout` does the second job (see the README).
     """
     options: dict[str, Any] = {
         "statement_cache_size": settings.statement_cache_size,
         "command_timeout": settings.command_timeout_s,
     }
     if settings.statement_cache_size > 0:
-        options["server_settings"] = {"plan_cache_mode": "force_custom_plan"}
+        server_settings = {"plan_cache_mode": "force_custom_plan"}
+        if settings.idle_in_transaction_timeout_s > 0:
+            timeout_ms = max(1, round(settings.idle_in_transaction_timeout_s * 1000))
+            server_settings["idle_in_transaction_session_timeout"] = str(timeout_ms)
+        options["server_settings"] = server_settings
     return options
+
+
+def pooler_connect_args() -> dict[str, Any]:
+    """SQLAlchemy `connect_args` for an asyncpg engine behind a transaction pooler (PgBouncer).
+
+    SQLAlchemy prepares every statement under a name, and asyncpg names them
+    `__asyncpg_stmt_N__` per client connection: through a transaction pooler two clients meet
+    on one server connection and the second gets `prepared statement "__asyncpg_stmt_1__"
+    already exists`. Unique names, and no statement caches (a cached statement may have been
+    prepared on another server connection), make every transaction self-contained.
+    """
+    return {
+        "statement_cache_size": 0,
+        "prepared_statement_cache_size": 0,
+        "prepared_statement_name_func": _unique_statement_name,
+    }
+
+
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
+
+
+@translates_database_errors
+async def connect(url: str, settings: "Settings", **kwargs: Any) -> asyncpg.Connection:
+    """One asyncpg connection with the worker's options; an outage raises DatabaseUnavailable."""
+    return await asyncpg.connect(asyncpg_dsn(url), **connect_options(settings), **kwargs)
+
+
+@translates_database_errors
+async def create_pool(url: str, settings: "Settings", **kwargs: Any) -> asyncpg.Pool:
+    """An asyncpg pool with the worker's options; an outage raises DatabaseUnavailable."""
+    return await asyncpg.create_pool(asyncpg_dsn(url), **connect_options(settings), **kwargs)
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -84,7 +111,10 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-def create_engine(url: str, **kwargs: object) -> AsyncEngine:
+def create_engine(url: str, settings: "Settings | None" = None, **kwargs: Any) -> AsyncEngine:
+    """A SQLAlchemy engine; with `settings` whose statement cache is 0, set up for a pooler."""
+    if settings is not None and settings.statement_cache_size == 0:
+        kwargs["connect_args"] = {**pooler_connect_args(), **kwargs.get("connect_args", {})}
     return create_async_engine(sqlalchemy_url(url), **kwargs)
 
 

@@ -14,13 +14,16 @@ import structlog
 
 from worker import registry
 from worker.db import Connection
-from worker.queue import FinishedStatus, Queue, prune
+from worker.errors import translates_database_errors
+from worker.queue import Queue, prune
 from worker.settings import Settings
 from worker.sql import queue as sql
 
 log = structlog.get_logger("worker.housekeeping")
 
-# An extra sweep run under the same lock: takes a connection, returns how many rows it removed.
+# An extra sweep run under the same lock: deletes ONE batch of at most `batch_size` rows on the
+# connection it is given and returns how many it deleted. The housekeeper runs batches until one
+# comes back short, each in a transaction of its own, like the queue's pruning.
 Sweep = Callable[[Connection, int], Awaitable[int]]
 
 
@@ -48,12 +51,14 @@ class Housekeeper:
         self.max_batches = max_batches
         self._last_prune = float("-inf")
 
+    @translates_database_errors
     async def __call__(self) -> None:
         await self.recover_stalled()
         if time.monotonic() - self._last_prune >= self.settings.housekeeping_interval_s:
             self._last_prune = time.monotonic()
             await self.prune(max_batches=self.max_batches)
 
+    @translates_database_errors
     async def recover_stalled(self) -> int:
         recovered = await self.queue.recover_stalled(self.pool, self.settings.stall_timeout_s)
         for job in recovered:
@@ -66,26 +71,32 @@ class Housekeeper:
             )
         return len(recovered)
 
+    @translates_database_errors
     async def prune(self, *, max_batches: int | None = None) -> PruneResult | None:
         """Prune old finished jobs (and extra sweeps); None if another worker is pruning."""
+        batch = self.settings.prune_batch_size
+        settings = self.settings
         async with self.pool.acquire() as conn:
             completed = await self._batches(
-                conn, "completed", self.settings.prune_completed_days, max_batches
+                conn,
+                lambda c: prune(c, "completed", settings.prune_completed_days, batch),
+                max_batches,
             )
             if completed is None:
                 return None
             failed = await self._batches(
-                conn, "failed", self.settings.prune_failed_days, max_batches
+                conn, lambda c: prune(c, "failed", settings.prune_failed_days, batch), max_batches
             )
             extra: dict[str, int] = {}
             for name, sweep in self.extra_sweeps.items():
-                async with conn.transaction():
-                    if await self._locked(conn):
-                        extra[name] = await sweep(conn, self.settings.prune_batch_size)
+                swept = await self._batches(conn, _one_batch(sweep, batch), max_batches)
+                if swept is not None:
+                    extra[name] = swept
+            # Long-dead workers' rows in the live-worker registry: one bounded statement.
             async with conn.transaction():
                 if await self._locked(conn):
                     extra["dead_workers"] = await registry.forget_dead(
-                        conn, self.settings.dead_worker_retention_s
+                        conn, settings.dead_worker_retention_s
                     )
         result = PruneResult(completed=completed, failed=failed or 0, extra=extra)
         if result.completed or result.failed or any(result.extra.values()):
@@ -99,7 +110,10 @@ class Housekeeper:
         return bool(await conn.fetchval(sql.TRY_LOCK_HOUSEKEEPING, sql.HOUSEKEEPING_LOCK_KEY))
 
     async def _batches(
-        self, conn: Connection, status: FinishedStatus, days: float, max_batches: int | None
+        self,
+        conn: Connection,
+        delete_batch: Callable[[Connection], Awaitable[int]],
+        max_batches: int | None,
     ) -> int | None:
         """Bounded batches, each its own transaction under the lock; None if the lock is taken."""
         total, batches = 0, 0
@@ -108,9 +122,14 @@ class Housekeeper:
             async with conn.transaction():
                 if not await self._locked(conn):
                     return None if batches == 0 else total
-                deleted = await prune(conn, status, days, batch)
+                deleted = await delete_batch(conn)
             total += deleted
             batches += 1
             if deleted < batch:
                 break
         return total
+
+
+def _one_batch(sweep: Sweep, batch_size: int) -> Callable[[Connection], Awaitable[int]]:
+    """`sweep` bound to the batch size: one batch per call, as `_batches` runs it."""
+    return lambda conn: sweep(conn, batch_size)

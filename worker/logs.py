@@ -2,13 +2,22 @@
 
 Secrets never reach the output: a processor replaces every known secret value (API keys, the
 database password) and any password inside a URL, wherever it appears in an event.
+
+The output can never stop or wedge the worker: lines go to the stream from a thread of its own
+(`LineWriter`), so a full pipe (a reader that stopped reading) costs the worker nothing but the
+lines it drops, and a closed one (`make run | tee log`, then tee dies) only ends the output.
 """
 
+import contextlib
 import logging
+import os
+import queue
 import re
 import sys
+import threading
+import time
 from collections.abc import Iterable
-from typing import Any
+from typing import IO, Any
 
 import structlog
 
@@ -54,7 +63,79 @@ class _Redactor:
         return value
 
 
-def configure(settings: Settings, *, stream: Any = None) -> None:
+class LineWriter:
+    """Writes log lines to a stream's file descriptor from a daemon thread, never blocking.
+
+    Lines wait in a bounded queue; when it is full (nobody reads the pipe) new lines are
+    dropped and counted. A write that fails (EPIPE: the reader is gone) ends the output for
+    good. The descriptor is a duplicate written with os.write, so no Python-level lock of
+    sys.stdout is ever held by the thread (a daemon thread holding one would abort the
+    interpreter's exit).
+    """
+
+    def __init__(self, fd: int, *, max_lines: int = 10_000) -> None:
+        self._fd = os.dup(fd)
+        self._lines: queue.Queue[str] = queue.Queue(maxsize=max_lines)
+        self.dropped = 0
+        self.broken = False
+        self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
+        self._thread.start()
+
+    def write(self, line: str) -> None:
+        if self.broken:
+            return
+        try:
+            self._lines.put_nowait(line)
+        except queue.Full:
+            self.dropped += 1
+
+    def flush(self, timeout_s: float = 2.0) -> bool:
+        """Wait up to `timeout_s` for the queued lines to be written; False if some were not."""
+        deadline = time.monotonic() + timeout_s
+        while self._lines.unfinished_tasks and not self.broken:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def _run(self) -> None:
+        while True:
+            lines = [self._lines.get()]
+            with contextlib.suppress(queue.Empty):
+                while len(lines) < 100:  # a burst of lines in one write
+                    lines.append(self._lines.get_nowait())
+            data = "".join(line + "\n" for line in lines).encode()
+            try:
+                while data and not self.broken:
+                    data = data[os.write(self._fd, data) :]
+            except OSError:  # EPIPE, EBADF: the reader is gone; stop writing for good
+                self.broken = True
+            finally:
+                for _ in lines:
+                    self._lines.task_done()
+
+
+class _LineLogger:
+    """structlog's logger interface over a LineWriter (or a plain stream without a descriptor)."""
+
+    def __init__(self, writer: LineWriter | None, stream: IO[str]) -> None:
+        self._writer = writer
+        self._stream = stream
+
+    def msg(self, message: str) -> None:
+        if self._writer is not None:
+            self._writer.write(message)
+            return
+        with contextlib.suppress(OSError, ValueError):  # a closed stream must not raise here
+            self._stream.write(message + "\n")
+            self._stream.flush()
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
+def configure(settings: Settings, *, stream: Any = None) -> LineWriter | None:
+    """Configure structlog; returns the LineWriter to flush at exit (None for a stream without
+    a file descriptor, such as io.StringIO in tests, which is written directly)."""
     stream = stream or sys.stdout
     as_json = settings.log_format == "json" or (
         settings.log_format == "auto" and not stream.isatty()
@@ -74,9 +155,16 @@ def configure(settings: Settings, *, stream: Any = None) -> None:
         if as_json
         else structlog.dev.ConsoleRenderer(colors=stream.isatty()),
     ]
+    writer: LineWriter | None = None
+    try:
+        writer = LineWriter(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # no descriptor (io.StringIO)
+        writer = None
+    line_logger = _LineLogger(writer, stream)
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        logger_factory=lambda *_args: line_logger,
         cache_logger_on_first_use=False,
     )
+    return writer

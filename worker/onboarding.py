@@ -12,12 +12,12 @@ and store them, mark the symbol active and complete the job in one transaction.
   person can act on; a `pending` symbol becomes `error`, an `active` one keeps its status;
 - deferred: every usable source is paused (rate limit, block) or its next request slot is too
   far away: the job is released without spending an attempt.
-It lets cancellation, `JobLost` and database connection errors propagate to the runner. A
-database connection is held only for short statements and the write transaction, never while
-waiting on a provider.
+It lets cancellation, `JobLost` and `DatabaseUnavailable` (an outage, as worker/errors.py
+decides: driver errors are translated here, where the job's SQL runs) propagate to the runner,
+which hands the job back without spending an attempt. A database connection is held only for
+short statements and the write transaction, never while waiting on a provider.
 """
 
-import asyncio
 import contextlib
 import functools
 import ssl
@@ -39,7 +39,8 @@ from tenacity import (
 )
 
 from worker import factors
-from worker.db import CONNECTION_ERRORS, Connection
+from worker.db import Connection
+from worker.errors import ConfigurationError, DatabaseUnavailable, database_errors
 from worker.logs import redact_text
 from worker.metrics import Metrics
 from worker.prices import (
@@ -69,12 +70,9 @@ from worker.sql import prices as sql
 
 logger = structlog.get_logger()
 
-# The runner handles these (shutdown, lost jobs, database outages); run() never swallows them.
-PROPAGATE: tuple[type[BaseException], ...] = (
-    asyncio.CancelledError,
-    JobLost,
-    *CONNECTION_ERRORS,  # OSError, PostgresConnectionError, InterfaceError (incl. ...DoesNotExist)
-)
+# The runner handles these (lost jobs, database outages); run() never swallows them (nor
+# cancellation, which is not an Exception).
+PROPAGATE: tuple[type[Exception], ...] = (JobLost, DatabaseUnavailable, ConfigurationError)
 MAX_ERROR_CHARS = 2000
 
 
@@ -194,9 +192,19 @@ class Onboarder:
         """Onboard one claimed job and move it in the queue; see the module docstring."""
         log = logger.bind(job_id=str(job.id), symbol=job.symbol, attempt=job.attempts)
         try:
-            result = await self._onboard(job, log)
+            with database_errors():
+                result = await self._onboard(job, log)
         except PROPAGATE:
             raise
+        except TimeoutError:
+            # A statement unanswered within DATABASE_COMMAND_TIMEOUT_S: not an outage (a
+            # statement that always times out must run out of attempts), not a bug either.
+            error = (
+                "a database statement timed out after "
+                f"{self._settings.command_timeout_s:g} s (DATABASE_COMMAND_TIMEOUT_S)"
+            )
+            log.warning("onboarding_statement_timeout", error=error)
+            result = await self._retry_later(job, error)
         except Exception as exc:
             # A bug, not a provider problem: retried with its type and message, so an operator
             # sees it and the job is not lost.
@@ -432,19 +440,20 @@ class Onboarder:
             log.warning("factors_resolve_deferred", error=f"{type(exc).__name__}: {exc}")
 
     async def _fail(self, job: Job, error: str) -> JobResult:
+        """Failed at once; the queue marks a pending symbol `error` in the same statement."""
         async with self._pool.acquire() as conn, conn.transaction():
             await self._lock_references(conn, job)
-            await conn.execute(sql.MARK_ERROR, job.symbol)
             await self._queue.fail(conn, job, error)
             await self._reference_ended(conn, job)
         return JobResult("failed", error=error)
 
     async def _retry_later(self, job: Job, error: str) -> JobResult:
+        """Retried with backoff, or failed on the last attempt (the queue then marks a pending
+        symbol `error` in the same statement)."""
         async with self._pool.acquire() as conn, conn.transaction():
             await self._lock_references(conn, job)
             status = await self._queue.retry_later(conn, job, error)
             if status == "failed":  # that was its last attempt
-                await conn.execute(sql.MARK_ERROR, job.symbol)
                 await self._reference_ended(conn, job)
         return JobResult("retried" if status == "pending" else "failed", error=error)
 

@@ -23,6 +23,7 @@ from typing import Any, Literal, Protocol, cast
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from worker.errors import JobLost, translates_database_errors
 from worker.models.onboarding_queue import Priority
 from worker.sql import queue as sql
 from worker.symbols import (
@@ -31,6 +32,8 @@ from worker.symbols import (
     check_requested_by,
     normalize_symbol,
 )
+
+__all__ = ["Job", "JobLost", "Queue", "Recovered", "enqueue_symbol", "enqueue_symbols"]
 
 
 class Executor(Protocol):
@@ -44,10 +47,6 @@ class Executor(Protocol):
 # The statuses a job ends a claim in (RETRY_LATER), and those pruning deletes.
 RetryStatus = Literal["pending", "failed"]
 FinishedStatus = Literal["completed", "failed"]
-
-
-class JobLost(RuntimeError):
-    """The job is no longer ours (it was recovered as stalled and may run elsewhere)."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,11 @@ def retry_delay_s(attempt: int, base_s: float, max_s: float) -> float:
 
 
 class Queue:
-    """Queue operations for one worker process (its id fences every state change)."""
+    """Queue operations for one worker process (its id fences every state change).
+
+    Every method raises DatabaseUnavailable for an outage (worker/errors.py decides), JobLost
+    for a job that is no longer this worker's, and any other error as it came.
+    """
 
     def __init__(
         self,
@@ -97,6 +100,7 @@ class Queue:
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
 
+    @translates_database_errors
     async def claim(self, db: Executor, limit: int = 1) -> list[Job]:
         """Claim up to `limit` runnable jobs, in claim order (high, normal, low; oldest first)."""
         rows = await db.fetch(sql.CLAIM, self.worker_id, limit)
@@ -114,12 +118,14 @@ class Queue:
             for r in rows
         ]
 
+    @translates_database_errors
     async def complete(self, db: Executor, job: Job) -> None:
         """Mark the job completed; raises JobLost if it is no longer ours."""
         self._check_owned(
             await db.execute(sql.COMPLETE, job.id, self.worker_id, job.started_at), job
         )
 
+    @translates_database_errors
     async def complete_many(self, db: Executor, jobs: Sequence[Job]) -> None:
         """Complete a batch in one statement; raises JobLost naming any job no longer ours."""
         rows = await db.fetch(
@@ -142,34 +148,45 @@ class Queue:
             raise JobLost(f"job {job.id} ({job.symbol}) is no longer held by {self.worker_id}")
         return cast(RetryStatus, status)
 
+    @translates_database_errors
     async def fail(self, db: Executor, job: Job, error: str) -> None:
-        """A permanent failure: failed at once with `error` for a person to act on."""
-        self._check_owned(
-            await db.execute(sql.FAIL, job.id, self.worker_id, error, job.started_at), job
-        )
+        """A permanent failure: failed at once with `error` for a person to act on (a pending
+        symbol becomes `error`)."""
+        if await db.fetchval(sql.FAIL, job.id, self.worker_id, error, job.started_at) != 1:
+            raise JobLost(f"job {job.id} ({job.symbol}) is no longer held by {self.worker_id}")
 
+    @translates_database_errors
     async def release(
         self, db: Executor, job: Job, *, delay_s: float = 0.0, reason: str | None = None
     ) -> None:
-        """Hand the job back to pending without spending an attempt."""
+        """Hand the job back to pending without spending an attempt; with no delay it keeps its
+        place in the claim order."""
         self._check_owned(
             await db.execute(sql.RELEASE, job.id, self.worker_id, delay_s, reason, job.started_at),
             job,
         )
 
+    @translates_database_errors
     async def heartbeat(self, db: Executor, job_ids: Sequence[uuid.UUID]) -> int:
         """Refresh the heartbeat of the jobs this worker is running; returns how many."""
         return _affected(await db.execute(sql.HEARTBEAT, self.worker_id, list(job_ids)))
 
+    @translates_database_errors
     async def recover_stalled(self, db: Executor, stall_timeout_s: float) -> list[Recovered]:
         rows = await db.fetch(sql.RECOVER_STALLED, stall_timeout_s, self.max_attempts)
         return [Recovered(r["id"], r["symbol"], r["status"], r["attempts"]) for r in rows]
+
+    @translates_database_errors
+    async def runnable_exists(self, db: Executor) -> bool:
+        """Whether a runnable job exists, locked or not (burst mode's last check)."""
+        return bool(await db.fetchval(sql.RUNNABLE_EXISTS))
 
     def _check_owned(self, status: str, job: Job) -> None:
         if _affected(status) != 1:
             raise JobLost(f"job {job.id} ({job.symbol}) is no longer held by {self.worker_id}")
 
 
+@translates_database_errors
 async def prune(
     db: Executor, status: FinishedStatus, older_than_days: float, batch_size: int
 ) -> int:
@@ -177,22 +194,26 @@ async def prune(
     return _affected(await db.execute(sql.PRUNE, status, older_than_days, batch_size))
 
 
+@translates_database_errors
 async def retry_job(db: Executor, job_id: uuid.UUID) -> bool:
     """Operator retry of one failed job; False if it is not failed or its symbol has a live job."""
     return bool(await db.fetchval(sql.RETRY_JOB, job_id))
 
 
+@translates_database_errors
 async def run_now(db: Executor, job_id: uuid.UUID) -> bool:
     """Operator action: a pending job in backoff runs at once; False if it is not one."""
     return bool(await db.fetchval(sql.RUN_NOW, job_id))
 
 
+@translates_database_errors
 async def job_state(db: Executor, job_id: uuid.UUID) -> tuple[str, bool] | None:
     """A job's status and whether it waits for its run_after (None: no such job)."""
     rows = await db.fetch(sql.JOB_STATE, job_id)
     return (rows[0]["status"], rows[0]["waiting"]) if rows else None
 
 
+@translates_database_errors
 async def retry_failed(db: Executor) -> int:
     """Operator retry of every failed job whose symbol has no live job; returns how many."""
     return int(await db.fetchval(sql.RETRY_FAILED))

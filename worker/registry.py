@@ -7,6 +7,7 @@ import os
 import socket
 from dataclasses import dataclass
 
+from worker.errors import translates_database_errors
 from worker.queue import Executor
 from worker.sql import workers as sql
 
@@ -43,6 +44,7 @@ class WorkerInfo:
         )
 
 
+@translates_database_errors
 async def announce(
     db: Executor, info: WorkerInfo, *, in_flight: int, tick_age_s: float, stopping: bool
 ) -> None:
@@ -61,11 +63,13 @@ async def announce(
     )
 
 
+@translates_database_errors
 async def deregister(db: Executor, worker_id: str) -> None:
     """A clean stop: remove this worker's row."""
     await db.execute(sql.DEREGISTER_WORKER, worker_id)
 
 
+@translates_database_errors
 async def forget_dead(db: Executor, older_than_s: float) -> int:
     """Delete the rows of workers silent for more than `older_than_s`; returns how many."""
     tag = await db.execute(sql.FORGET_DEAD_WORKERS, older_than_s)

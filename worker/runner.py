@@ -14,27 +14,22 @@ import contextlib
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Literal, Protocol
 
 import asyncpg
 import structlog
 
-from worker import registry
-from worker.db import CONNECTION_ERRORS, connect_options
+from worker import db, registry
+from worker.errors import DatabaseUnavailable, JobLost, database_errors, describe
 from worker.metrics import Metrics
-from worker.queue import Job, JobLost, Queue
+from worker.queue import Job, Queue
 from worker.settings import Settings
-from worker.sql import queue as sql
 
 CHANNEL = "symbol_onboarding"
 LISTENER_PROBE_S = 10.0
 LIVENESS_SLACK_S = 10.0
 log = structlog.get_logger("worker.runner")
-# A named tuple of classes, not `(TimeoutError, *CONNECTION_ERRORS)` inline: mypy cannot type a
-# starred tuple in an `except`.
-TIMEOUT_OR_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *CONNECTION_ERRORS)
 
 
 # How a handler's run of one job ended (worker/onboarding.py describes each).
@@ -56,7 +51,11 @@ class Handler(Protocol):
     async def run(self, job: Job) -> JobResultLike: ...
 
 
-Housekeeping = Callable[[], Awaitable[None]]
+class Housekeeping(Protocol):
+    """One housekeeping round (see worker/housekeeping.py), and the stall sweep on its own."""
+
+    async def __call__(self) -> None: ...
+    async def recover_stalled(self) -> int: ...
 
 
 class Runner:
@@ -100,14 +99,20 @@ class Runner:
     # --- control ---------------------------------------------------------------------------------
 
     def request_stop(self) -> None:
-        """First call: graceful stop. Second call: abort (hand unfinished jobs back now)."""
-        if self._stopping.is_set():
-            log.warning("shutdown_abort", in_flight=len(self._in_flight))
+        """First call: graceful stop. Second call: abort (hand unfinished jobs back now).
+
+        The events are set before anything is logged: a signal always takes effect, whatever
+        happens to the log's output.
+        """
+        aborting = self._stopping.is_set()
+        if aborting:
             self._abort.set()
+        self._stopping.set()
+        self._wake.set()
+        if aborting:
+            log.warning("shutdown_abort", in_flight=len(self._in_flight))
         else:
             log.info("shutdown_requested", in_flight=len(self._in_flight))
-            self._stopping.set()
-        self._wake.set()
 
     @property
     def stopping(self) -> bool:
@@ -184,6 +189,7 @@ class Runner:
 
     async def _claim_loop(self) -> None:
         outage = _Backoff(self.settings.reconnect_max_wait_s)
+        outage_since: float | None = None
         while not self._stopping.is_set():
             self._last_tick = time.monotonic()
             # Cleared before claiming: a NOTIFY that lands during the claim still wakes us.
@@ -193,12 +199,19 @@ class Runner:
             if free > 0:
                 try:
                     jobs = await self.queue.claim(await self._claim_connection(), free)
-                except CONNECTION_ERRORS as exc:
+                except DatabaseUnavailable as exc:
+                    outage_since = outage_since or time.monotonic()
+                    self._check_burst_outage(outage_since, exc)
                     await self._sleep(outage.next_delay(), reason="database_unavailable", exc=exc)
+                    continue
+                except Exception as exc:  # a timeout or a driver fault: a fresh connection
+                    self._drop_claim_connection()
+                    await self._sleep(outage.next_delay(), reason="claim_failed", exc=exc)
                     continue
                 if outage.failures:
                     log.info("database_available", after_failures=outage.failures)
                     outage.reset()
+                    outage_since = None
                 for job in jobs:
                     self._start(job)
             if self.burst and not jobs and not self._in_flight:
@@ -209,27 +222,41 @@ class Runner:
                 continue
             await self._wait(self.settings.poll_interval_s)
 
+    def _check_burst_outage(self, since: float, exc: DatabaseUnavailable) -> None:
+        """Burst mode (cron, CI) must end: give up once the outage outlasts its bound."""
+        limit = self.settings.burst_max_outage_s
+        if self.burst and time.monotonic() - since >= limit:
+            raise DatabaseUnavailable(
+                f"database unreachable for {limit:g} s (WORKER_BURST_MAX_OUTAGE_S): {exc}"
+            ) from exc
+
     async def _runnable_left(self) -> bool:
-        """Burst mode: is a runnable job hidden from the claim by a lock held elsewhere?"""
+        """Burst mode: is a job still to run here? One hidden from the claim by a lock held
+        elsewhere, or one a dead worker left in processing (swept back to pending first)."""
         try:
-            return bool(await self.pool.fetchval(sql.RUNNABLE_EXISTS))
-        except CONNECTION_ERRORS:
-            return True  # unknown: keep trying rather than report done
+            if self.housekeeping is not None and await self.housekeeping.recover_stalled():
+                return True
+            return await self.queue.runnable_exists(self.pool)
+        except DatabaseUnavailable:
+            return True  # unknown: keep trying (the claim bounds an outage) rather than stop
+        except Exception:
+            log.exception("burst_check_failed")
+            return True
 
     async def _claim_connection(self) -> asyncpg.Connection:
         """A connection of its own for claims: no pool hand-off on the latency path."""
         if self._claim_conn is None or self._claim_conn.is_closed():
-            if self._claim_conn is not None:
-                self._claim_conn.terminate()
-            self._claim_conn = None
-            self._claim_conn = await asyncpg.connect(
-                self.claim_dsn,
-                **connect_options(self.settings),
-            )
+            self._drop_claim_connection()
+            self._claim_conn = await db.connect(self.claim_dsn, self.settings)
             self._claim_connects += 1
             if self._claim_connects > 1:
                 self.metrics.database_reconnect("claim")
         return self._claim_conn
+
+    def _drop_claim_connection(self) -> None:
+        if self._claim_conn is not None:
+            self._claim_conn.terminate()
+        self._claim_conn = None
 
     def _start(self, job: Job) -> None:
         task = asyncio.create_task(self._execute(job), name=f"job-{job.symbol}")
@@ -245,7 +272,8 @@ class Runner:
 
         outcome = "crashed"
         try:
-            result = await self.handler.run(job)
+            with database_errors():  # whatever the handler, an outage is named the same way
+                result = await self.handler.run(job)
             outcome = result.outcome
             level = "info" if result.outcome == "completed" else "warning"
             getattr(bound, level)(
@@ -271,19 +299,20 @@ class Runner:
         except JobLost as exc:
             outcome = "lost"
             bound.warning("job_finished", outcome="lost", duration_ms=elapsed_ms(), error=str(exc))
-        except CONNECTION_ERRORS as exc:
+        except DatabaseUnavailable as exc:  # an outage: back to pending, no attempt spent
             outcome = "interrupted"
             bound.warning(
                 "job_finished",
                 outcome="interrupted",
                 duration_ms=elapsed_ms(),
-                error=_describe(exc),
+                error=str(exc),
             )
-            await self._hand_back(job, f"interrupted by a database outage: {_describe(exc)}")
+            await self._hand_back(job, f"interrupted by a database outage: {exc}")
         except Exception as exc:  # a bug in the handler: keep the job, count the attempt
             bound.exception("job_finished", outcome="crashed", duration_ms=elapsed_ms())
-            with contextlib.suppress(JobLost, *CONNECTION_ERRORS):
-                await self.queue.retry_later(self.pool, job, f"worker error: {_describe(exc)}")
+            # retry_later fails it on its last attempt, and marks a pending symbol `error`.
+            with contextlib.suppress(JobLost, DatabaseUnavailable):
+                await self.queue.retry_later(self.pool, job, f"worker error: {describe(exc)}")
         finally:
             self._in_flight.pop((job.id, job.started_at), None)
             self.metrics.job_finished(job, outcome, time.perf_counter() - started)
@@ -307,10 +336,10 @@ class Runner:
                 return True
             except JobLost:
                 return False
-            except CONNECTION_ERRORS as exc:
+            except (DatabaseUnavailable, TimeoutError) as exc:
                 if time.monotonic() + 0.1 > deadline or self._abort.is_set():
                     # Left processing: once this worker stops heartbeating it, the sweep returns it.
-                    log.warning("job_hand_back_failed", job_id=str(job.id), error=_describe(exc))
+                    log.warning("job_hand_back_failed", job_id=str(job.id), error=describe(exc))
                     return False
                 await self._wait_abort(backoff.next_delay())
 
@@ -325,7 +354,7 @@ class Runner:
             await asyncio.wait_for(self._wake.wait(), timeout_s)
 
     async def _sleep(self, delay_s: float, *, reason: str, exc: BaseException) -> None:
-        log.warning(reason, error=_describe(exc), retry_in_s=round(delay_s, 2))
+        log.warning(reason, error=describe(exc), retry_in_s=round(delay_s, 2))
         await self._wait(delay_s)
 
     async def _drain(self) -> None:
@@ -374,7 +403,7 @@ class Runner:
             except Exception as exc:  # polling still finds work; keep trying to listen
                 self.listening.clear()
                 delay = backoff.next_delay()
-                log.warning("listener_lost", error=_describe(exc), retry_in_s=round(delay, 2))
+                log.warning("listener_lost", error=describe(exc), retry_in_s=round(delay, 2))
                 await asyncio.sleep(delay)
             finally:
                 self.listening.clear()
@@ -397,8 +426,8 @@ class Runner:
                 tick_age_s=self.tick_age_s(),
                 stopping=self.stopping,
             )
-        except CONNECTION_ERRORS as exc:
-            log.warning("worker_announce_failed", error=_describe(exc))
+        except DatabaseUnavailable as exc:
+            log.warning("worker_announce_failed", error=str(exc))
         except Exception:  # the registry is for operators: never let it stop the worker
             log.exception("worker_announce_failed")
 
@@ -406,15 +435,15 @@ class Runner:
         """A clean stop leaves no row behind (bounded: the database may be gone)."""
         try:
             await asyncio.wait_for(registry.deregister(self.pool, self.queue.worker_id), 5)
-        except TIMEOUT_OR_CONNECTION_ERRORS as exc:
-            log.warning("worker_deregister_failed", error=_describe(exc))
+        except (TimeoutError, DatabaseUnavailable) as exc:
+            log.warning("worker_deregister_failed", error=describe(exc))
 
     async def _heartbeat_once(self) -> None:
         if self._in_flight:
             try:
                 await self.queue.heartbeat(self.pool, [job_id for job_id, _ in self._in_flight])
-            except CONNECTION_ERRORS as exc:
-                log.warning("heartbeat_failed", error=_describe(exc))
+            except DatabaseUnavailable as exc:
+                log.warning("heartbeat_failed", error=str(exc))
             except Exception:  # never let the heartbeat die: live jobs would be taken away
                 log.exception("heartbeat_failed")
 
@@ -427,8 +456,8 @@ class Runner:
             await self._heartbeat_once()
             try:
                 await self.housekeeping()
-            except CONNECTION_ERRORS as exc:
-                log.warning("housekeeping_failed", error=_describe(exc))
+            except DatabaseUnavailable as exc:
+                log.warning("housekeeping_failed", error=str(exc))
             except Exception:  # recovery must keep running: log and try again next round
                 log.exception("housekeeping_failed")
             self._wake.set()  # recovered jobs are claimable at once
@@ -448,8 +477,3 @@ class _Backoff:
 
     def reset(self) -> None:
         self.failures = 0
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

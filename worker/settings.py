@@ -9,8 +9,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from worker.errors import ConfigurationError
 
-class SettingsError(ValueError):
+
+class SettingsError(ConfigurationError, ValueError):
     """A setting has a value the worker cannot use."""
 
 
@@ -31,6 +33,10 @@ class Settings:
     # A statement that has not answered by then is treated as a lost connection (a silent
     # network cut would otherwise hold a job, or the shutdown, forever).
     command_timeout_s: float = _env("DATABASE_COMMAND_TIMEOUT_S", 60.0)
+    # A worker connection idle inside a transaction this long is closed by the server, so a
+    # frozen worker cannot hold a symbol's rows locked (0: off). Direct connections only: behind
+    # PgBouncer, set its idle_transaction_timeout.
+    idle_in_transaction_timeout_s: float = _env("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_S", 10.0)
     # Runner
     concurrency: int = _env("WORKER_CONCURRENCY", 4)
     poll_interval_s: float = _env("WORKER_POLL_INTERVAL_S", 2.0)
@@ -38,6 +44,8 @@ class Settings:
     housekeeping_interval_s: float = _env("WORKER_HOUSEKEEPING_INTERVAL_S", 60.0)
     reconnect_max_wait_s: float = _env("WORKER_RECONNECT_MAX_WAIT_S", 30.0)
     worker_name: str | None = _env("WORKER_NAME", None)
+    # `run --burst` (cron, CI) exits 1 once the database has been unreachable this long.
+    burst_max_outage_s: float = _env("WORKER_BURST_MAX_OUTAGE_S", 60.0)
     # A dead worker (no heartbeat for QUEUE_STALL_TIMEOUT_S) stays listed, as dead, this long;
     # then housekeeping deletes its row from the live-worker registry.
     dead_worker_retention_s: float = _env("WORKER_DEAD_RETENTION_S", 3600.0)
@@ -134,12 +142,18 @@ class Settings:
             "prune_batch_size",
             "price_lookback_days",
             "http_timeout_s",
+            "burst_max_outage_s",
             "factor_history_days",
             "factor_batch_size",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{env_name(name)} must be > 0, got {getattr(self, name)!r}")
+        if self.idle_in_transaction_timeout_s < 0:
+            raise SettingsError(
+                "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_S must be >= 0, "
+                f"got {self.idle_in_transaction_timeout_s}"
+            )
         if self.factor_reference_max_lag_days < 0:
             raise SettingsError(
                 "FACTOR_REFERENCE_MAX_LAG_DAYS must be >= 0, "

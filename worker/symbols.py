@@ -5,6 +5,7 @@ import re
 import uuid
 from typing import TypeGuard
 
+from worker.errors import WorkerError
 from worker.models.onboarding_queue import PRIORITIES, SYMBOL_PATTERN, Priority
 
 _SYMBOL = re.compile(SYMBOL_PATTERN)
@@ -13,15 +14,15 @@ _LETTER_OR_DIGIT = re.compile("[A-Z0-9]")
 WHITESPACE = " \t\r\n\f\v"
 
 
-class InvalidSymbolError(ValueError):
+class InvalidSymbolError(WorkerError, ValueError):
     """A symbol that is not 1-20 letters, digits or `. - ^ = /` once trimmed and upper-cased."""
 
 
-class InvalidPriorityError(ValueError):
+class InvalidPriorityError(WorkerError, ValueError):
     """A priority other than high, normal or low."""
 
 
-class UnknownRequesterError(ValueError):
+class UnknownRequesterError(WorkerError, ValueError):
     """`requested_by` is not the id of a row in `users`."""
 
 

@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from worker import migrate, status
 from worker.db import asyncpg_dsn
+from worker.errors import ConfigurationError
 from worker.logs import redact_text
 from worker.metrics import Metrics, PrometheusMetrics
 from worker.registry import package_version
@@ -40,7 +41,7 @@ PAGE_TIMEOUT_S = 5.0
 PAGE_REFRESH_S = 10
 
 
-class EndpointError(Exception):
+class EndpointError(ConfigurationError):
     """The endpoint cannot listen where it was told to."""
 
 

@@ -59,6 +59,7 @@ async def test_a_host_database_adopts_runs_and_gives_everything_back(
         try:
             async with engine.begin() as db:
                 await enqueue_symbol(db, "aapl")
+                await enqueue_symbol(db, "MSFT")  # one zero close among its cache rows
         finally:
             await engine.dispose()
         await conn.execute("SELECT enqueue_symbol_onboarding('BRK-B')")
@@ -66,12 +67,10 @@ async def test_a_host_database_adopts_runs_and_gives_everything_back(
 
         await cli(url, "run", "--burst", "--source", "database")
         jobs = dict(await conn.fetch("SELECT symbol, status FROM symbol_onboarding_queue"))
-        assert jobs == {"AAPL": "completed", "BRK-B": "completed", "NOTINUNIVERSE": "completed"}
-        assert await prices_by_symbol(conn) == {
-            "AAPL": hostdb.DAYS,
-            "BRK-B": hostdb.DAYS,
-            "NOTINUNIVERSE": hostdb.DAYS,
-        }
+        assert jobs == dict.fromkeys(("AAPL", "BRK-B", "MSFT", "NOTINUNIVERSE"), "completed")
+        onboarded = {"AAPL": hostdb.DAYS, "BRK-B": hostdb.DAYS, "NOTINUNIVERSE": hostdb.DAYS}
+        # The zero close is skipped, never stored; the symbol's other rows are.
+        assert await prices_by_symbol(conn) == {**onboarded, "MSFT": hostdb.DAYS - 1}
         null_volume = hostdb.weekdays(hostdb.DAYS)[hostdb.NULL_VOLUME[1]]
         assert (
             await conn.fetchval(
@@ -83,14 +82,16 @@ async def test_a_host_database_adopts_runs_and_gives_everything_back(
         universe = dict(await conn.fetch("SELECT symbol, status FROM symbol_universe"))
         assert universe["NOTINUNIVERSE"] == "active" and universe["OLDCO"] == "delisted"
 
+        await conn.execute("DELETE FROM symbol_prices_daily WHERE symbol = 'MSFT'")
         await cli(url, "backfill")
-        copied = await prices_by_symbol(conn)
-        assert copied["OLDCO"] == hostdb.DAYS  # the host's inactive symbol: prices, still delisted
-        assert {s: copied[s] for s in ("AAPL", "BRK-B", "NOTINUNIVERSE")} == {
-            "AAPL": hostdb.DAYS,
-            "BRK-B": hostdb.DAYS,
-            "NOTINUNIVERSE": hostdb.DAYS,
+        # Exactly the valid rows: every cache row but the zero close. The host's inactive symbol
+        # gets its prices and stays delisted.
+        assert await prices_by_symbol(conn) == {
+            **onboarded,
+            "MSFT": hostdb.DAYS - 1,
+            "OLDCO": hostdb.DAYS,
         }
+        assert await conn.fetchval("SELECT min(close_price) FROM symbol_prices_daily") > 0
         oldco = await conn.fetchrow(
             "SELECT status, is_active FROM symbol_universe WHERE symbol = 'OLDCO'"
         )
@@ -109,30 +110,5 @@ async def test_a_host_database_adopts_runs_and_gives_everything_back(
 
         await cli(url, "migrate")  # and back again, from the package's own configuration
         assert "reachable" in await cli(url, "health")
-    finally:
-        await conn.close()
-
-
-@pytest.mark.xfail(
-    reason="issue 9 item 5 (branch datarules): one zero close still fails the whole symbol "
-    "in the database source, and backfill copies it",
-    strict=False,
-)
-async def test_one_zero_close_in_the_host_cache_is_skipped_everywhere(
-    host_database_url: str,
-) -> None:
-    url = host_database_url
-    conn = await asyncpg.connect(asyncpg_dsn(url))
-    try:
-        await cli(url, "migrate")
-        await conn.execute("SELECT enqueue_symbol_onboarding('MSFT')")
-        await cli(url, "run", "--burst", "--source", "database")
-        assert await conn.fetchval("SELECT status FROM symbol_onboarding_queue") == "completed"
-        assert (await prices_by_symbol(conn))["MSFT"] == hostdb.DAYS - 1
-
-        await conn.execute("DELETE FROM symbol_prices_daily")
-        await cli(url, "backfill", "--symbols", "MSFT")
-        assert (await prices_by_symbol(conn))["MSFT"] == hostdb.DAYS - 1
-        assert await conn.fetchval("SELECT min(close_price) FROM symbol_prices_daily") > 0
     finally:
         await conn.close()

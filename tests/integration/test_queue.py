@@ -14,7 +14,8 @@ import asyncpg
 import pytest
 
 from worker import queue as q
-from worker.db import CONNECTION_ERRORS, asyncpg_dsn
+from worker.db import asyncpg_dsn
+from worker.errors import DatabaseUnavailable
 from worker.models.onboarding_queue import Priority, Status
 from worker.queue import JobLost, Queue
 from worker.sql import queue as sql
@@ -284,7 +285,7 @@ async def test_terminated_connection_mid_job_is_recovered_and_completed_once(
     await tx.commit()
     pid = victim.get_server_pid()
     assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
-    with pytest.raises(CONNECTION_ERRORS):
+    with pytest.raises(DatabaseUnavailable):  # translated where it enters the queue
         await dead.complete(victim, job)
 
     await asyncio.sleep(1.1)

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from worker.db import Connection
+from worker.errors import ConfigurationError
 from worker.factors.betas import FACTORS, REFERENCE_ETFS, Betas, Panel
 from worker.sql import factors as sql
 
@@ -66,7 +67,7 @@ def binary_array(data: bytes, element: np.dtype) -> npt.NDArray[Any]:
     return values["value"]
 
 
-class ShapeError(RuntimeError):
+class ShapeError(ConfigurationError, RuntimeError):
     """symbol_factor_exposures has a shape the worker cannot write."""
 
 

@@ -21,6 +21,8 @@ from typing import NamedTuple, TypeVar
 
 import structlog
 
+from worker.errors import WorkerError
+
 log = structlog.get_logger()
 
 
@@ -83,7 +85,7 @@ class Reply:
     url_path: str = ""  # the request's URL path, without the query (which may carry a key)
 
 
-class SourceError(Exception):
+class SourceError(WorkerError):
     """A source could not deliver bars for a symbol."""
 
     def __init__(self, source: str, detail: str) -> None:
@@ -128,7 +130,7 @@ class SourceBlocked(SourceError):
     """The source refuses automated clients for now (challenge, consent or outage page)."""
 
 
-class SourcePaused(Exception):
+class SourcePaused(WorkerError):
     """Not a provider error: the source is paused, or the next request slot is too far away."""
 
     def __init__(

@@ -35,6 +35,7 @@ from typing import Any
 
 import structlog
 
+from worker.errors import WorkerError
 from worker.prices.base import (
     Bar,
     Bars,
@@ -86,7 +87,7 @@ _DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0
 _TEXT_SPACE = " \t\r\n"
 
 
-class ValueProblem(ValueError):
+class ValueProblem(WorkerError, ValueError):
     """A single value that cannot be stored; the caller adds the date and column. `kind` is one
     of the kinds above."""
 

@@ -64,16 +64,6 @@ SELECT (SELECT count(*) FROM written) AS rows_written,
        (SELECT last_price_date FROM activated) AS last_price_date
 """
 
-# A job that failed for good: a pending symbol becomes 'error' (a missing one is created so);
-# an active, delisted or already errored symbol keeps its status.
-MARK_ERROR = """
-INSERT INTO symbol_universe AS u (symbol, status, added_source)
-VALUES ($1, 'error', 'onboarding')
-ON CONFLICT (symbol) DO UPDATE
-SET status = 'error', updated_at = now()
-WHERE u.status = 'pending'
-"""
-
 # The `database` source: the symbol's rows already in the legacy cache, within the window.
 CACHED_PRICES = """
 SELECT date, open, high, low, close, volume

@@ -58,29 +58,52 @@ RETURNING id
 """
 
 # A transient failure: back to pending after $4 seconds, or failed once attempts reach $3.
+# Every statement that fails a job also marks a still-pending symbol `error` (here, in FAIL and
+# in RECOVER_STALLED; a missing one is created so): a backend must not see "pending" for a
+# symbol nothing will onboard. An active, delisted or errored symbol keeps its status.
 RETRY_LATER = """
-UPDATE symbol_onboarding_queue
-SET status = CASE WHEN attempts >= $3 THEN 'failed' ELSE 'pending' END,
-    completed_at = CASE WHEN attempts >= $3 THEN now() END,
-    run_after = CASE WHEN attempts >= $3 THEN run_after
-                     ELSE now() + make_interval(secs => $4) END,
-    error_message = $5, heartbeat_at = NULL
-WHERE id = $1 AND locked_by = $2 AND started_at = $6 AND status = 'processing'
-RETURNING status
+WITH retried AS (
+    UPDATE symbol_onboarding_queue
+    SET status = CASE WHEN attempts >= $3 THEN 'failed' ELSE 'pending' END,
+        completed_at = CASE WHEN attempts >= $3 THEN now() END,
+        run_after = CASE WHEN attempts >= $3 THEN run_after
+                         ELSE now() + make_interval(secs => $4) END,
+        error_message = $5, heartbeat_at = NULL
+    WHERE id = $1 AND locked_by = $2 AND started_at = $6 AND status = 'processing'
+    RETURNING symbol, status
+),
+marked AS (
+    INSERT INTO symbol_universe AS u (symbol, status, added_source)
+    SELECT symbol, 'error', 'onboarding' FROM retried WHERE status = 'failed'
+    ON CONFLICT (symbol) DO UPDATE SET status = 'error', updated_at = now()
+    WHERE u.status = 'pending'
+)
+SELECT status FROM retried
 """
 
 FAIL = """
-UPDATE symbol_onboarding_queue
-SET status = 'failed', completed_at = now(), error_message = $3, heartbeat_at = NULL
-WHERE id = $1 AND locked_by = $2 AND started_at = $4 AND status = 'processing'
+WITH failed AS (
+    UPDATE symbol_onboarding_queue
+    SET status = 'failed', completed_at = now(), error_message = $3, heartbeat_at = NULL
+    WHERE id = $1 AND locked_by = $2 AND started_at = $4 AND status = 'processing'
+    RETURNING symbol
+),
+marked AS (
+    INSERT INTO symbol_universe AS u (symbol, status, added_source)
+    SELECT symbol, 'error', 'onboarding' FROM failed
+    ON CONFLICT (symbol) DO UPDATE SET status = 'error', updated_at = now()
+    WHERE u.status = 'pending'
+)
+SELECT count(*) FROM failed
 """
 
-# Hand a job back without spending an attempt (shutdown, or its price source is paused):
-# runnable again after $3 seconds. $4, when not NULL, replaces error_message.
+# Hand a job back without spending an attempt (shutdown, an outage, or its price source is
+# paused): runnable again after $3 seconds. With no delay it keeps its run_after, so its place
+# in the claim order (it was runnable when claimed). $4, when not NULL, replaces error_message.
 RELEASE = """
 UPDATE symbol_onboarding_queue
 SET status = 'pending', attempts = greatest(attempts - 1, 0), started_at = NULL,
-    run_after = now() + make_interval(secs => $3),
+    run_after = CASE WHEN $3 > 0 THEN now() + make_interval(secs => $3) ELSE run_after END,
     error_message = coalesce($4, error_message), locked_by = NULL, heartbeat_at = NULL
 WHERE id = $1 AND locked_by = $2 AND started_at = $5 AND status = 'processing'
 """
@@ -104,6 +127,7 @@ WHERE q.id = mine.id
 
 # Jobs whose worker stopped heartbeating for $1 seconds go back to pending (or fail, when that
 # was their last attempt). SKIP LOCKED: a job being completed right now is not touched.
+# run_after is kept: a recovered job keeps its place in the claim order.
 # Not within $1 seconds of a server start: after a restart every live worker needs one stall
 # timeout to reconnect and heartbeat again, or the first sweep would take their jobs.
 RECOVER_STALLED = """
@@ -119,7 +143,6 @@ recovered AS (
     UPDATE symbol_onboarding_queue AS q
     SET status = CASE WHEN q.attempts >= $2 THEN 'failed' ELSE 'pending' END,
         completed_at = CASE WHEN q.attempts >= $2 THEN now() END,
-        run_after = now(),
         error_message = format(
             'worker %s stopped responding during attempt %s (last heartbeat %s)',
             coalesce(q.locked_by, 'unknown'), q.attempts, q.heartbeat_at),
