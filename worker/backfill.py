@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from worker.db import create_engine
 from worker.errors import WorkerError
+from worker.prices.spelling import spellings
 from worker.sql import backfill as sql
 from worker.symbols import normalize_symbol
 
@@ -149,7 +150,8 @@ async def backfill(
     """Backfill in batches of about `batch_size` rows (whole symbols), one transaction each.
 
     `database` is a URL in any form worker.db accepts, or an AsyncEngine (left open).
-    `symbols` limits the run to those symbols (normalized; ValueError on a bad one).
+    `symbols` limits the run to those symbols (normalized; ValueError on a bad one), each found
+    under any of its spellings (`BRK.B` finds the host's `BRK-B`: worker/prices/spelling.py).
     `jobs` connections run batches side by side (disjoint symbol ranges, so they never wait
     for each other). `progress` is called after each committed batch; an exception from it
     stops the run, with every committed batch kept. With `dry_run`, nothing is written and
@@ -195,7 +197,12 @@ class _Backfill:
     ) -> None:
         self.engine = engine
         self.batch_size = batch_size
-        self.symbols = symbols
+        self.requested = symbols
+        # Every spelling of each requested symbol (BRK.B finds the host's BRK-B rows); the rows
+        # are copied under the cache's own spelling.
+        self.symbols = (
+            None if symbols is None else sorted({sp for s in symbols for sp in spellings(s)})
+        )
         self.dry_run = dry_run
         self.progress = progress
         self.started = time.monotonic()
@@ -218,9 +225,11 @@ class _Backfill:
                 )
             params = {"symbols": self.symbols}
             self.rows_total = (await conn.execute(text(sql.COUNT_ROWS), params)).scalar_one()
-            if self.symbols is not None:
-                result = await conn.execute(text(sql.SYMBOLS_NOT_FOUND), params)
-                self.not_found = tuple(result.scalars())
+            if self.requested is not None:
+                found = set((await conn.execute(text(sql.SYMBOLS_FOUND), params)).scalars())
+                self.not_found = tuple(
+                    s for s in self.requested if not found.intersection(spellings(s))
+                )
         if jobs == 1:
             await self._work()
         else:

@@ -363,7 +363,9 @@ class Onboarder:
             async with conn.transaction():
                 if self._factors is not None:
                     await factors.lock_references(conn, job.symbol)  # first: see factors
-                stored = await conn.fetchrow(sql.STORE_PRICES, job.symbol, *columns)
+                stored = await conn.fetchrow(
+                    sql.STORE_PRICES, job.symbol, *columns, source.replaces_stored
+                )
                 await self._queue.complete(conn, job)
                 assert stored is not None  # the statement returns one summary row
                 if self._factors is not None:

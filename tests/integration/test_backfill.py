@@ -276,6 +276,22 @@ async def test_symbols_limits_the_run_and_reports_absent_ones(
     assert summary.symbols_not_found == ("ZZZ",)
 
 
+async def test_symbols_find_the_hosts_spelling_and_keep_it(
+    db: asyncpg.Connection, database_url: str
+) -> None:
+    rows = cache_rows(["BRK-B", "AAA"])
+    await seed_cache(db, rows)
+
+    for asked in (["BRK.B"], ["brk-b"], ["BRK/B"]):
+        await db.execute("DELETE FROM symbol_prices_daily")
+        summary = await backfill(database_url, symbols=asked)
+        assert summary.symbols_not_found == ()
+        assert await prices(db) == expected_prices([r for r in rows if r[0] == "BRK-B"])
+    assert set(await universe(db)) == {"BRK-B"}  # the cache's (the host's) spelling
+    missing = await backfill(database_url, symbols=["BRK.A", "BRK.B"], dry_run=True)
+    assert missing.symbols_not_found == ("BRK.A",)
+
+
 async def test_dry_run_writes_nothing_and_predicts_the_real_run(
     db: asyncpg.Connection, database_url: str
 ) -> None:

@@ -19,11 +19,12 @@ import pytest
 from tests.fakeprovider import FakeProvider, Reply, fixture, recorded
 from tests.integration.conftest import claim, job_row, stored, symbol_row
 from worker import onboarding
-from worker.onboarding import open_onboarder
+from worker.onboarding import _columns, open_onboarder
 from worker.prices import ratelimit, synthetic
 from worker.prices.base import SourcePaused, Window
 from worker.prices.http import URL_LOGGERS, MaskSecrets
 from worker.prices.ratelimit import Rate, SourceGate, resume
+from worker.prices.validate import normalize
 from worker.queue import JobLost, Queue
 from worker.settings import SettingsError
 from worker.sql import prices as sql
@@ -349,6 +350,30 @@ async def test_database_source_onboards_from_the_cache_without_network(
     assert provider.requests == []
 
 
+@pytest.mark.parametrize("enqueued", ["BRK.B", "BRK-B", "brk/b"])
+async def test_database_source_finds_the_hosts_spelling_of_a_class_share(
+    pool, queue, onboarder_for, enqueued: str
+) -> None:
+    # The host spells it BRK-B; one date also has a BRK.B row (another loader's spelling).
+    await pool.execute(
+        """
+        INSERT INTO market_data_cache (symbol, date, open, high, low, close, volume, data_source)
+        VALUES ('BRK-B', '2023-01-03', 1, 2, 1, 1.5, 10, 'yahoo'),
+               ('BRK-B', '2023-01-04', 1, 2, 1, 1.6, 11, 'yahoo'),
+               ('BRK.B', '2023-01-04', 1, 2, 1, 1.7, 12, 'polygon')
+        """
+    )
+    job = await claim(pool, queue, enqueued.upper())
+    onboarder = await onboarder_for("database", today=date(2023, 1, 11), price_lookback_days=30)
+    result = await onboarder.run(job)
+
+    assert (result.outcome, result.rows) == ("completed", 2)
+    closes = [(r[0], r[4]) for r in await stored(pool, enqueued.upper())]
+    # Per date the row spelled exactly as enqueued wins; else the first in spellings() order.
+    expected_jan_4 = Decimal("1.6000") if enqueued == "BRK-B" else Decimal("1.7000")
+    assert closes == [(date(2023, 1, 3), Decimal("1.5000")), (date(2023, 1, 4), expected_jan_4)]
+
+
 async def test_database_then_yahoo_uses_yahoo_when_the_cache_lacks_the_symbol(
     provider, pool, queue, onboarder_for
 ) -> None:
@@ -443,6 +468,61 @@ async def test_synthetic_source_stores_known_values_for_any_window(
     assert (await later.run(await claim(pool, queue, "DEMO"))).outcome == "completed"
     again = {r[0]: r for r in await stored(pool, "DEMO")}
     assert all(again[r[0]] == r for r in first)
+
+
+async def test_synthetic_source_never_writes_over_real_prices(
+    provider, pool, queue, onboarder_for
+) -> None:
+    # MSFT has real prices (onboarded from Yahoo, or backfilled), then is onboarded again with
+    # --source synthetic (e.g. after `retry --failed`): refused, and nothing changes.
+    provider.route(MSFT_PATH, recorded(MSFT))
+    assert (
+        await (await onboarder_for("yahoo", today=MSFT_TODAY)).run(await claim(pool, queue, "MSFT"))
+    ).outcome == "completed"
+    real = await stored(pool, "MSFT")
+    job = await claim(pool, queue, "MSFT")
+    result = await (await onboarder_for("synthetic", today=MSFT_TODAY)).run(job)
+
+    assert result.outcome == "failed"
+    assert result.error == (
+        "synthetic: MSFT already has 252 stored prices, 252 of them not generated (the first on "
+        "2021-02-01): the synthetic source is for demos and benchmarks and never writes over "
+        "real prices; onboard this symbol from a real source"
+    )
+    assert await stored(pool, "MSFT") == real
+    assert (await symbol_row(pool, "MSFT"))["status"] == "active"
+
+    # One real row among generated ones is enough.
+    demo = await onboarder_for("synthetic", today=date(2024, 6, 29))
+    assert (await demo.run(await claim(pool, queue, "DEMO"))).outcome == "completed"
+    await pool.execute(
+        "UPDATE symbol_prices_daily SET close_price = 1 WHERE symbol = 'DEMO'"
+        " AND price_date = '2024-06-24'"
+    )
+    refused = await demo.run(await claim(pool, queue, "DEMO"))
+    assert refused.outcome == "failed" and "1 of them not generated" in (refused.error or "")
+
+
+async def test_a_source_that_never_replaces_keeps_rows_written_meanwhile(pool) -> None:
+    """The store for synthetic adds rows only: a real row that lands between its check and its
+    write (another worker, the backfill) survives."""
+    await pool.execute(
+        "INSERT INTO symbol_universe (symbol, status) VALUES ('X', 'active');"
+        "INSERT INTO symbol_prices_daily (symbol, price_date, close_price)"
+        " VALUES ('X', '2024-06-24', 1)"
+    )
+    fetched = normalize(
+        "synthetic",
+        "X",
+        synthetic.generate("X", Window(date(2024, 6, 24), date(2024, 6, 25))),
+        Window(date(2024, 6, 24), date(2024, 6, 25)),
+    )
+    columns = _columns(fetched.bars)
+    for replaces in (False, True):
+        await pool.fetchrow(sql.STORE_PRICES, "X", *columns, replaces)
+        closes = dict(await pool.fetch("SELECT price_date, close_price FROM symbol_prices_daily"))
+        assert len(closes) == 2
+        assert (closes[date(2024, 6, 24)] == 1) is not replaces
 
 
 # --- configuration -----------------------------------------------------------------------------

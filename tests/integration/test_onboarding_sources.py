@@ -741,3 +741,113 @@ async def test_tiingo_dividend_rows_value_by_value(provider, pool, queue, onboar
     assert rows == tiingo_expected(body)
     ex_dividend = next(r for r in rows if r[0] == date(2023, 2, 10))  # divCash 0.23
     assert ex_dividend[4:] == (Decimal("151.0100"), Decimal("150.0076"), 57450708)
+
+
+# --- symbol spelling: stored as enqueued, asked in the provider's spelling ---------------------
+
+
+@dataclass(frozen=True)
+class Spelled:
+    source: str
+    symbol: str  # as the host enqueued it
+    path: str  # where the provider is asked (its own spelling)
+    asked: str  # the provider's spelling, as the request carries it
+    body: bytes
+    case: Case  # the recording's case: its window and expected rows
+
+
+POLYGON_CASE, TIINGO_CASE, FMP_CASE = CASES[1], CASES[2], CASES[3]
+POLYGON_RANGE = "range/1/day/2023-01-01/2023-01-10"
+SPELLED = [
+    Spelled("yahoo", "BRK.B", "/v8/finance/chart/BRK-B", "BRK-B", fixture(MSFT), CASES[0]),
+    Spelled("yahoo", "BRK/B", "/v8/finance/chart/BRK-B", "BRK-B", fixture(MSFT), CASES[0]),
+    Spelled(
+        "polygon",
+        "BRK-B",
+        f"/v2/aggs/ticker/BRK.B/{POLYGON_RANGE}",
+        "BRK.B",
+        POLYGON_BODY,
+        POLYGON_CASE,
+    ),
+    Spelled(
+        "polygon",
+        "^GSPC",
+        f"/v2/aggs/ticker/I:SPX/{POLYGON_RANGE}",
+        "I:SPX",
+        POLYGON_BODY,
+        POLYGON_CASE,
+    ),
+    Spelled(
+        "polygon",
+        "EURUSD=X",
+        f"/v2/aggs/ticker/C:EURUSD/{POLYGON_RANGE}",
+        "C:EURUSD",
+        POLYGON_BODY,
+        POLYGON_CASE,
+    ),
+    Spelled(
+        "polygon",
+        "BTC-USD",
+        f"/v2/aggs/ticker/X:BTCUSD/{POLYGON_RANGE}",
+        "X:BTCUSD",
+        POLYGON_BODY,
+        POLYGON_CASE,
+    ),
+    Spelled("tiingo", "BRK.B", "/tiingo/daily/BRK-B/prices", "BRK-B", TIINGO_BODY, TIINGO_CASE),
+    # FMP's rows name their symbol: the AAPL recording with the symbol FMP would send.
+    Spelled(
+        "fmp",
+        "BRK.B",
+        "/stable/historical-price-eod/full",
+        "BRK-B",
+        FMP_BODY.replace(b'"AAPL"', b'"BRK-B"'),
+        FMP_CASE,
+    ),
+    Spelled(
+        "fmp",
+        "EURUSD=X",
+        "/stable/historical-price-eod/full",
+        "EURUSD",
+        FMP_BODY.replace(b'"AAPL"', b'"EURUSD"'),
+        FMP_CASE,
+    ),
+]
+
+
+@pytest.mark.parametrize("spelled", SPELLED, ids=[f"{s.source}-{s.symbol}" for s in SPELLED])
+async def test_the_provider_is_asked_in_its_spelling_and_rows_keep_the_hosts(
+    provider, pool, queue, onboarder_for, spelled: Spelled
+) -> None:
+    provider.route(spelled.path, Reply(body=spelled.body))
+    job = await claim(pool, queue, spelled.symbol)
+    result = await (await spelled.case.onboarder(onboarder_for)).run(job)
+
+    assert result.outcome == "completed", result.error
+    [request] = provider.hits(spelled.path)
+    if spelled.source == "fmp":
+        assert request.query["symbol"] == [spelled.asked]
+    else:
+        assert spelled.asked in request.path
+    if spelled.source == "polygon":
+        assert spelled.asked in request.raw_path  # `:` and `.` are sent as they are
+    assert await stored(pool, spelled.symbol) == spelled.case.expected
+    assert await pool.fetchval("SELECT count(DISTINCT symbol) FROM symbol_prices_daily") == 1
+    assert (await symbol_row(pool, spelled.symbol))["status"] == "active"
+
+
+async def test_tiingo_refuses_what_its_daily_endpoint_does_not_serve_without_asking(
+    provider, pool, queue, onboarder_for
+) -> None:
+    for symbol, what in (
+        ("^GSPC", "an index"),
+        ("EURUSD=X", "a currency pair"),
+        ("BTC-USD", "a crypto pair"),
+    ):
+        job = await claim(pool, queue, symbol)
+        result = await (await TIINGO_CASE.onboarder(onboarder_for)).run(job)
+        assert result.outcome == "failed"
+        assert result.error == (
+            f"tiingo: {symbol} is {what}: Tiingo's end-of-day prices serve stocks, ETFs and "
+            "funds only"
+        )
+    assert provider.requests == []

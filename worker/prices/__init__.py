@@ -133,7 +133,7 @@ def build_sources(
                 source=name,
                 note="prices will be generated, not real market data",
             )
-            sources.append(SyntheticSource())
+            sources.append(SyntheticSource(pool))
     return sources
 
 

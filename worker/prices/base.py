@@ -148,6 +148,8 @@ class PriceSource(ABC):
     """One provider of daily bars. `fetch` returns validated bars, oldest first, or raises."""
 
     name: str
+    # False: the store only adds rows and never overwrites a stored one (generated data).
+    replaces_stored: bool = True
 
     @abstractmethod
     async def fetch(self, symbol: str, window: Window) -> Bars: ...

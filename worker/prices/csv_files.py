@@ -25,6 +25,7 @@ from worker.prices.base import (
     Window,
     iso_date,
 )
+from worker.prices.spelling import spellings
 from worker.prices.validate import normalize
 
 NAME = "csv"
@@ -51,8 +52,11 @@ class CsvSource(PriceSource):
     def candidates(self, symbol: str) -> list[Path]:
         # "/" is the only path separator the symbol alphabet allows; with ".csv" appended the
         # name can be neither "." nor "..", so the file is always directly inside the directory.
-        stem = symbol.replace("/", "_")
-        names = dict.fromkeys((f"{stem}.csv", f"{stem.lower()}.csv"))
+        # Every spelling of the symbol (BRK-B.csv for BRK.B), the enqueued one first.
+        names: dict[str, None] = {}
+        for spelling in spellings(symbol):
+            stem = spelling.replace("/", "_")
+            names.update(dict.fromkeys((f"{stem}.csv", f"{stem.lower()}.csv")))
         return [self._directory / name for name in names]
 
     async def fetch(self, symbol: str, window: Window) -> Bars:

@@ -2,12 +2,15 @@
 
 Deployed databases have no adjusted close in that table, so `adj_close_price` stays NULL;
 `close_price` is the cached close, whose meaning depends on the provider that filled the cache
-(its `data_source` column). The connection is held for the one read only.
+(its `data_source` column). The host may spell a symbol differently from how it was enqueued
+(`BRK-B` for `BRK.B`): every spelling of it is read (worker/prices/spelling.py), the enqueued one
+winning a date both have. The connection is held for the one read only.
 """
 
 import asyncpg
 
 from worker.prices.base import Bars, NoData, PermanentSourceError, PriceSource, RawBar, Window
+from worker.prices.spelling import spellings
 from worker.prices.validate import normalize
 from worker.sql import prices as sql
 
@@ -22,7 +25,9 @@ class DatabaseSource(PriceSource):
 
     async def fetch(self, symbol: str, window: Window) -> Bars:
         try:
-            records = await self._pool.fetch(sql.CACHED_PRICES, symbol, window.start, window.end)
+            records = await self._pool.fetch(
+                sql.CACHED_PRICES, spellings(symbol), window.start, window.end
+            )
         except asyncpg.UndefinedTableError:
             raise PermanentSourceError(
                 NAME, "this database has no market_data_cache table to onboard from"

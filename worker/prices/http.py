@@ -36,6 +36,7 @@ from worker.prices.base import (
     seconds_until_next,
 )
 from worker.prices.ratelimit import SourceGate
+from worker.prices.spelling import provider_symbol
 from worker.prices.validate import load_json, normalize
 
 E = TypeVar("E", bound=SourceError)
@@ -98,14 +99,17 @@ class HttpSource(PriceSource):
         """The rows of one reply (and the next page's request), or a classified SourceError."""
 
     async def fetch(self, symbol: str, window: Window) -> Bars:
-        request = self.request(symbol, window)
+        # The provider is asked in its own spelling (BRK.B on Polygon, BRK-B elsewhere); the
+        # bars come back under the host's symbol, exactly as it was enqueued.
+        asked = provider_symbol(self.name, symbol)
+        request = self.request(asked, window)
         rows: list[RawBar] = []
         for _ in range(self.max_pages):
             reply = await self.get(
                 request.url, params=request.params, headers=request.headers, symbol=symbol
             )
             try:
-                page = self.parse(symbol, reply)
+                page = self.parse(asked, reply)
             except SourceError as exc:
                 raise self.scrub(exc) from None
             rows.extend(page.rows)

@@ -54,7 +54,8 @@ class PolygonSource(HttpSource):
 
     def request(self, symbol: str, window: Window) -> Request:
         return Request(
-            f"{self._base_url}/v2/aggs/ticker/{quote(symbol, safe='')}/range/1/day/"
+            # `:` unescaped: Polygon's own spelling of indices and pairs (I:SPX, C:EURUSD).
+            f"{self._base_url}/v2/aggs/ticker/{quote(symbol, safe=':')}/range/1/day/"
             f"{window.start.isoformat()}/{window.end.isoformat()}",
             params={"adjusted": "true", "sort": "asc", "limit": 50000},
             headers=self._headers(),

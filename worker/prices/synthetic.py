@@ -3,6 +3,11 @@
 Deterministic: the bar of a symbol on a date depends on nothing else (not on the window, not on
 the run), so repeated onboarding stores the same values. One bar per weekday. Every fetch logs a
 warning saying the data is not real.
+
+Generated data never replaces real data: a symbol with any stored price that is not exactly its
+generated bar (real prices from a provider or the backfill) is refused with a clear, permanent
+error, and the store never overwrites a stored row for this source (`replaces_stored = False`),
+so real rows written meanwhile by another process survive too.
 """
 
 import hashlib
@@ -10,10 +15,12 @@ import math
 from datetime import date
 from decimal import Decimal
 
+import asyncpg
 import structlog
 
-from worker.prices.base import Bars, PriceSource, RawBar, Window
+from worker.prices.base import Bars, PermanentSourceError, PriceSource, RawBar, Window
 from worker.prices.validate import normalize
+from worker.sql import prices as sql
 
 log = structlog.get_logger()
 
@@ -22,6 +29,10 @@ NAME = "synthetic"
 
 class SyntheticSource(PriceSource):
     name = NAME
+    replaces_stored = False
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
 
     async def fetch(self, symbol: str, window: Window) -> Bars:
         log.warning(
@@ -30,7 +41,25 @@ class SyntheticSource(PriceSource):
             symbol=symbol,
             note="generated prices for demos and benchmarks; never use them for analytics",
         )
+        await self._refuse_real_data(symbol)
         return normalize(NAME, symbol, generate(symbol, window), window)
+
+    async def _refuse_real_data(self, symbol: str) -> None:
+        """PermanentSourceError when the symbol has a stored price this source did not make."""
+        stored = await self._pool.fetch(sql.STORED_PRICES, symbol)
+        if not stored:
+            return
+        span = Window(stored[0]["price_date"], stored[-1]["price_date"])
+        generated = {bar.price_date: tuple(bar) for bar in generate(symbol, span)}
+        real = [row for row in stored if generated.get(row["price_date"]) != tuple(row)]
+        if real:
+            raise PermanentSourceError(
+                NAME,
+                f"{symbol} already has {len(stored)} stored prices, {len(real)} of them not "
+                f"generated (the first on {real[0]['price_date'].isoformat()}): the synthetic "
+                "source is for demos and benchmarks and never writes over real prices; "
+                "onboard this symbol from a real source",
+            )
 
 
 def generate(symbol: str, window: Window) -> list[RawBar]:

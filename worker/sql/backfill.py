@@ -35,12 +35,10 @@ FROM market_data_cache
 WHERE symbol > '' AND (CAST(:symbols AS varchar[]) IS NULL OR symbol = ANY(:symbols))
 """
 
-# Requested symbols that have no cache rows at all: reported, never silently ignored.
-SYMBOLS_NOT_FOUND = """
-SELECT s.symbol
-FROM unnest(CAST(:symbols AS varchar[])) AS s(symbol)
-WHERE NOT EXISTS (SELECT 1 FROM market_data_cache AS c WHERE c.symbol = s.symbol)
-ORDER BY s.symbol
+# Which of the requested spellings the cache has (a requested symbol none of whose spellings is
+# there is reported, never silently ignored). One index probe per spelling.
+SYMBOLS_FOUND = """
+SELECT DISTINCT symbol FROM market_data_cache WHERE symbol = ANY(:symbols)
 """
 
 # The next batch's last symbol: the symbol of the `:batch_size`-th row after `:after` (or of the

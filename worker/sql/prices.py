@@ -14,7 +14,8 @@ parameters: they run on asyncpg directly.
 #    history, so an existing row is updated, but only when a value differs (an unchanged row is
 #    not rewritten: no dead tuple, no WAL). A value the serving source lacks (NULL: Polygon and
 #    FMP have no adjusted close) keeps the stored one, so a fallback source never erases better
-#    data; close_price (NOT NULL) always comes from the new source.
+#    data; close_price (NOT NULL) always comes from the new source. With $9 false (a source that
+#    never replaces stored rows: synthetic) existing rows are left alone and only new ones added.
 # Prices travel as whole ten-thousandths in bigint arrays ($3..$7): asyncpg encodes those about
 # twice as fast as Decimal -> numeric, and `ticks * 0.0001` is exact in numeric arithmetic.
 # The foreign key from the prices to the universe row is checked at the end of the statement, so
@@ -52,7 +53,8 @@ WITH incoming AS (
         close_price = EXCLUDED.close_price,
         adj_close_price = coalesce(EXCLUDED.adj_close_price, p.adj_close_price),
         volume = coalesce(EXCLUDED.volume, p.volume)
-    WHERE (p.open_price, p.high_price, p.low_price, p.close_price, p.adj_close_price, p.volume)
+    WHERE $9::boolean
+      AND (p.open_price, p.high_price, p.low_price, p.close_price, p.adj_close_price, p.volume)
           IS DISTINCT FROM
           (coalesce(EXCLUDED.open_price, p.open_price), coalesce(EXCLUDED.high_price, p.high_price),
            coalesce(EXCLUDED.low_price, p.low_price), EXCLUDED.close_price,
@@ -64,12 +66,23 @@ SELECT (SELECT count(*) FROM written) AS rows_written,
        (SELECT last_price_date FROM activated) AS last_price_date
 """
 
-# The `database` source: the symbol's rows already in the legacy cache, within the window.
+# The `synthetic` source: the symbol's stored rows, to tell its own generated bars from real ones.
+STORED_PRICES = """
+SELECT price_date, open_price, high_price, low_price, close_price, adj_close_price, volume
+FROM symbol_prices_daily
+WHERE symbol = $1
+ORDER BY price_date
+"""
+
+# The `database` source: the symbol's rows already in the legacy cache, within the window, under
+# any of its spellings $1 (worker/prices/spelling.py: the enqueued one first, then BRK.B, BRK-B,
+# BRK/B). Per date the rows come in reverse order of $1 and the last one wins, so the enqueued
+# spelling beats another spelling's row of that date.
 CACHED_PRICES = """
 SELECT date, open, high, low, close, volume
 FROM market_data_cache
-WHERE symbol = $1 AND date BETWEEN $2 AND $3
-ORDER BY date
+WHERE symbol = ANY($1::varchar[]) AND date BETWEEN $2 AND $3
+ORDER BY date, array_position($1::varchar[], symbol) DESC
 """
 
 # The paused sources among $1, with the seconds left.

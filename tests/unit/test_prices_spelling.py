@@ -1,0 +1,83 @@
+"""Symbol spellings: what a host symbol names, and how each provider spells it."""
+
+import pytest
+
+from worker.prices.base import SymbolNotFound
+from worker.prices.spelling import Security, parse, provider_symbol, spellings
+
+
+@pytest.mark.parametrize(
+    ("symbol", "security"),
+    [
+        ("AAPL", Security("plain", "AAPL")),
+        ("BRK.B", Security("class_share", "BRK", "B")),
+        ("BRK-B", Security("class_share", "BRK", "B")),
+        ("BRK/B", Security("class_share", "BRK", "B")),
+        ("BP.L", Security("class_share", "BP", "L")),  # or a London listing: see provider_symbol
+        ("^GSPC", Security("index", "GSPC")),
+        ("EURUSD=X", Security("fx", "EUR", "USD")),
+        ("JPY=X", Security("fx", "USD", "JPY")),
+        ("EUR/USD", Security("fx", "EUR", "USD")),
+        ("BTC-USD", Security("crypto", "BTC", "USD")),
+        ("BTC/USDT", Security("crypto", "BTC", "USDT")),
+        ("OCDO.L", Security("class_share", "OCDO", "L")),  # or a London listing, as BP.L
+        ("WSU.DE", Security("plain", "WSU.DE")),
+        ("BAC-PL", Security("plain", "BAC-PL")),
+        ("ABC-XYZ", Security("plain", "ABC-XYZ")),  # not a known quote currency
+        ("7203.T", Security("plain", "7203.T")),
+    ],
+)
+def test_parse(symbol: str, security: Security) -> None:
+    assert parse(symbol) == security
+
+
+# host symbol -> yahoo, polygon, tiingo, fmp (None: the source does not serve it)
+SPELLINGS = {
+    "AAPL": ("AAPL", "AAPL", "AAPL", "AAPL"),
+    "BRK.B": ("BRK-B", "BRK.B", "BRK-B", "BRK-B"),
+    "BRK-B": ("BRK-B", "BRK.B", "BRK-B", "BRK-B"),
+    "BRK/B": ("BRK-B", "BRK.B", "BRK-B", "BRK-B"),
+    "BF.A": ("BF-A", "BF.A", "BF-A", "BF-A"),
+    "BP.L": ("BP.L", "BP.L", "BP.L", "BP.L"),  # Yahoo's London suffix is kept
+    "WSU.DE": ("WSU.DE", "WSU.DE", "WSU.DE", "WSU.DE"),
+    "^GSPC": ("^GSPC", "I:SPX", None, "^GSPC"),
+    "^IXIC": ("^IXIC", "I:COMP", None, "^IXIC"),
+    "^DJI": ("^DJI", "I:DJI", None, "^DJI"),
+    "EURUSD=X": ("EURUSD=X", "C:EURUSD", None, "EURUSD"),
+    "EUR/USD": ("EURUSD=X", "C:EURUSD", None, "EURUSD"),
+    "JPY=X": ("USDJPY=X", "C:USDJPY", None, "USDJPY"),
+    "BTC-USD": ("BTC-USD", "X:BTCUSD", None, "BTCUSD"),
+    "BTC/USD": ("BTC-USD", "X:BTCUSD", None, "BTCUSD"),
+}
+
+
+@pytest.mark.parametrize("symbol", SPELLINGS)
+def test_each_provider_gets_its_own_spelling(symbol: str) -> None:
+    for source, expected in zip(
+        ("yahoo", "polygon", "tiingo", "fmp"), SPELLINGS[symbol], strict=True
+    ):
+        if expected is None:
+            with pytest.raises(SymbolNotFound, match="Tiingo's end-of-day prices serve stocks"):
+                provider_symbol(source, symbol)
+        else:
+            assert provider_symbol(source, symbol) == expected, source
+    for source in ("database", "csv", "synthetic"):
+        assert provider_symbol(source, symbol) == symbol
+
+
+@pytest.mark.parametrize(
+    ("symbol", "expected"),
+    [
+        ("AAPL", ["AAPL"]),
+        ("BRK.B", ["BRK.B", "BRK-B", "BRK/B"]),
+        ("BRK-B", ["BRK-B", "BRK.B", "BRK/B"]),
+        ("EURUSD=X", ["EURUSD=X", "EUR/USD"]),
+        ("JPY=X", ["JPY=X", "USDJPY=X", "USD/JPY"]),
+        ("BTC/USD", ["BTC/USD", "BTC-USD"]),
+        ("^GSPC", ["^GSPC"]),
+    ],
+)
+def test_spellings_list_every_host_spelling_the_asked_one_first(
+    symbol: str, expected: list[str]
+) -> None:
+    assert spellings(symbol) == expected
