@@ -255,6 +255,9 @@ async def test_operator_commands(database_url, conn) -> None:
     assert code == 0 and [s for _, s in ids] == ["AAPL", "BRK.B"]
     code, _, err = await run_cli(env, "enqueue", "bad symbol")
     assert code == 1 and "invalid symbol 'bad symbol'" in err
+    stranger = "00000000-0000-4000-8000-000000000001"
+    code, _, err = await run_cli(env, "enqueue", "msft", "--requested-by", stranger)
+    assert code == 1 and err.strip() == f"error: --requested-by {stranger}: no such user"
     assert await conn.fetchval("SELECT count(*) FROM symbol_onboarding_queue") == 2
 
     await conn.execute(

@@ -433,6 +433,11 @@ async def test_csv_source_reads_a_yahoo_download_and_reports_missing_files(
          Decimal("458.5200"), Decimal("458.5200"), 2500000),
     ]  # fmt: skip
 
+    # Another spelling of the same class share finds the same file, and keeps its own name.
+    dotted = await onboarder.run(await claim(pool, queue, "BRK.B"))
+    assert (dotted.outcome, dotted.rows) == ("completed", 2)
+    assert await stored(pool, "BRK.B") == await stored(pool, "BRK/B")
+
     missing = await onboarder.run(await claim(pool, queue, "NOPE"))
     assert missing.outcome == "failed"
     assert (

@@ -3,7 +3,7 @@
 import pytest
 
 from worker.prices.base import SymbolNotFound
-from worker.prices.spelling import Security, parse, provider_symbol, spellings
+from worker.prices.spelling import Security, host_spellings, parse, provider_symbol, spellings
 
 
 @pytest.mark.parametrize(
@@ -81,3 +81,18 @@ def test_spellings_list_every_host_spelling_the_asked_one_first(
     symbol: str, expected: list[str]
 ) -> None:
     assert spellings(symbol) == expected
+
+
+@pytest.mark.parametrize("symbol", SPELLINGS)
+def test_the_way_back_finds_the_host_symbol(symbol: str) -> None:
+    for source, asked in zip(("yahoo", "polygon", "tiingo", "fmp"), SPELLINGS[symbol], strict=True):
+        if asked is None or (source == "fmp" and parse(symbol).kind == "crypto"):
+            continue  # not served; FMP's BTCUSD cannot be told from a ticker
+        assert symbol in host_spellings(source, asked), (source, asked)
+
+
+def test_polygon_grouped_daily_tickers_map_back() -> None:
+    assert host_spellings("polygon", "BRK.B") == ["BRK.B", "BRK-B", "BRK/B"]
+    assert host_spellings("polygon", "I:SPX") == ["^GSPC"]
+    assert host_spellings("polygon", "X:BTCUSDT") == ["BTC-USDT", "BTC/USDT"]
+    assert host_spellings("polygon", "AAPL") == ["AAPL"]

@@ -22,6 +22,8 @@ Provider spellings (`provider_symbol`):
 
 Tiingo's end-of-day endpoint serves stocks, ETFs and funds only (indices, FX and crypto have
 endpoints of their own), so those are refused before any request. Anything else is sent as is.
+The way back, for an answer that names its symbols (Polygon's grouped daily), is
+`host_spellings`; `spellings` lists every host spelling of a symbol, for the host's own tables.
 """
 
 import re
@@ -123,3 +125,23 @@ def spellings(symbol: str) -> list[str]:
     else:
         variants = []
     return [symbol, *(v for v in variants if v != symbol)]
+
+
+def host_spellings(source: str, asked: str) -> list[str]:
+    """The way back: the host spellings a provider's own symbol may stand for, to match an answer
+    that names its symbols (Polygon's grouped daily `"T": "BRK.B"`) against the host's universe.
+    `host_spellings(s, provider_symbol(s, x))` includes `x`."""
+    if source == "polygon" and asked[:2] in ("I:", "C:", "X:"):
+        prefix, name = asked[:2], asked[2:]
+        if prefix == "I:":
+            yahoo = {v: k for k, v in POLYGON_INDICES.items()}
+            return [f"^{yahoo.get(name, name)}"]
+        if prefix == "C:" and len(name) == 6:
+            return spellings(f"{name}=X")
+        for quote in sorted(CRYPTO_QUOTES, key=len, reverse=True):
+            if prefix == "X:" and name.endswith(quote) and len(name) > len(quote):
+                return spellings(f"{name[: -len(quote)]}-{quote}")
+        return [asked]
+    if source == "fmp" and len(asked) == 6 and asked[:3] in FIAT and asked[3:] in FIAT:
+        return spellings(f"{asked}=X")
+    return spellings(asked)
