@@ -3,7 +3,17 @@
     python bench/queue_throughput.py [--jobs 20000] [--max-seconds 5] [--workers 1,4]
         [--batches 1,10,100] [--modes each,batch,each-async] [--repeat 1] [--skip-baselines]
 
+    python bench/queue_throughput.py --endpoint [--jobs 3000] [--repeat 8] [--concurrency 4]
+
 (`make bench` runs it; without an editable install, prefix `PYTHONPATH=.`.)
+
+`--endpoint` measures instead what the worker's HTTP endpoint costs: the real Runner (claim loop,
+concurrency, heartbeats, registry) drains `--jobs` no-op jobs in burst mode, alternately without
+`WORKER_HTTP_PORT` (no endpoint, nothing recorded) and with it (Prometheus metrics recorded for
+every job, the server listening, and a scraper fetching /metrics, /healthz and /readyz every
+second and the status page every 5 s, far more often than Prometheus or Kubernetes would). It
+prints jobs/s of both per pass and the ratio with/without: the median of the passes' ratios and
+the ratio of the best passes.
 
 Every system gets its own fresh database on one server: TEST_DATABASE_URL's if set, else the
 embedded one in /tmp/sow-bench-pg. Each run enqueues `--jobs` no-op jobs, then W asyncio workers,
@@ -32,18 +42,24 @@ import contextlib
 import importlib.metadata
 import logging
 import os
+import statistics
+import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 from common import installed
 
-from worker import embedded, migrate
+from worker import embedded, logs, migrate, web
 from worker.db import asyncpg_dsn, with_database
-from worker.queue import Queue, new_worker_id
+from worker.metrics import PrometheusMetrics
+from worker.queue import Job, Queue, new_worker_id
+from worker.runner import Runner
+from worker.settings import Settings
 
 # The bench smoke test (tests/acceptance/test_bench_scripts.py) runs it with these arguments and
 # checks these lines; the defaults stay the full size.
@@ -425,6 +441,188 @@ async def stop_after(
             await task
 
 
+# --- the HTTP endpoint's cost (--endpoint) -------------------------------------------------------
+
+
+@dataclass
+class NoopHandler:
+    """Completes each job at once: what remains is the runner's and the endpoint's own cost."""
+
+    queue: Queue
+    pool: asyncpg.Pool
+
+    async def run(self, job: Job) -> NoopResult:
+        await self.queue.complete(self.pool, job)
+        return NoopResult()
+
+
+@dataclass(frozen=True)
+class NoopResult:
+    outcome: str = "completed"
+    rows: int | None = None
+    error: str | None = None
+
+
+# A scraper in a process of its own, as Prometheus and the kubelet are: what it costs the worker is
+# serving the requests, not making them. It prints how many it made when its stdin closes.
+SCRAPER = """
+import asyncio, sys, httpx
+
+async def main(base, interval_s):
+    fetched, tick = 0, 0
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(sys.stdin.fileno(), done.set)
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        while not done.is_set():
+            for path in ["/metrics", "/healthz", "/readyz"] + (["/"] if tick % 5 == 0 else []):
+                (await client.get(path)).raise_for_status()
+                fetched += 1
+            tick += 1
+            try:
+                await asyncio.wait_for(done.wait(), interval_s)
+            except TimeoutError:
+                pass
+    print(fetched)
+
+asyncio.run(main(sys.argv[1], float(sys.argv[2])))
+"""
+
+
+async def start_scraper(base: str, interval_s: float) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        SCRAPER,
+        base,
+        str(interval_s),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+
+
+async def stop_scraper(scraper: asyncio.subprocess.Process) -> int:
+    out, _ = await scraper.communicate(b"")  # closing stdin ends it
+    if scraper.returncode != 0:
+        raise RuntimeError(f"the scraper failed (exit {scraper.returncode})")
+    return int(out.decode().strip() or 0)
+
+
+@dataclass(frozen=True)
+class RunnerRun:
+    rate: float  # jobs/s, wall clock
+    cpu_us: float  # this process's CPU time per job: the endpoint's own work shows here
+    served: int  # requests the scraper made
+
+
+async def run_runner(dsn: str, args: argparse.Namespace, http: bool) -> RunnerRun:
+    """Drain `--jobs` no-op jobs with the real Runner in burst mode."""
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute("TRUNCATE symbol_onboarding_queue")
+        await admin.execute("TRUNCATE symbol_onboarding_workers")
+        await enqueue_ours(admin, args.jobs)
+        await admin.execute("VACUUM ANALYZE symbol_onboarding_queue")
+    finally:
+        await admin.close()
+    settings = Settings(
+        concurrency=args.concurrency,
+        http_port=0 if http else None,
+        log_level="warning",
+        poll_interval_s=0.05,
+    )
+    worker_id = new_worker_id("bench")
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=settings.concurrency + 1)
+    try:
+        async with web.endpoint(settings, dsn, worker_id) as (metrics, server):
+            queue = Queue(worker_id)
+            runner = Runner(
+                settings,
+                pool,
+                queue,
+                NoopHandler(queue, pool),
+                claim_dsn=dsn,
+                burst=True,
+                metrics=metrics,
+            )
+            scraper = None
+            if server is not None:
+                server.worker = runner
+                assert server.url is not None
+                scraper = await start_scraper(server.url, args.scrape_interval)
+                await asyncio.sleep(0.5)  # its interpreter is up before the clock starts
+            started, cpu = time.perf_counter(), time.process_time()
+            await runner.run()
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+            served = await stop_scraper(scraper) if scraper is not None else 0
+    finally:
+        await pool.close()
+    return RunnerRun(args.jobs / seconds, cpu / args.jobs * 1e6, served)
+
+
+async def endpoint_cost(args: argparse.Namespace) -> None:
+    logs.configure(Settings(log_level="warning"))
+    async with bench_server() as server:
+        dsn = server.dsn(await server.create_database("endpoint"))
+        await migrate.upgrade(dsn)
+        print(
+            f"server: {server.kind}, PostgreSQL {await server.version()}; {os.cpu_count()} CPUs; "
+            f"the Runner in burst mode, concurrency {args.concurrency}, {args.jobs} no-op jobs "
+            f"per run, {args.repeat} passes (order alternates)"
+        )
+        print(
+            f"{'pass':>4} {'without jobs/s':>15} {'with jobs/s':>12} {'ratio':>7} "
+            f"{'without cpu us/job':>19} {'with cpu us/job':>16} {'ratio':>7} {'requests':>9}"
+        )
+        runs: dict[bool, list[RunnerRun]] = {False: [], True: []}
+        for i in range(args.repeat):
+            order = [False, True] if i % 2 == 0 else [True, False]
+            this: dict[bool, RunnerRun] = {}
+            for http in order:
+                this[http] = await run_runner(dsn, args, http)
+                runs[http].append(this[http])
+            off, on = this[False], this[True]
+            print(
+                f"{i + 1:>4} {off.rate:>15.0f} {on.rate:>12.0f} {on.rate / off.rate:>7.3f} "
+                f"{off.cpu_us:>19.0f} {on.cpu_us:>16.0f} {on.cpu_us / off.cpu_us:>7.3f} "
+                f"{on.served:>9}",
+                flush=True,
+            )
+        pairs = list(zip(runs[True], runs[False], strict=True))
+        ratios = sorted(on.rate / off.rate for on, off in pairs)
+        cpu_ratios = sorted(on.cpu_us / off.cpu_us for on, off in pairs)
+        with_http = [r.rate for r in runs[True]]
+        without = [r.rate for r in runs[False]]
+        print(
+            f"with/without WORKER_HTTP_PORT: median of pass ratios {statistics.median(ratios):.3f}"
+            f" (range {ratios[0]:.3f}-{ratios[-1]:.3f}); best {max(with_http):.0f} vs"
+            f" {max(without):.0f} jobs/s: {max(with_http) / max(without):.3f}"
+        )
+        print(
+            f"worker CPU per job with/without: median of pass ratios "
+            f"{statistics.median(cpu_ratios):.3f} (range {cpu_ratios[0]:.3f}-{cpu_ratios[-1]:.3f})"
+        )
+        # The part of the cost paid per job, measured alone (no database, no scheduler noise).
+        per_job_s = recording_cost_s()
+        rate = statistics.median(with_http)
+        print(
+            f"recording one job's metrics (started + finished): {per_job_s * 1e6:.1f} us, "
+            f"{per_job_s * rate:.2%} of one core at the median {rate:.0f} jobs/s"
+        )
+
+
+def recording_cost_s(jobs: int = 20_000) -> float:
+    """CPU seconds PrometheusMetrics spends recording one job (start and finish)."""
+    metrics = PrometheusMetrics("bench", "bench")
+    now = datetime.now(UTC)
+    job = Job(uuid.uuid4(), "BENCH", "normal", 1, None, now, now + timedelta(milliseconds=5))
+    started = time.process_time()
+    for _ in range(jobs):
+        metrics.job_started(job)
+        metrics.job_finished(job, "completed", 0.002)
+    return (time.process_time() - started) / jobs
+
+
 # --- report -----------------------------------------------------------------------------------
 
 HEADER = (
@@ -497,6 +695,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--repeat", type=int, default=1, help="passes over every configuration; best one is kept"
     )
     parser.add_argument(
+        "--endpoint",
+        action="store_true",
+        help="measure the HTTP endpoint's cost on the runner's throughput instead",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=4, help="--endpoint: the runner's WORKER_CONCURRENCY"
+    )
+    parser.add_argument(
+        "--scrape-interval",
+        type=float,
+        default=1.0,
+        help="--endpoint: seconds between scrapes of /metrics, /healthz, /readyz (the page: 5x)",
+    )
+    parser.add_argument(
         "--skip-baselines",
         action="store_true",
         help="ours only (no pgqueuer, procrastinate, floor)",
@@ -505,6 +717,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 async def main(args: argparse.Namespace) -> None:
+    if args.endpoint:
+        await endpoint_cost(args)
+        return
     started = time.perf_counter()
     systems: list[Ours | Pgqueuer | Procrastinate | Bare] = [Ours(args)]
     async with bench_server() as server:

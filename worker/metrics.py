@@ -2,18 +2,26 @@
 
 The runner, the onboarding job, the HTTP sources and the source gate call the recorders of a
 `Metrics`. The base class records nothing: a worker without `WORKER_HTTP_PORT` pays nothing for
-metrics. `PrometheusMetrics` records into its own `CollectorRegistry` (never the global one), and
-its `QueueCollector` renders the status layer's cheap `QueueDepth` (worker/status.py), read from
+metrics. `PrometheusMetrics` keeps plain numbers, rendered at scrape time through its own
+`CollectorRegistry` (never the global one), and its `QueueCollector` renders the status layer's cheap `QueueDepth` (worker/status.py), read from
 the database at scrape time and cached for `DEPTH_CACHE_S`, so the queue gauges and `status`
 come from the same query.
 """
 
 import time
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterator
+from itertools import accumulate
+from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from worker.queue import Job
@@ -57,87 +65,169 @@ class Metrics:
 
 
 class PrometheusMetrics(Metrics):
-    """Records into its own registry, rendered by GET /metrics."""
+    """Records plain numbers and renders them as Prometheus families at scrape time.
+
+    Recording is on the job path, so it is a dict increment and a bisect, without the locks and
+    label lookups of prometheus_client's Counter and Histogram (measured by
+    `bench/queue_throughput.py --endpoint`): the worker records from its one event-loop thread,
+    and `collect` (also on that thread, from GET /metrics) reads a consistent state."""
 
     def __init__(self, worker_id: str, version: str) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r, ns = self.registry, NAMESPACE
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.worker_id, self.version = worker_id, version
         self.queue = QueueCollector()
-        r.register(self.queue)
-        ProcessCollector(registry=r)
-        info = Gauge(
-            f"{ns}_worker_info", "This worker process", ["worker_id", "version"], registry=r
-        )
-        info.labels(worker_id, version).set(1)
-        self._finished = Counter(
-            f"{ns}_jobs_finished", "Jobs whose run ended, by outcome", ["outcome", "priority"],
-            registry=r,
-        )  # fmt: skip
-        self._duration = Histogram(
-            f"{ns}_job_duration_seconds", "Run time of a job, claim to outcome", ["outcome"],
-            buckets=DURATION_BUCKETS, registry=r,
-        )  # fmt: skip
-        self._start_latency = Histogram(
-            f"{ns}_job_start_latency_seconds",
-            "Enqueue to the first start of a job (first attempt), database clock",
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
-        self._completion_latency = Histogram(
-            f"{ns}_job_completion_latency_seconds",
-            "Enqueue to completion of a completed job",
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
-        self._in_flight = Gauge(f"{ns}_jobs_in_flight", "Jobs this process is running", registry=r)
-        self._rows = Counter(
-            f"{ns}_price_rows_written", "Price rows inserted or changed", ["source"], registry=r
-        )
-        self._requests = Counter(
-            f"{ns}_provider_requests", "HTTP requests to price providers, by status code",
-            ["source", "status"], registry=r,
-        )  # fmt: skip
-        self._pauses = Counter(
-            f"{ns}_source_pauses", "Source pauses recorded by this process", ["source"], registry=r
-        )
-        self._deferrals = Counter(
-            f"{ns}_rate_limit_deferrals", "Jobs deferred for want of a request slot", ["source"],
-            registry=r,
-        )  # fmt: skip
-        self._reconnects = Counter(
-            f"{ns}_database_reconnects", "Database connections re-established after a loss",
-            ["connection"], registry=r,
-        )  # fmt: skip
+        self.registry.register(_Families(self))
+        self.registry.register(self.queue)
+        ProcessCollector(registry=self.registry)
+        self.in_flight = 0
+        self.finished: dict[tuple[str, str], int] = {}  # (outcome, priority)
+        self.duration: dict[tuple[str], _Histogram] = {}  # (outcome,)
+        self.start_latency = _Histogram(LATENCY_BUCKETS)
+        self.completion_latency = _Histogram(LATENCY_BUCKETS)
+        self.rows: dict[tuple[str], int] = {}
+        self.requests: dict[tuple[str, str], int] = {}
+        self.pauses: dict[tuple[str], int] = {}
+        self.deferrals: dict[tuple[str], int] = {}
+        self.reconnects: dict[tuple[str], int] = {}
 
     def job_started(self, job: Job) -> None:
-        self._in_flight.inc()
+        self.in_flight += 1
         if job.attempts == 1:
-            self._start_latency.observe(_seconds(job))
+            self.start_latency.observe(_seconds(job))
 
     def job_finished(self, job: Job, outcome: str, duration_s: float) -> None:
-        self._in_flight.dec()
-        self._finished.labels(outcome, job.priority).inc()
-        self._duration.labels(outcome).observe(duration_s)
+        self.in_flight -= 1
+        key = (outcome, job.priority)
+        self.finished[key] = self.finished.get(key, 0) + 1
+        histogram = self.duration.get((outcome,))
+        if histogram is None:
+            histogram = self.duration[(outcome,)] = _Histogram(DURATION_BUCKETS)
+        histogram.observe(duration_s)
         if outcome == "completed":
             # Both ends on one clock: the claim's started_at (database) plus the run's duration.
-            self._completion_latency.observe(_seconds(job) + duration_s)
+            self.completion_latency.observe(_seconds(job) + duration_s)
 
     def rows_written(self, source: str, rows: int) -> None:
-        self._rows.labels(source).inc(rows)
+        _add(self.rows, (source,), rows)
 
     def provider_request(self, source: str, status: str) -> None:
-        self._requests.labels(source, status).inc()
+        _add(self.requests, (source, status))
 
     def source_paused(self, source: str) -> None:
-        self._pauses.labels(source).inc()
+        _add(self.pauses, (source,))
 
     def rate_limit_deferral(self, source: str) -> None:
-        self._deferrals.labels(source).inc()
+        _add(self.deferrals, (source,))
 
     def database_reconnect(self, connection: str) -> None:
-        self._reconnects.labels(connection).inc()
+        _add(self.reconnects, (connection,))
+
+
+def _add(series: dict[Any, int], key: Any, amount: int = 1) -> None:
+    series[key] = series.get(key, 0) + amount
 
 
 def _seconds(job: Job) -> float:
     return max((job.started_at - job.created_at).total_seconds(), 0.0)
+
+
+class _Histogram:
+    """Counts per bucket (not yet cumulative) and the sum."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last: above every bound
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # the first bound >= value (le)
+        self.sum += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        cumulative = list(accumulate(self.counts))
+        bounds = [*(_go_float(b) for b in self.bounds), "+Inf"]
+        return [(bound, float(count)) for bound, count in zip(bounds, cumulative, strict=True)]
+
+
+def _go_float(value: float) -> str:
+    """A bucket bound as Prometheus writes it: 1.0, 0.005, 2.5."""
+    return repr(float(value))
+
+
+class _Families(Collector):
+    """Renders a PrometheusMetrics' numbers as metric families."""
+
+    def __init__(self, m: PrometheusMetrics) -> None:
+        self.m = m
+
+    def collect(self) -> Iterator[Metric]:
+        m, ns = self.m, NAMESPACE
+        info = GaugeMetricFamily(
+            f"{ns}_worker_info", "This worker process", labels=["worker_id", "version"]
+        )
+        info.add_metric([m.worker_id, m.version], 1)
+        yield info
+        yield _counter(
+            f"{ns}_jobs_finished",
+            "Jobs whose run ended, by outcome",
+            ["outcome", "priority"],
+            m.finished,
+        )
+        duration = HistogramMetricFamily(
+            f"{ns}_job_duration_seconds", "Run time of a job, claim to outcome", labels=["outcome"]
+        )
+        for key, histogram in m.duration.items():
+            duration.add_metric(list(key), histogram.buckets(), histogram.sum)
+        yield duration
+        for name, doc, histogram in (
+            (
+                "job_start_latency_seconds",
+                "Enqueue to the first start of a job (first attempt), database clock",
+                m.start_latency,
+            ),
+            (
+                "job_completion_latency_seconds",
+                "Enqueue to completion of a completed job",
+                m.completion_latency,
+            ),
+        ):
+            family = HistogramMetricFamily(f"{ns}_{name}", doc)
+            family.add_metric([], histogram.buckets(), histogram.sum)
+            yield family
+        in_flight = GaugeMetricFamily(f"{ns}_jobs_in_flight", "Jobs this process is running")
+        in_flight.add_metric([], m.in_flight)
+        yield in_flight
+        yield _counter(
+            f"{ns}_price_rows_written", "Price rows inserted or changed", ["source"], m.rows
+        )
+        yield _counter(
+            f"{ns}_provider_requests",
+            "HTTP requests to price providers, by status code",
+            ["source", "status"],
+            m.requests,
+        )
+        yield _counter(
+            f"{ns}_source_pauses", "Source pauses recorded by this process", ["source"], m.pauses
+        )
+        yield _counter(
+            f"{ns}_rate_limit_deferrals",
+            "Jobs deferred for want of a request slot",
+            ["source"],
+            m.deferrals,
+        )
+        yield _counter(
+            f"{ns}_database_reconnects",
+            "Database connections re-established after a loss",
+            ["connection"],
+            m.reconnects,
+        )
+
+
+def _counter(name: str, doc: str, labels: list[str], series: dict[Any, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=labels)
+    for key, value in series.items():
+        family.add_metric(list(key), value)
+    return family
 
 
 class QueueCollector(Collector):

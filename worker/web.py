@@ -93,6 +93,8 @@ class StatusServer:
         self.worker_id = worker_id
         self.worker: Probed | None = None  # set once the runner exists (probes say "starting")
         self._dsn = asyncpg_dsn(database_url)
+        # Read once: finding the head parses every revision file (milliseconds per probe).
+        self._head = migrate.head_revision()
         self._conn: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()
         self._runner: web.AppRunner | None = None
@@ -138,9 +140,8 @@ class StatusServer:
                 revision = await migrate.schema_revision(conn)
         except Exception as exc:
             return _text(503, f"database unreachable: {_describe(exc)}")
-        head = migrate.head_revision()
-        if revision != head:
-            return _text(503, f"database schema at {revision or 'none'}, expected {head}")
+        if revision != self._head:
+            return _text(503, f"database schema at {revision or 'none'}, expected {self._head}")
         return _text(200, "ready")
 
     # --- metrics and the status page --------------------------------------------------------------

@@ -150,3 +150,24 @@ def test_a_missing_baseline_is_reported_and_the_rest_measured(pg_server: PgServe
     assert re.search(r"^ours +each +1 +1 +\d+ ", proc.stdout, re.M), proc.stdout
     assert re.search(r"^bare asyncpg +batch +1 +1 +\d+ ", proc.stdout, re.M), proc.stdout
     assert not re.search(r"^(pgqueuer|procrastinate) +own ", proc.stdout, re.M), proc.stdout
+
+
+def test_queue_throughput_endpoint_mode_runs_small(pg_server: PgServer) -> None:
+    """`--endpoint` (the HTTP endpoint's cost on the runner) is a mode of its own: run it too."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "queue_throughput.py"), "--endpoint", "--jobs", "200"],
+        cwd=ROOT,
+        env=bench_env(pg_server),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for expected in (
+        # a pass: both rates and their ratio, both CPU costs and theirs, requests served
+        r"^ +1 +\d+ +\d+ +\d\.\d{3} +\d+ +\d+ +\d\.\d{3} +[1-9]\d*$",
+        r"^with/without WORKER_HTTP_PORT: median of pass ratios \d\.\d{3}",
+        r"^worker CPU per job with/without: median of pass ratios \d\.\d{3}",
+        r"^recording one job's metrics \(started \+ finished\): [\d.]+ us",
+    ):
+        assert re.search(expected, proc.stdout, re.MULTILINE), (expected, proc.stdout)
