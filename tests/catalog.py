@@ -1,10 +1,20 @@
-"""A comparable snapshot of a database's schema, read from the PostgreSQL catalog."""
+"""A comparable snapshot of a database's schema, read from the PostgreSQL catalog; Alembic's view
+of it (autogenerate's diff, `alembic` on the command line)."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import MetaData
 
-from worker.db import asyncpg_dsn
+from worker.db import asyncpg_dsn, create_engine
+
+ROOT = Path(__file__).resolve().parents[1]
 
 COLUMNS = """
 SELECT c.relname AS table_name, a.attname AS column_name,
@@ -79,3 +89,33 @@ async def functions(url: str) -> set[tuple[str, str]]:
         return {tuple(r) for r in await conn.fetch(FUNCTIONS)}
     finally:
         await conn.close()
+
+
+async def autogenerate_diff(url: str, metadata: MetaData, **opts: Any) -> list[Any]:
+    """What Alembic's autogenerate would change to make the database match `metadata`."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(
+                lambda sync: compare_metadata(
+                    MigrationContext.configure(
+                        sync, opts={"compare_type": True, "compare_server_default": True, **opts}
+                    ),
+                    metadata,
+                )
+            )
+    finally:
+        await engine.dispose()
+
+
+def alembic_cli(url: str, *args: str) -> None:
+    """`alembic ARGS` from the checkout (its alembic.ini) on `url`; fails the test on error."""
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", *args],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -2,32 +2,17 @@
 upgrade head` with no stamp, `health`, `alembic check`, enqueue by every path, onboarding from
 the host's own cache, backfill, the host deleting a symbol, `downgrade base`, upgrade again."""
 
-import os
-import subprocess
-import sys
-
 import asyncpg
 import pytest
 
 from tests import hostdb
-from tests.acceptance.conftest import ROOT, run_cli, worker_env
+from tests.acceptance.conftest import run_cli, worker_env
+from tests.catalog import alembic_cli
 from worker import enqueue_symbol
 from worker.db import asyncpg_dsn, create_engine
 from worker.schema import PROJECT_TABLES, VERSION_TABLE
 
 pytestmark = pytest.mark.slow
-
-
-def alembic(url: str, *args: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "alembic", *args],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 async def cli(url: str, *args: str) -> str:
@@ -49,10 +34,10 @@ async def test_a_host_database_adopts_runs_and_gives_everything_back(
     url = host_database_url
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
-        alembic(url, "upgrade", "head")  # no stamp
+        alembic_cli(url, "upgrade", "head")  # no stamp
         assert await conn.fetchval("SELECT version_num FROM alembic_version") == hostdb.HOST_HEAD
         assert "reachable" in await cli(url, "health")
-        alembic(url, "check")
+        alembic_cli(url, "check")
 
         # Every enqueue path; the symbol is kept as the host spells it (BRK-B).
         engine = create_engine(url)
@@ -102,7 +87,7 @@ async def test_a_host_database_adopts_runs_and_gives_everything_back(
         assert "AAPL" not in await prices_by_symbol(conn)
 
         counts = await hostdb.row_counts(url)
-        alembic(url, "downgrade", "base")
+        alembic_cli(url, "downgrade", "base")
         assert await hostdb.row_counts(url) == counts
         tables = {r[0] for r in await conn.fetch("SELECT tablename FROM pg_tables")}
         assert tables & (PROJECT_TABLES | {VERSION_TABLE}) == set()

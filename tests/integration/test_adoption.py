@@ -1,19 +1,12 @@
 """Adopting a host application's database: one `upgrade head`, no stamp, the host untouched;
 `downgrade base` removes only what the project created; both Alembic chains coexist."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import asyncpg
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import MetaData
 
 from tests import hostdb
-from tests.catalog import functions, snapshot, table_names
+from tests.catalog import alembic_cli, autogenerate_diff, functions, snapshot, table_names
 from tests.harness import PgServer
 from worker import migrate
 from worker.db import asyncpg_dsn, create_engine
@@ -26,7 +19,6 @@ from worker.schema import (
     include_object,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 ADDED_COLUMNS = {("symbol_universe", c) for c in PROJECT_COLUMNS["symbol_universe"]}
 
 
@@ -131,29 +123,15 @@ async def test_baseline_creates_and_later_drops_only_the_host_tables_that_were_m
 BASELINE_RECORD = "symbol_onboarding_baseline_tables"
 
 
-async def _compare(url: str, metadata: MetaData, **opts) -> list:
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return await conn.run_sync(
-                lambda sync: compare_metadata(
-                    MigrationContext.configure(
-                        sync, opts={"compare_type": True, "compare_server_default": True, **opts}
-                    ),
-                    metadata,
-                )
-            )
-    finally:
-        await engine.dispose()
-
-
 async def test_project_autogenerate_compares_only_its_own_objects_on_a_host_database(
     host_database_url: str,
 ) -> None:
     await migrate.upgrade(host_database_url)
-    unfiltered = await _compare(host_database_url, Base.metadata, version_table=VERSION_TABLE)
+    unfiltered = await autogenerate_diff(
+        host_database_url, Base.metadata, version_table=VERSION_TABLE
+    )
     assert any(d[0] == "remove_table" for d in unfiltered)  # the host's other tables
-    filtered = await _compare(
+    filtered = await autogenerate_diff(
         host_database_url,
         Base.metadata,
         version_table=VERSION_TABLE,
@@ -182,30 +160,24 @@ async def test_host_autogenerate_with_the_exported_filter_leaves_the_project_alo
     host_metadata = await _host_metadata(host_database_url)
     await migrate.upgrade(host_database_url)
 
-    unfiltered = await _compare(host_database_url, host_metadata)
+    unfiltered = await autogenerate_diff(host_database_url, host_metadata)
     removed_tables = {d[1].name for d in unfiltered if d[0] == "remove_table"}
     assert removed_tables == PROJECT_TABLES | {VERSION_TABLE}
     removed_columns = {(d[2], d[3].name) for d in unfiltered if d[0] == "remove_column"}
     assert removed_columns == ADDED_COLUMNS
 
     assert (
-        await _compare(host_database_url, host_metadata, include_object=include_host_object) == []
+        await autogenerate_diff(
+            host_database_url, host_metadata, include_object=include_host_object
+        )
+        == []
     )
 
 
 @pytest.mark.slow
 def test_alembic_check_passes_on_a_host_database(host_database_url: str) -> None:
-    env = {**os.environ, "DATABASE_URL": host_database_url}
-    for args in (["upgrade", "head"], ["check"]):
-        result = subprocess.run(
-            [sys.executable, "-m", "alembic", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
+    alembic_cli(host_database_url, "upgrade", "head")
+    alembic_cli(host_database_url, "check")
 
 
 async def test_a_database_migrated_before_the_own_version_table_moves_its_row_once(

@@ -1,23 +1,17 @@
 """The migrations against real PostgreSQL: up, down, up; the spec's schema; models == migrations."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 
-from tests.catalog import snapshot, table_names
+from tests.catalog import alembic_cli, autogenerate_diff, snapshot, table_names
 from tests.harness import PgServer
 from worker import migrate
-from worker.db import asyncpg_dsn, create_engine
+from worker.db import asyncpg_dsn
 from worker.models import Base
 from worker.schema import VERSION_TABLE
 
-ROOT = Path(__file__).resolve().parents[2]
 SPEC_SQL = (Path(__file__).parent / "spec_schema.sql").read_text()
 SPEC_TABLES = [
     "symbol_prices_daily",
@@ -133,35 +127,9 @@ DELIBERATE_CHANGES: dict[str, set[tuple[object, ...]]] = {
 
 
 async def test_models_match_migrations(database_url: str) -> None:
-    engine = create_engine(database_url)
-    try:
-        async with engine.connect() as conn:
-            diff = await conn.run_sync(
-                lambda sync: compare_metadata(
-                    MigrationContext.configure(
-                        sync,
-                        opts={
-                            "compare_type": True,
-                            "compare_server_default": True,
-                            "version_table": VERSION_TABLE,
-                        },
-                    ),
-                    Base.metadata,
-                )
-            )
-    finally:
-        await engine.dispose()
-    assert diff == []
+    assert await autogenerate_diff(database_url, Base.metadata, version_table=VERSION_TABLE) == []
 
 
 @pytest.mark.slow
 def test_alembic_check_passes(database_url: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "alembic", "check"],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": database_url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    alembic_cli(database_url, "check")
