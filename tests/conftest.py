@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests import hostdb
+from tests import pgbouncer as pgbouncer_harness
 from tests.fakeprovider import FakeProvider
 from tests.harness import PgServer, build_template, run, start_test_server
 from worker.db import asyncpg_dsn, create_engine
@@ -23,6 +24,20 @@ def pg_server() -> Iterator[PgServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(pg_server: PgServer) -> Iterator[pgbouncer_harness.PgBouncer]:
+    """A real PgBouncer in transaction pooling mode in front of the test server (skipped, with
+    the reason, only where pgbouncer cannot run: not installed, or no TCP server behind it)."""
+    try:
+        bouncer = pgbouncer_harness.start(pg_server.admin_url)
+    except pgbouncer_harness.PgBouncerUnavailable as exc:
+        pytest.skip(f"no PgBouncer: {exc}")
+    try:
+        yield bouncer
+    finally:
+        bouncer.stop()
 
 
 @pytest.fixture(scope="session")

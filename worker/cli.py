@@ -462,12 +462,12 @@ async def _backfill(args: argparse.Namespace, settings: Settings, url: str) -> i
 async def _migrate(args: argparse.Namespace, settings: Settings, url: str) -> int:
     async with _connection(settings, url, check_schema=False):
         pass  # reachable, or a one-line error
-    before = await migrate.current_revision(url)
+    before = await migrate.current_revision(url, settings)
     if args.downgrade:
-        await migrate.downgrade(url, args.revision)
+        await migrate.downgrade(url, args.revision, settings)
     else:
-        await migrate.upgrade(url, args.revision)
-    after = await migrate.current_revision(url)
+        await migrate.upgrade(url, args.revision, settings)
+    after = await migrate.current_revision(url, settings)
     print(f"ok: database {redact(url)} schema at {after or 'base'} (was {before or 'base'})")
     return 0
 

@@ -8,7 +8,7 @@ from a checkout (`alembic revision`, `alembic check`) and points at the same fol
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from alembic import command
@@ -21,6 +21,9 @@ from sqlalchemy.engine import Connection
 import worker.migrations
 from worker.db import create_engine
 from worker.schema import VERSION_TABLE
+
+if TYPE_CHECKING:
+    from worker.settings import Settings
 
 # The project's own version table; a host's `alembic_version` is never read.
 VERSION_QUERY = f"SELECT version_num FROM {VERSION_TABLE}"
@@ -49,16 +52,20 @@ async def schema_revision(db: Any) -> str | None:
         return None
 
 
-async def upgrade(url: str, revision: str = "head") -> None:
-    await _run(url, lambda cfg: command.upgrade(cfg, revision))
+# `settings`, where a function takes it, sets up the engine for a transaction pooler when
+# DATABASE_STATEMENT_CACHE_SIZE is 0 (worker.db.create_engine).
 
 
-async def downgrade(url: str, revision: str = "base") -> None:
-    await _run(url, lambda cfg: command.downgrade(cfg, revision))
+async def upgrade(url: str, revision: str = "head", settings: "Settings | None" = None) -> None:
+    await _run(url, lambda cfg: command.upgrade(cfg, revision), settings)
 
 
-async def current_revision(url: str) -> str | None:
-    engine = create_engine(url, poolclass=pool.NullPool)
+async def downgrade(url: str, revision: str = "base", settings: "Settings | None" = None) -> None:
+    await _run(url, lambda cfg: command.downgrade(cfg, revision), settings)
+
+
+async def current_revision(url: str, settings: "Settings | None" = None) -> str | None:
+    engine = create_engine(url, settings, poolclass=pool.NullPool)
     try:
         async with engine.connect() as connection:
             return await connection.run_sync(
@@ -70,8 +77,10 @@ async def current_revision(url: str) -> str | None:
         await engine.dispose()
 
 
-async def _run(url: str, operation: Callable[[Config], None]) -> None:
-    engine = create_engine(url, poolclass=pool.NullPool)
+async def _run(
+    url: str, operation: Callable[[Config], None], settings: "Settings | None" = None
+) -> None:
+    engine = create_engine(url, settings, poolclass=pool.NullPool)
 
     def run_on(connection: Connection) -> None:
         cfg = alembic_config()
