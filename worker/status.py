@@ -2,7 +2,8 @@
 Prometheus collector are views of it, so they cannot disagree.
 
 `gather` reads every fact in one read-only REPEATABLE READ transaction (one moment, database
-time); `gather_depth` is its cheap part (one statement) that /metrics reads at scrape time.
+time); `gather_depth` is the cheap part (one index-only statement over the live rows) that
+/metrics reads at scrape time.
 `report_dict` is the one serialisation (the JSON view, and what the text view walks), so text
 and JSON carry the same fields, empty groups included. To add a fact: a field on `StatusReport`,
 its statement in worker/sql/status.py, a line in `gather`, and a section in `format_text`.
@@ -21,6 +22,7 @@ from worker.sql import status as sql
 BACKOFF_LIMIT = 20
 RECENT_FAILURES_LIMIT = 10
 HISTORY_MINUTES = 60
+LIVE_STATUSES = ("pending", "processing")
 
 BreakerState = Literal["off", "closed", "open", "half-open"]
 
@@ -38,7 +40,7 @@ class OldestPending:
 @dataclass(frozen=True)
 class QueueDepth:
     """Jobs by status and priority (every pair present, zeros included) and the oldest pending
-    job's age: the cheap part of the status, read by /metrics at scrape time."""
+    job's age. From `gather_depth`: the live statuses only (pending, processing)."""
 
     counts: dict[str, dict[str, int]]
     oldest_pending_age_s: float | None
@@ -146,7 +148,7 @@ async def gather(conn: asyncpg.Connection, settings: Settings) -> StatusReport:
     """Every status fact, as of one moment."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         now = await conn.fetchval(sql.NOW)
-        depth = await _depth(conn)
+        depth = await _depth(conn, sql.COUNTS, STATUSES)
         oldest = await conn.fetchrow(sql.OLDEST_PENDING)
         running = await conn.fetch(sql.RUNNING)
         backoff = await conn.fetch(sql.BACKOFF, BACKOFF_LIMIT)
@@ -230,8 +232,9 @@ async def gather(conn: asyncpg.Connection, settings: Settings) -> StatusReport:
 
 
 async def gather_depth(conn: asyncpg.Connection | asyncpg.Pool) -> QueueDepth:
-    """Only the queue depth and the oldest pending age: one statement."""
-    return await _depth(conn)
+    """Only the queue depth (pending and processing jobs) and the oldest pending age: one cheap
+    statement."""
+    return await _depth(conn, sql.LIVE_COUNTS, LIVE_STATUSES)
 
 
 async def gather_history(
@@ -248,10 +251,12 @@ async def gather_history(
     ]
 
 
-async def _depth(conn: asyncpg.Connection | asyncpg.Pool) -> QueueDepth:
-    rows = await conn.fetch(sql.QUEUE_DEPTH)
+async def _depth(
+    conn: asyncpg.Connection | asyncpg.Pool, statement: str, statuses: tuple[str, ...]
+) -> QueueDepth:
+    rows = await conn.fetch(statement)
     counts: dict[str, dict[str, int]] = {
-        status: dict.fromkeys(PRIORITIES, 0) for status in STATUSES
+        status: dict.fromkeys(PRIORITIES, 0) for status in statuses
     }
     oldest: float | None = None
     for r in rows:

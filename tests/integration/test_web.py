@@ -86,6 +86,7 @@ async def test_metrics_queue_gauges_are_the_status_layers_depth(web, conn) -> No
     )
     text = (await client.get("/metrics")).text
     depth = await status.gather_depth(conn)
+    assert set(depth.counts) == {"pending", "processing"} and depth.counts["pending"]["high"] == 1
     for st, by_priority in depth.counts.items():
         for priority, jobs in by_priority.items():
             line = f'symbol_onboarding_queue_jobs{{priority="{priority}",status="{st}"}} {jobs:.1f}'

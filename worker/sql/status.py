@@ -5,13 +5,24 @@ report is of the same moment (`now()` included). Ages are computed here, in data
 client clock is ever compared with the server's.
 """
 
-# Counts by status and priority, and each group's oldest job: the queue depth and the oldest
-# pending job's wait in one statement (what /metrics reads at scrape time). The age of each
-# group's oldest job is measured from its enqueue (created_at).
-QUEUE_DEPTH = """
+# Counts by status and priority, and each group's oldest job (its age from its enqueue,
+# created_at). Every status: `status` shows the whole table (a scan of it: ~160 ms at a million
+# finished rows, fine on demand).
+COUNTS = """
 SELECT status, priority, count(*)::int AS jobs,
        extract(epoch FROM now() - min(created_at))::float8 AS oldest_age_s
 FROM symbol_onboarding_queue
+GROUP BY status, priority
+"""
+
+# The same for the live statuses only: the queue depth and the oldest pending job's wait, what
+# /metrics reads at every scrape. An index-only scan of the live rows (idx_queue_status): 0.2 ms
+# with a million finished rows in the table, which COUNTS would scan.
+LIVE_COUNTS = """
+SELECT status, priority, count(*)::int AS jobs,
+       extract(epoch FROM now() - min(created_at))::float8 AS oldest_age_s
+FROM symbol_onboarding_queue
+WHERE status IN ('pending', 'processing')
 GROUP BY status, priority
 """
 
