@@ -6,6 +6,12 @@ from worker.models.analytics_cache import PortfolioAnalyticsCache
 from worker.models.base import Base
 from worker.models.onboarding_queue import SymbolOnboardingQueue
 from worker.models.price_sources import PriceSourceState
+from worker.models.refresh import (
+    PriceBulkBar,
+    PriceBulkDay,
+    RefreshScheduleRun,
+    SymbolRefreshState,
+)
 from worker.models.symbols import (
     MarketDataCache,
     SymbolFactorExposure,
@@ -21,12 +27,16 @@ __all__ = [
     "MarketDataCache",
     "Portfolio",
     "PortfolioAnalyticsCache",
+    "PriceBulkBar",
+    "PriceBulkDay",
     "PriceSourceState",
+    "RefreshScheduleRun",
     "SymbolFactorExposure",
     "SymbolFactorWait",
     "SymbolOnboardingQueue",
     "SymbolOnboardingWorker",
     "SymbolPricesDaily",
+    "SymbolRefreshState",
     "SymbolUniverse",
     "User",
 ]

@@ -25,6 +25,8 @@ Status = Literal["pending", "processing", "completed", "failed"]
 Priority = Literal["high", "normal", "low"]  # claim order
 STATUSES: tuple[Status, ...] = get_args(Status)
 PRIORITIES: tuple[Priority, ...] = get_args(Priority)
+Kind = Literal["onboarding", "refresh"]  # every onboarding is claimed before any refresh
+KINDS: tuple[Kind, ...] = get_args(Kind)
 SYMBOL_PATTERN = r"^[A-Z0-9.^=/-]{1,20}$"
 
 
@@ -37,6 +39,7 @@ class SymbolOnboardingQueue(Base):
         CheckConstraint("priority IN ('high', 'normal', 'low')", name="priority"),
         CheckConstraint(f"symbol ~ '{SYMBOL_PATTERN}'", name="symbol"),
         CheckConstraint("attempts >= 0", name="attempts"),
+        CheckConstraint("kind IN ('onboarding', 'refresh')", name="kind"),
         # The spec's index; it cannot serve the claim order (see idx_queue_claim).
         Index("idx_queue_status", "status", "priority", "created_at"),
         # At most one live job per symbol (the spec's SQL declares it; its Alembic code forgot it).
@@ -82,10 +85,14 @@ class SymbolOnboardingQueue(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Set when the job ends, completed or failed.
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # Added by revision 0003 (queue core).
+    # Added by revision 0003 (queue core); the claim rank. Since the refresh-jobs revision
+    # every onboarding (0-2) ranks ahead of every refresh (3-5).
     priority_rank: Mapped[int | None] = mapped_column(
         SmallInteger,
-        Computed("CASE priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 WHEN 'low' THEN 2 END"),
+        Computed(
+            "CASE kind WHEN 'refresh' THEN 3 ELSE 0 END"
+            " + CASE priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 WHEN 'low' THEN 2 END"
+        ),
     )
     attempts: Mapped[int] = mapped_column(server_default=text("0"))
     run_after: Mapped[datetime] = mapped_column(
@@ -93,3 +100,5 @@ class SymbolOnboardingQueue(Base):
     )
     locked_by: Mapped[str | None] = mapped_column(Text)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Added by the refresh-jobs revision: a user's onboarding, or a scheduled refresh (see KINDS).
+    kind: Mapped[str] = mapped_column(String(20), server_default=text("'onboarding'"))

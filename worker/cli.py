@@ -13,7 +13,7 @@ import json
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from worker import analytics_cache, backfill, db, embedded, logs, migrate, status
+from worker import analytics_cache, backfill, db, embedded, logs, migrate, schedule, status
 from worker import queue as queue_ops
 from worker.db import asyncpg_dsn, redact
 from worker.errors import ConfigurationError, DatabaseUnavailable, WorkerError
@@ -147,6 +147,9 @@ def _parser() -> argparse.ArgumentParser:
     backfill.add_arguments(
         sub.add_parser("backfill", help="copy market_data_cache into symbol_prices_daily")
     )
+    schedule.add_arguments(
+        sub.add_parser("refresh", help="enqueue a refresh of every symbol that is behind")
+    )
     factors = sub.add_parser("factors", help="recompute the factor betas of active symbols")
     factors.add_argument(
         "--symbols",
@@ -197,6 +200,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "retry": _retry,
         "prune": _prune,
         "backfill": _backfill,
+        "refresh": _refresh,
         "factors": _factors,
     }
     async with _database(settings, migrate_embedded=args.command == "run") as url:
@@ -243,7 +247,9 @@ async def _run_worker(
     server: "StatusServer | None",
 ) -> int:
     from worker.onboarding import open_onboarder
+    from worker.refresh import JobsByKind, build_refresher
     from worker.runner import Runner
+    from worker.trading_calendar import TradingCalendar
 
     stop_requests: list[Callable[[], None]] = []
 
@@ -268,6 +274,14 @@ async def _run_worker(
             retry_base_s=settings.retry_base_s,
             retry_max_s=settings.retry_max_s,
         )
+        calendar = TradingCalendar(settings.refresh_calendar)
+        times = schedule.ScheduleTimes.from_settings(settings, calendar)
+        # --burst drains the queue and exits: the daily schedule is the long-running worker's.
+        daily = (
+            []
+            if args.burst or times is None
+            else [schedule.DailySchedule(pool, times, queue.worker_id)]
+        )
         store = await _factor_store(pool) if settings.factors_enabled else None
         async with open_onboarder(
             settings, queue, pool, sources=args.source, metrics=metrics, factor_store=store
@@ -276,11 +290,13 @@ async def _run_worker(
                 settings,
                 pool,
                 queue,
-                handler,
+                JobsByKind(handler, build_refresher(settings, queue, pool, handler, calendar)),
                 claim_dsn=asyncpg_dsn(url),
                 listen_dsn=_listen_dsn(settings, url),
                 burst=args.burst,
-                housekeeping=housekeeper_for(settings, pool, queue, factor_store=store),
+                housekeeping=housekeeper_for(
+                    settings, pool, queue, factor_store=store, periodic=daily
+                ),
                 metrics=metrics,
             )
             if server is not None:
@@ -346,18 +362,23 @@ def housekeeper_for(
     queue: queue_ops.Queue,
     *,
     factor_store: "FactorStore | None" = None,
+    periodic: Sequence[Callable[[], Awaitable[object]]] = (),
 ) -> Housekeeper:
-    """The worker's housekeeping (also `worker prune`): the queue, the analytics cache, and the
-    symbols waiting for factor betas (with a factor store). Each sweep deletes one batch per
-    call: the housekeeper commits each batch on its own."""
+    """The worker's housekeeping (also `worker prune`): the queue, the analytics cache, the bulk
+    refresh's old sessions, and the symbols waiting for factor betas (with a factor store). Each
+    sweep deletes one batch per call: the housekeeper commits each batch on its own. `periodic`:
+    the running worker's daily refresh schedule."""
+    from worker.bulk import sweep_bulk_days
+
     sweeps: dict[str, Sweep] = {
-        "expired_analytics_cache": functools.partial(analytics_cache.sweep_expired, max_batches=1)
+        "expired_analytics_cache": functools.partial(analytics_cache.sweep_expired, max_batches=1),
+        "old_bulk_days": sweep_bulk_days,
     }
     if factor_store is not None:
         sweeps["factor_waits_resolved"] = functools.partial(
             _sweep_factor_waits, store=factor_store, settings=settings
         )
-    return Housekeeper(settings, pool, queue, extra_sweeps=sweeps)
+    return Housekeeper(settings, pool, queue, extra_sweeps=sweeps, periodic=periodic)
 
 
 async def _connect_pool(
@@ -540,6 +561,11 @@ async def _prune(_args: argparse.Namespace, settings: Settings, url: str) -> int
     for name, count in result.extra.items():
         print(f"pruned {count} {name.replace('_', ' ')} row(s)")
     return 0
+
+
+async def _refresh(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    async with _connection(settings, url) as conn:
+        return await schedule.command(args, settings, conn)
 
 
 async def _factors(args: argparse.Namespace, settings: Settings, url: str) -> int:

@@ -1,4 +1,5 @@
-"""Housekeeping inside the worker: stalled-job recovery often, pruning at a low rate.
+"""Housekeeping inside the worker: stalled-job recovery often, pruning at a low rate, and
+periodic tasks (the daily refresh schedule, worker/schedule.py) every round.
 
 Recovery runs in every worker (it is one cheap statement with SKIP LOCKED, and the recovery bound
 must not depend on one process). Pruning is taken by one worker at a time with an advisory lock,
@@ -6,7 +7,7 @@ and does at most `max_batches` bounded batches per round so it never competes wi
 """
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -43,12 +44,15 @@ class Housekeeper:
         *,
         extra_sweeps: dict[str, Sweep] | None = None,
         max_batches: int = 10,
+        periodic: Sequence[Callable[[], Awaitable[object]]] = (),
     ) -> None:
         self.settings = settings
         self.pool = pool
         self.queue = queue
         self.extra_sweeps = extra_sweeps or {}
         self.max_batches = max_batches
+        # Each decides for itself whether it has work this round (cheap when it has none).
+        self.periodic = tuple(periodic)
         self._last_prune = float("-inf")
 
     @translates_database_errors
@@ -57,6 +61,8 @@ class Housekeeper:
         if time.monotonic() - self._last_prune >= self.settings.housekeeping_interval_s:
             self._last_prune = time.monotonic()
             await self.prune(max_batches=self.max_batches)
+        for task in self.periodic:
+            await task()
 
     @translates_database_errors
     async def recover_stalled(self) -> int:

@@ -204,13 +204,13 @@ class Onboarder:
                 f"{self._settings.command_timeout_s:g} s (DATABASE_COMMAND_TIMEOUT_S)"
             )
             log.warning("onboarding_statement_timeout", error=error)
-            result = await self._retry_later(job, error)
+            result = await self.retry_later(job, error)
         except Exception as exc:
             # A bug, not a provider problem: retried with its type and message, so an operator
             # sees it and the job is not lost.
             error = _clip(self._masked(f"unexpected {type(exc).__name__}: {exc}"))
             log.exception("onboarding_unexpected_error", error=error)
-            result = await self._retry_later(job, error)
+            result = await self.retry_later(job, error)
         # The outcome's log line (job_finished, with duration) is the runner's: one per job.
         return result
 
@@ -218,7 +218,16 @@ class Onboarder:
         return redact_text(text, self._secrets)
 
     async def _onboard(self, job: Job, log: FilteringBoundLogger) -> JobResult:
-        window = self.window()
+        got = await self.fetch_bars(job, self.window(), log)
+        if isinstance(got, Unfetched):
+            return await self.settle(job, got)
+        return await self.store(job, got.source, got.fetched, log)
+
+    async def fetch_bars(
+        self, job: Job, window: Window, log: FilteringBoundLogger
+    ) -> "Fetched | Unfetched":
+        """The first source of the chain that has bars for the job's symbol in `window`, or why
+        none did (the refresh job reads the reasons before settling; see worker/refresh.py)."""
         deferrals: list[SourcePaused] = []
         failures: list[SourceError] = []
         for source in self.sources:
@@ -251,7 +260,13 @@ class Onboarder:
                 failures.append(exc)
                 log.info("price_source_failed", source=source.name, error=str(exc))
             else:
-                return await self._store(job, source, fetched, log)
+                return Fetched(source, fetched)
+        return Unfetched(deferrals, failures)
+
+    async def settle(self, job: Job, got: "Unfetched") -> JobResult:
+        """No source delivered: defer (a source may serve once its pause ends), retry (a
+        transient failure), or fail (every source refused for good)."""
+        deferrals, failures = list(got.deferrals), got.failures
         errors = "; ".join(str(scrub(f, self._secrets)) for f in failures)
         if deferrals:
             # Some source may still serve the symbol once its pause ends: come back then.
@@ -274,8 +289,8 @@ class Onboarder:
             await self._queue.release(self._pool, job, delay_s=first.delay_s, reason=_clip(reason))
             return JobResult("deferred", error=_clip(reason))
         if any(isinstance(f, TransientSourceError) for f in failures):
-            return await self._retry_later(job, _clip(errors))
-        return await self._fail(job, _clip(errors))
+            return await self.retry_later(job, _clip(errors))
+        return await self.fail(job, _clip(errors))
 
     async def _count_failure(
         self, source: PriceSource, exc: TransientSourceError
@@ -347,11 +362,18 @@ class Onboarder:
         )
         return fetched
 
-    async def _store(
-        self, job: Job, source: PriceSource, fetched: Bars, log: FilteringBoundLogger
+    async def store(
+        self,
+        job: Job,
+        source: PriceSource,
+        fetched: Bars,
+        log: FilteringBoundLogger,
+        *,
+        replace: bool = False,
     ) -> JobResult:
         """Upsert the bars, mark the symbol active, complete the job and write its betas: one
-        transaction."""
+        transaction. `replace`: the symbol's stored rows are deleted first, in the same
+        transaction (a refresh that found its history re-adjusted)."""
         bars = fetched.bars
         columns = _columns(bars)
         step: factors.FactorStep | None = None
@@ -363,6 +385,8 @@ class Onboarder:
             async with conn.transaction():
                 if self._factors is not None:
                     await factors.lock_references(conn, job.symbol)  # first: see factors
+                if replace:
+                    await conn.execute(sql.DELETE_PRICES, job.symbol)
                 stored = await conn.fetchrow(
                     sql.STORE_PRICES, job.symbol, *columns, source.replaces_stored
                 )
@@ -377,6 +401,7 @@ class Onboarder:
             source=source.name,
             rows=len(bars),
             rows_written=written,
+            replaced=replace,
             rows_skipped=fetched.skipped or None,
             last_price_date=last_price_date.isoformat() if last_price_date else None,
         )
@@ -441,7 +466,7 @@ class Onboarder:
         except Exception as exc:
             log.warning("factors_resolve_deferred", error=f"{type(exc).__name__}: {exc}")
 
-    async def _fail(self, job: Job, error: str) -> JobResult:
+    async def fail(self, job: Job, error: str) -> JobResult:
         """Failed at once; the queue marks a pending symbol `error` in the same statement."""
         async with self._pool.acquire() as conn, conn.transaction():
             await self._lock_references(conn, job)
@@ -449,7 +474,7 @@ class Onboarder:
             await self._reference_ended(conn, job)
         return JobResult("failed", error=error)
 
-    async def _retry_later(self, job: Job, error: str) -> JobResult:
+    async def retry_later(self, job: Job, error: str) -> JobResult:
         """Retried with backoff, or failed on the last attempt (the queue then marks a pending
         symbol `error` in the same statement)."""
         async with self._pool.acquire() as conn, conn.transaction():
@@ -464,6 +489,18 @@ class Onboarder:
         row), as its completing one does."""
         if self._factors is not None and job.symbol in factors.REFERENCE_ETFS:
             await factors.lock_references(conn, job.symbol)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    source: PriceSource
+    fetched: Bars
+
+
+@dataclass(frozen=True)
+class Unfetched:
+    deferrals: list[SourcePaused]
+    failures: list[SourceError]
 
 
 @functools.cache

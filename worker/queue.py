@@ -58,6 +58,7 @@ class Job:
     requested_by: uuid.UUID | None
     created_at: datetime
     started_at: datetime  # this claim's token: every statement that ends the claim presents it
+    kind: str = "onboarding"  # or "refresh" (worker/refresh.py)
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,8 @@ class Queue:
 
     @translates_database_errors
     async def claim(self, db: Executor, limit: int = 1) -> list[Job]:
-        """Claim up to `limit` runnable jobs, in claim order (high, normal, low; oldest first)."""
+        """Claim up to `limit` runnable jobs, in claim order (onboarding high, normal, low, then
+        refresh high, normal, low; oldest first within one)."""
         rows = await db.fetch(sql.CLAIM, self.worker_id, limit)
         rows = sorted(rows, key=lambda r: (r["priority_rank"], r["run_after"]))
         return [
@@ -114,6 +116,7 @@ class Queue:
                 requested_by=r["requested_by"],
                 created_at=r["created_at"],
                 started_at=r["started_at"],
+                kind=r["kind"],
             )
             for r in rows
         ]

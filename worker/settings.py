@@ -6,8 +6,10 @@ Each field names its environment variable; the README lists them all with their 
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from datetime import time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from worker.errors import ConfigurationError
 
@@ -97,6 +99,24 @@ class Settings:
     # spending their attempts on an outage. A success resets the count.
     source_failures_before_pause: int = _env("PRICE_SOURCE_FAILURES_BEFORE_PAUSE", 5)
     source_failure_pause_s: float = _env("PRICE_SOURCE_FAILURE_PAUSE_S", 120.0)
+    # Refresh (worker/refresh.py, worker/schedule.py)
+    # A refresh re-fetches this many sessions before last_price_date, to notice corrections and
+    # re-adjusted history (splits, dividends) by comparing them with the stored rows.
+    refresh_overlap_sessions: int = _env("REFRESH_OVERLAP_SESSIONS", 3)
+    # Refreshes in a row on which every source calls a symbol unknown or delisted before it is
+    # marked delisted (and no longer refreshed; its prices are kept).
+    refresh_delist_after: int = _env("REFRESH_DELIST_AFTER", 3)
+    # The exchange calendar (ISO 10383 MIC, exchange_calendars) that says which sessions closed.
+    refresh_calendar: str = _env("REFRESH_CALENDAR", "XNYS")
+    # When the running worker enqueues the daily refresh: a wall-clock time on each session day
+    # of REFRESH_CALENDAR in REFRESH_SCHEDULE_TIMEZONE ("off": never; `refresh` still works).
+    refresh_schedule_time: str = _env("REFRESH_SCHEDULE_TIME", "18:00")
+    refresh_schedule_timezone: str = _env("REFRESH_SCHEDULE_TIMEZONE", "America/New_York")
+    # Bulk refresh (worker/bulk.py): "auto" loads Polygon's grouped daily bars (one request per
+    # session for every symbol) when polygon leads PRICE_SOURCE; "off": per-symbol requests only.
+    refresh_bulk: str = _env("REFRESH_BULK", "auto")
+    # Windows longer than this many sessions (a symbol far behind) use per-symbol requests.
+    refresh_bulk_max_sessions: int = _env("REFRESH_BULK_MAX_SESSIONS", 10)
     # Factor betas (worker/factors): computed by each onboarding job when on.
     factors_enabled: bool = _env("FACTORS_ENABLED", True)
     # Calendar days of prices read before the calculation date (180 returns need about 260;
@@ -142,6 +162,8 @@ class Settings:
             "prune_batch_size",
             "price_lookback_days",
             "http_timeout_s",
+            "refresh_delist_after",
+            "refresh_bulk_max_sessions",
             "burst_max_outage_s",
             "factor_history_days",
             "factor_batch_size",
@@ -168,12 +190,38 @@ class Settings:
                 "QUEUE_STALL_TIMEOUT_S must exceed twice QUEUE_HEARTBEAT_INTERVAL_S, "
                 f"got {self.stall_timeout_s} and {self.heartbeat_interval_s}"
             )
+        if self.refresh_overlap_sessions < 0:
+            raise SettingsError(
+                f"REFRESH_OVERLAP_SESSIONS must be >= 0, got {self.refresh_overlap_sessions}"
+            )
+        self.schedule_time()
+        if self.refresh_bulk not in ("auto", "off"):
+            raise SettingsError(f"REFRESH_BULK must be auto or off, got {self.refresh_bulk!r}")
         if self.http_port is not None and not 0 <= self.http_port <= 65535:
             raise SettingsError(f"WORKER_HTTP_PORT must be 0-65535, got {self.http_port}")
         if self.log_format not in ("auto", "json", "console"):
             raise SettingsError(
                 f"LOG_FORMAT must be auto, json or console, got {self.log_format!r}"
             )
+
+    def schedule_time(self) -> tuple[time, ZoneInfo] | None:
+        """REFRESH_SCHEDULE_TIME and _TIMEZONE, checked; None when the schedule is off."""
+        if self.refresh_schedule_time.strip().lower() == "off":
+            return None
+        try:
+            at = time.fromisoformat(self.refresh_schedule_time.strip())
+        except ValueError:
+            raise SettingsError(
+                f"REFRESH_SCHEDULE_TIME={self.refresh_schedule_time!r} is not HH:MM (or off)"
+            ) from None
+        try:
+            zone = ZoneInfo(self.refresh_schedule_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(
+                f"REFRESH_SCHEDULE_TIMEZONE={self.refresh_schedule_timezone!r} is not an IANA "
+                "time zone (e.g. America/New_York)"
+            ) from None
+        return at, zone
 
 
 def env_name(field_name: str) -> str:

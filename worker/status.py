@@ -10,14 +10,16 @@ its statement in worker/sql/status.py, a line in `gather`, and a section in `for
 """
 
 from dataclasses import dataclass, fields, is_dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 import asyncpg
 
 from worker.models.onboarding_queue import PRIORITIES, STATUSES
+from worker.schedule import ScheduleTimes, next_refresh
 from worker.settings import Settings
 from worker.sql import status as sql
+from worker.trading_calendar import shared_calendar
 
 BACKOFF_LIMIT = 20
 RECENT_FAILURES_LIMIT = 10
@@ -119,6 +121,31 @@ class FinishedJob:
 
 
 @dataclass(frozen=True)
+class RefreshBatch:
+    trading_day: date
+    enqueued_at: datetime
+    through_session: date
+    jobs: int
+    worker_id: str
+
+
+@dataclass(frozen=True)
+class RefreshFacts:
+    """How current the universe is (worker/refresh.py, worker/schedule.py)."""
+
+    calendar: str
+    through_session: date  # the last completed session
+    current: int  # active symbols with a price for it
+    behind: int  # active symbols without (host rows with no prices included)
+    oldest_last_price_date: date | None  # among those behind
+    without_prices: int
+    delisted: int
+    refresh_jobs_live: int  # pending or processing
+    last_batch: RefreshBatch | None
+    next_scheduled_refresh: datetime | None  # None: REFRESH_SCHEDULE_TIME=off
+
+
+@dataclass(frozen=True)
 class StatusReport:
     generated_at: datetime
     stall_timeout_s: float
@@ -132,6 +159,7 @@ class StatusReport:
     workers: list[LiveWorker]
     last_completed: FinishedJob | None
     recent_failures: list[FinishedJob]
+    refresh: RefreshFacts
 
 
 @dataclass(frozen=True)
@@ -156,6 +184,7 @@ async def gather(conn: asyncpg.Connection, settings: Settings) -> StatusReport:
         workers = await conn.fetch(sql.WORKERS)
         completed = await conn.fetch(sql.LAST_FINISHED, "completed", 1)
         failures = await conn.fetch(sql.LAST_FINISHED, "failed", RECENT_FAILURES_LIMIT)
+        refresh = await _refresh(conn, settings, now)
     stall = settings.stall_timeout_s
     return StatusReport(
         generated_at=now,
@@ -228,6 +257,7 @@ async def gather(conn: asyncpg.Connection, settings: Settings) -> StatusReport:
         ],
         last_completed=_finished(completed[0]) if completed else None,
         recent_failures=[_finished(r) for r in failures],
+        refresh=refresh,
     )
 
 
@@ -264,6 +294,27 @@ async def _depth(
         if r["status"] == "pending":
             oldest = max(oldest or 0.0, r["oldest_age_s"])
     return QueueDepth(counts=counts, oldest_pending_age_s=oldest)
+
+
+async def _refresh(conn: asyncpg.Connection, settings: Settings, now: datetime) -> RefreshFacts:
+    calendar = shared_calendar(settings.refresh_calendar)
+    through = calendar.last_completed_session(now)
+    facts = await conn.fetchrow(sql.REFRESH_FACTS, through)
+    assert facts is not None  # an aggregate without GROUP BY: always one row
+    last = await conn.fetchrow(sql.LAST_SCHEDULE_RUN)
+    times = ScheduleTimes.from_settings(settings, calendar)
+    return RefreshFacts(
+        calendar=calendar.name,
+        through_session=through,
+        current=facts["current"],
+        behind=facts["behind"],
+        oldest_last_price_date=facts["oldest_last_price_date"],
+        without_prices=facts["without_prices"],
+        delisted=facts["delisted"],
+        refresh_jobs_live=facts["refresh_jobs_live"],
+        last_batch=None if last is None else RefreshBatch(**dict(last)),
+        next_scheduled_refresh=await next_refresh(conn, times, now),
+    )
 
 
 def _breaker(row: asyncpg.Record, threshold: int) -> CircuitBreaker:
@@ -307,7 +358,7 @@ def _plain(value: Any) -> Any:
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_plain(v) for v in value]
-    if isinstance(value, datetime):
+    if isinstance(value, date):  # datetime too
         return value.isoformat()
     if isinstance(value, float):
         return round(value, 1)
@@ -386,4 +437,22 @@ def format_text(report: StatusReport) -> str:
             f"  {r['symbol']:<12} {r['job_id']}  {r['priority']}  attempts {r['attempts']}"
             f"  {r['finished_at']} ({r['ago_s']} s ago)  {r['error']}"
         )
+    r = d["refresh"]
+    lines.append(
+        f"symbols ({r['calendar']} through session {r['through_session']}): {r['current']} current,"
+        f" {r['behind']} behind"
+        + (f" (oldest last_price_date {r['oldest_last_price_date']})" if r["behind"] else "")
+        + f", {r['without_prices']} without prices, {r['delisted']} delisted"
+    )
+    lines.append(f"refresh jobs live: {r['refresh_jobs_live']}")
+    batch = r["last_batch"]
+    lines.append(
+        "last refresh batch: none"
+        if batch is None
+        else f"last refresh batch: {batch['trading_day']} ({batch['jobs']} jobs through session"
+        f" {batch['through_session']}, enqueued {batch['enqueued_at']} by {batch['worker_id']})"
+    )
+    lines.append(
+        f"next scheduled refresh: {r['next_scheduled_refresh'] or 'off (REFRESH_SCHEDULE_TIME)'}"
+    )
     return "\n".join(lines)

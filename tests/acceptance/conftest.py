@@ -103,6 +103,9 @@ def worker_env(database_url: str, provider_url: str | None = None, **extra: str)
         "WORKER_SHUTDOWN_GRACE_S": "10",
         "PRICE_HTTP_RETRIES": "1",
         "PRICE_RATE_LIMIT_YAHOO": "off",
+        # The daily refresh would add jobs at the first housekeeping round whenever a session
+        # has closed; tests of the schedule turn it on.
+        "REFRESH_SCHEDULE_TIME": "off",
         # Betas would add the eight reference ETFs' jobs to every flow tested here; the factor
         # flow has its own tests (test_factors_cli.py), which turn them on.
         "FACTORS_ENABLED": "false",

@@ -6,10 +6,13 @@ volume arrives as a JSON float, often in exponent form (`1.12117471e+08`). The A
 the Authorization header, never in the URL.
 """
 
+from dataclasses import dataclass
+from datetime import date
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from worker.prices.base import (
+    Bar,
     InvalidData,
     PermanentSourceError,
     RawBar,
@@ -33,7 +36,8 @@ from worker.prices.http import (
     json_or_none,
     said,
 )
-from worker.prices.validate import load_json
+from worker.prices.validate import load_json, normalize
+from worker.symbols import InvalidSymbolError, normalize_symbol
 
 NAME = "polygon"
 NEW_YORK = ZoneInfo("America/New_York")
@@ -69,6 +73,19 @@ class PolygonSource(HttpSource):
         if not next_url.startswith(f"{self._base_url}/"):
             raise InvalidData(NAME, "next_url points outside the configured POLYGON_BASE_URL")
         return Page(rows, Request(next_url, headers=self._headers()))
+
+    async def fetch_grouped(self, day: date) -> "GroupedDay":
+        """Every US ticker's bar of session `day` in one request (one slot of the rate limit):
+        the bulk refresh (worker/bulk.py). Grouped daily is split-adjusted like the aggregates."""
+        reply = await self.get(
+            f"{self._base_url}/v2/aggs/grouped/locale/us/market/stocks/{day.isoformat()}",
+            params={"adjusted": "true", "include_otc": "false"},
+            headers=self._headers(),
+        )
+        try:
+            return parse_grouped(day, reply)
+        except SourceError as exc:
+            raise self.scrub(exc) from None
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._secrets[0]}", "Accept": "application/json"}
@@ -149,3 +166,75 @@ def _today_not_ready(status: int, text: str) -> TransientSourceError:
     return TransientSourceError(
         NAME, f"today's data is not available before the end of the day (HTTP {status}: {text})"
     )
+
+
+# --- grouped daily: /v2/aggs/grouped/locale/us/market/stocks/{date} -----------------------------
+# The aggregates' fields plus the ticker in `T`; `t` is the session's close in Unix milliseconds
+# (16:00 New York), so a bar's date is `t`'s date in New York, which must be the requested day. A
+# day without trading answers `resultsCount: 0`.
+
+
+@dataclass(frozen=True)
+class GroupedDay:
+    day: date
+    bars: dict[str, Bar]  # by ticker, those our symbol rule accepts and validation passed
+    skipped: int  # tickers left out: a spelling we cannot store, or an invalid bar
+
+
+def parse_grouped(day: date, reply: Reply) -> GroupedDay:
+    """The day's bars by ticker, or a classified SourceError."""
+    classify_status(NAME, reply)
+    if reply.status != 200:
+        document = json_or_none(NAME, reply.body)
+        text = said(reply, error_text(document, "error", "message", "status"))
+        if reply.status == 401:
+            raise SourceAuthError(
+                NAME, f"API key rejected (HTTP 401: {text}); check POLYGON_API_KEY"
+            )
+        if reply.status == 403:
+            raise SourceAuthError(NAME, f"not entitled to grouped daily bars (HTTP 403: {text})")
+        raise PermanentSourceError(
+            NAME, f"grouped daily request refused (HTTP {reply.status}: {text})"
+        )
+    document = expect(NAME, load_json(NAME, reply.body), dict, "the response")
+    status = document.get("status")
+    if status not in ("OK", "DELAYED"):
+        text = error_text(document, "error", "message") or excerpt(str(status))
+        raise PermanentSourceError(NAME, f"grouped daily request refused (status {text})")
+    results = document.get("results") or []
+    window = Window(day, day)
+    bars: dict[str, Bar] = {}
+    skipped = 0
+    for i, item in enumerate(expect(NAME, results, list, "'results'")):
+        item = expect(NAME, item, dict, f"results[{i}]")
+        ticker = item.get("T")
+        stamp_ms = item.get("t")
+        if not isinstance(stamp_ms, int) or isinstance(stamp_ms, bool):
+            raise InvalidData(NAME, f"results[{i}].t {str(stamp_ms)[:40]!r} is not milliseconds")
+        stamped = local_date(NAME, stamp_ms // 1000, NEW_YORK)
+        if stamped != day:
+            raise InvalidData(
+                NAME, f"results[{i}] is stamped {stamped.isoformat()}, not {day.isoformat()}"
+            )
+        if not isinstance(ticker, str) or not _storable(ticker):
+            skipped += 1  # e.g. "KIMpL": a spelling our symbols cannot have
+            continue
+        raw = RawBar(
+            day, item.get("o"), item.get("h"), item.get("l"), item.get("c"), None, item.get("v")
+        )
+        try:
+            valid = normalize(NAME, ticker, [raw], window).bars
+        except SourceError:
+            valid = []
+        if len(valid) != 1:
+            skipped += 1  # one bad bar must not cost the whole market's day
+            continue
+        bars[ticker] = valid[0]
+    return GroupedDay(day, bars, skipped)
+
+
+def _storable(ticker: str) -> bool:
+    try:
+        return normalize_symbol(ticker) == ticker
+    except InvalidSymbolError:
+        return False

@@ -66,6 +66,10 @@ SELECT (SELECT count(*) FROM written) AS rows_written,
        (SELECT last_price_date FROM activated) AS last_price_date
 """
 
+# A refresh that found the symbol's history re-adjusted replaces all of it: this runs first, in
+# the transaction that stores the whole re-fetched lookback (worker/refresh.py).
+DELETE_PRICES = "DELETE FROM symbol_prices_daily WHERE symbol = $1"
+
 # The `synthetic` source: the symbol's stored rows, to tell its own generated bars from real ones.
 STORED_PRICES = """
 SELECT price_date, open_price, high_price, low_price, close_price, adj_close_price, volume

@@ -5,6 +5,7 @@ claim loop is the hot path, and asyncpg's prepared-statement cache makes it chea
 """
 
 # Claim up to $2 runnable jobs for worker $1, highest priority first, oldest first within one.
+# priority_rank puts every onboarding (0-2) ahead of every refresh (3-5): the refresh-jobs revision.
 # - The inner SELECT walks idx_queue_claim (status='pending', ordered by priority_rank, run_after)
 #   and stops after $2 rows: no sort of the pending set, however long it is.
 # - FOR UPDATE SKIP LOCKED: concurrent claimers skip each other's rows instead of waiting, so
@@ -34,7 +35,7 @@ SET status = 'processing', started_at = now(), heartbeat_at = now(),
 FROM next, async_commit
 WHERE q.id = next.id
 RETURNING q.id, q.symbol, q.priority, q.priority_rank, q.attempts, q.requested_by,
-          q.created_at, q.run_after, q.started_at
+          q.created_at, q.run_after, q.started_at, q.kind
 """
 
 # Every statement that ends a claim is fenced on (id, locked_by, started_at, status): a worker

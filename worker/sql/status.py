@@ -98,3 +98,30 @@ GROUP BY 1, 2
 """
 
 NOW = "SELECT now()"
+
+# The status facts: symbols current with session $1, behind it (and the oldest last_price_date
+# among them), delisted; pending refresh jobs.
+REFRESH_FACTS = """
+SELECT
+    count(*) FILTER (WHERE coalesce(status, 'active') = 'active' AND last_price_date >= $1)
+        AS current,
+    count(*) FILTER (WHERE coalesce(status, 'active') = 'active'
+                             AND coalesce(last_price_date < $1, true)
+                           OR status = 'pending' AND last_price_date IS NULL) AS behind,
+    count(*) FILTER (WHERE coalesce(status, 'active') IN ('active', 'pending')
+                       AND last_price_date IS NULL) AS without_prices,
+    min(last_price_date) FILTER (WHERE coalesce(status, 'active') = 'active'
+                                   AND last_price_date < $1) AS oldest_last_price_date,
+    count(*) FILTER (WHERE status = 'delisted') AS delisted,
+    (SELECT count(*) FROM symbol_onboarding_queue
+     WHERE kind = 'refresh' AND status IN ('pending', 'processing')) AS refresh_jobs_live
+FROM symbol_universe
+"""
+
+# The last daily refresh batch (worker/schedule.py).
+LAST_SCHEDULE_RUN = """
+SELECT trading_day, enqueued_at, through_session, jobs, worker_id
+FROM refresh_schedule_runs
+ORDER BY trading_day DESC
+LIMIT 1
+"""
