@@ -4,6 +4,9 @@ The whole path: NOTIFY wake-up, claim, HTTP GET to a 127.0.0.1 server replaying 
 year (252 bars), parse, validate, upsert of prices + symbol status + job completion in one
 transaction. The clock ends the window on 2022-01-31 so the recording is inside the lookback.
 Baseline in the same run: the same INSERT -> job start with a no-op job (the queue's share).
+Then the same onboarding with the factor betas on (the reference ETFs already stored over the
+recording's dates, so each job computes its twelve betas in its transaction) next to it with
+them off, in alternating rounds so that drift on a shared machine hits both alike.
 
     python bench/onboarding_latency.py [--samples 100]
 """
@@ -22,8 +25,10 @@ import asyncpg
 from common import describe, drive, throwaway_database
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.factordata import business_days, reference_series, store_prices
 from tests.fakeprovider import FakeProvider, recorded
 from worker.db import asyncpg_dsn
+from worker.factors import FactorStore
 from worker.onboarding import open_onboarder
 from worker.queue import Job, Queue
 from worker.runner import Runner
@@ -35,10 +40,14 @@ SMOKE_ARGS = ["--samples", "20"]
 SMOKE_OUTPUT = [
     r"^no-op job: INSERT -> start +median",
     r"^onboarding: INSERT -> completed +median",
+    r"^onboarding with betas: INSERT -> completed +median",
     r"^outcomes: \{'completed': 20\}",
+    r"^betas: median \+",
 ]
 
 RECORDING = "yahoo/chart-MSFT-1d-2021-02-01_2022-01-31-dividends.json"
+# The reference ETFs' weekdays over the recording's year (to Friday 2022-01-28, its last bar).
+REFERENCE_DAYS = business_days(260, date(2021, 2, 1))
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,12 @@ class Stamp:
 
 
 async def measure(
-    url: str, provider: FakeProvider | None, samples: int, names
+    url: str,
+    provider: FakeProvider | None,
+    samples: int,
+    names,
+    *,
+    betas: bool = False,
 ) -> tuple[list[float], list[str]]:
     dsn = asyncpg_dsn(url)
     settings = Settings(
@@ -88,8 +102,11 @@ async def measure(
         if provider is None:
             handler = Stamp(None, queue, pool)
         else:
+            store = await FactorStore.detect(pool) if betas else None
             onboarder = await resources.enter_async_context(
-                open_onboarder(settings, queue, pool, today=lambda: date(2022, 1, 31))
+                open_onboarder(
+                    settings, queue, pool, today=lambda: date(2022, 1, 31), factor_store=store
+                )
             )
             handler = Stamp(onboarder)
         runner = Runner(settings, pool, queue, handler, claim_dsn=dsn, listen_dsn=dsn)
@@ -111,15 +128,41 @@ async def main() -> None:
     logs.configure(Settings(log_format="json", log_level="warning"))
     provider = FakeProvider()
     await provider.start()
+    rounds = 2
+    per_round = args.samples // rounds
     for i in range(args.samples):
-        provider.route(f"/v8/finance/chart/Y{i}", recorded(RECORDING))
+        for prefix in ("Y", "F", "B"):
+            provider.route(f"/v8/finance/chart/{prefix}{i}", recorded(RECORDING))
+    full: list[float] = []
+    off: list[float] = []
+    on: list[float] = []
+    outcomes: list[str] = []
     try:
         async with throwaway_database("onboard_latency") as url:
             noop, _ = await measure(url, None, args.samples, lambda i: f"N{i}")
-            full, outcomes = await measure(url, provider, args.samples, lambda i: f"Y{i}")
-            rows = await (await asyncpg.connect(asyncpg_dsn(url))).fetchval(
-                "SELECT count(*) FROM symbol_prices_daily"
-            )
+            latencies, done = await measure(url, provider, args.samples, lambda i: f"Y{i}")
+            full += latencies
+            outcomes += done
+            conn = await asyncpg.connect(asyncpg_dsn(url))
+            try:
+                await store_prices(conn, reference_series(REFERENCE_DAYS))
+                for r in range(rounds):
+                    first = r * per_round
+                    latencies, done = await measure(
+                        url, provider, per_round, lambda i, f=first: f"F{f + i}"
+                    )
+                    off += latencies
+                    latencies, done = await measure(
+                        url, provider, per_round, lambda i, f=first: f"B{f + i}", betas=True
+                    )
+                    on += latencies
+                    assert done == ["completed"] * per_round, done
+                rows = await conn.fetchval("SELECT count(*) FROM symbol_prices_daily")
+                with_betas = await conn.fetchval(
+                    "SELECT count(*) FROM symbol_factor_exposures WHERE symbol LIKE 'B%'"
+                )
+            finally:
+                await conn.close()
     finally:
         await provider.stop()
     print(f"plain-SQL INSERT -> job, {args.samples} samples each, idle worker, concurrency 1")
@@ -127,6 +170,14 @@ async def main() -> None:
     print(describe("onboarding: INSERT -> completed", full))
     print(f"outcomes: {dict((o, outcomes.count(o)) for o in set(outcomes))}; rows stored: {rows}")
     print(f"onboarding median is {statistics.median(full) / 50:.1%} of the 50 ms target")
+    print(f"betas on/off, reference ETFs stored, {rounds} alternating rounds of {per_round} each:")
+    print(describe("onboarding, betas off", off))
+    print(describe("onboarding with betas: INSERT -> completed", on))
+    added = statistics.median(on) / statistics.median(off) - 1
+    print(
+        f"betas: median +{added:.1%} (target: at most +50%); {with_betas} of {len(on)} "
+        "symbols got their betas"
+    )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@ import pytest
 
 from tests.acceptance.conftest import run_cli, start_worker, worker_env
 from tests.factordata import business_days, closes, reference_series, store_prices
+from worker import migrate
+from worker.db import asyncpg_dsn
 from worker.factors import REFERENCE_ETFS
+from worker.factors.betas import FACTORS
 
 pytestmark = pytest.mark.slow
 
@@ -104,3 +107,38 @@ async def test_an_unwritable_table_is_refused_in_one_line(
         assert err.strip().count("\n") == 0 and "no column momentum_spread" in err, err
     code, _, err = await run_cli({**env, "FACTORS_ENABLED": "false"}, "run", "--burst")
     assert code == 0, err
+
+
+async def test_a_host_database_gets_one_long_row_per_factor(host_database_url: str) -> None:
+    """The host's long symbol_factor_exposures, after `migrate`: a new symbol's twelve betas
+    arrive as rows found by factor name; the host's own rows are left alone."""
+    url = host_database_url
+    await migrate.upgrade(url)
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        await conn.execute("INSERT INTO symbol_onboarding_queue (symbol) VALUES ('NEWCO')")
+        env = worker_env(url, PRICE_SOURCE="synthetic", FACTORS_ENABLED="true")
+        code, _, err = await run_cli(env, "run", "--burst", timeout_s=120)
+        assert code == 0, err
+        rows = await conn.fetch(
+            """SELECT f.name, e.calculation_method, e.regression_window_days, e.observations,
+                      e.regularization_alpha, e.calculation_date
+               FROM symbol_factor_exposures e JOIN factor_definitions f ON f.id = e.factor_id
+               WHERE e.symbol = 'NEWCO'"""
+        )
+        by_name = {r["name"]: r for r in rows}
+        assert set(by_name) == {f.name for f in FACTORS}
+        for factor in FACTORS:
+            row = by_name[factor.name]
+            assert row["calculation_method"] == factor.method
+            assert row["regression_window_days"] == row["observations"] == factor.window
+            assert (row["regularization_alpha"] is None) == (factor.alpha is None)
+        newco = await conn.fetchrow("SELECT * FROM symbol_universe WHERE symbol = 'NEWCO'")
+        assert newco["last_factor_date"] == rows[0]["calculation_date"]
+        assert newco["is_active"] and newco["status"] == "active"
+        host_row = await conn.fetchval(
+            "SELECT beta_value FROM symbol_factor_exposures WHERE symbol = 'AAPL'"
+        )
+        assert str(host_row) == "1.100000"
+    finally:
+        await conn.close()

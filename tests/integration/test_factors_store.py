@@ -4,13 +4,13 @@ gaps, windows), the writes (upsert, rounding, last_factor_date) and shape detect
 from collections.abc import AsyncIterator
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
 
 import asyncpg
 import numpy as np
 import pytest
 import statsmodels.api as sm
 
+from tests import hostdb
 from tests.factordata import (
     business_days,
     closes,
@@ -20,14 +20,12 @@ from tests.factordata import (
     symbol_returns,
 )
 from tests.harness import PgServer
+from worker import migrate
 from worker.db import asyncpg_dsn
 from worker.factors import FactorStore, ShapeError, recompute_factors
 from worker.factors.betas import FACTORS, REFERENCE_ETFS, Panel, compute_betas
 from worker.sql import factors as sql
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-HOST_SCHEMA = (FIXTURES / "deployed" / "host-schema.sql").read_text()
-SPEC_SQL = (Path(__file__).parent / "spec_schema.sql").read_text()
 DAYS = business_days(260)
 WIDE_SELECT = (
     f"SELECT symbol, calculation_date, {', '.join(sql.WIDE_COLUMNS)} FROM symbol_factor_exposures"
@@ -36,17 +34,19 @@ WIDE_SELECT = (
 
 @pytest.fixture
 async def host_conn(pg_server: PgServer) -> AsyncIterator[asyncpg.Connection]:
-    """A host database (../shared/fixtures/deployed/host-schema.sql, long exposures) after the
-    spec's own SQL: the tables the factor store reads and writes, as a host has them."""
+    """A host database (tests/fixtures/deployed/host-schema.sql, long exposures) adopted by
+    `migrate.upgrade`, as `python -m worker migrate` does it."""
     name = pg_server.new_name("host")
     url = await pg_server.create_database(name)
-    conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
-        await conn.execute(HOST_SCHEMA)
-        await conn.execute(SPEC_SQL)
-        yield conn
+        await hostdb.load_schema(url)
+        await migrate.upgrade(url)
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            yield conn
+        finally:
+            await conn.close()
     finally:
-        await conn.close()
         await pg_server.drop_database(name)
 
 

@@ -273,3 +273,21 @@ def test_panel_shapes_are_checked() -> None:
         Panel(days=np.array([2, 1]), prices=np.ones((1, 2)), references=np.ones((8, 2)))
     with pytest.raises(ValueError, match="references"):
         Panel(days=np.array([1, 2]), prices=np.ones((1, 2)), references=np.ones((7, 2)))
+
+
+def test_binary_arrays_are_read_as_postgresql_sends_them() -> None:
+    import struct
+
+    from worker.factors.store import DAY, PRICE, binary_array
+
+    values = [1.5, -2.25, 3.0]
+    body = struct.pack(">iiIii", 1, 0, 701, 3, 1) + b"".join(
+        struct.pack(">id", 8, v) for v in values
+    )
+    assert binary_array(body, PRICE).tolist() == values
+    days = struct.pack(">iiIii", 1, 0, 23, 2, 1) + struct.pack(">iiii", 4, 19000, 4, 19001)
+    assert binary_array(days, DAY).tolist() == [19000, 19001]
+    with pytest.raises(ValueError, match="1-D array without NULLs"):
+        binary_array(struct.pack(">iiIii", 1, 1, 701, 0, 1), PRICE)
+    with pytest.raises(ValueError, match="holds"):
+        binary_array(body[:-12], PRICE)

@@ -114,24 +114,36 @@ async def recompute_factors(
     savepoint of the caller's transaction. `store`: detected once by the caller (else here)."""
     if store is None:
         store = await FactorStore.detect(conn)
-    result = Recomputed(symbols=len(set(symbols)), dry_run=dry_run)
     if not symbols:
-        return result
+        return Recomputed(dry_run=dry_run)
     async with conn.transaction():
         await FactorStore.lock_references(conn, exclusive=False)
-        read = await store.read_panel(conn, symbols, as_of=as_of, history_days=history_days)
-        if read is None:
-            result.skipped[NO_SPY] = result.symbols
-            return result
-        unpriced = result.symbols - len(read.symbols)
-        if unpriced:
-            result.skipped[NO_PRICES] = unpriced
-        betas = compute_betas(read.panel)
-        _summarise(betas, result)
-        if dry_run:
-            result.rows_written = store.rows_for(betas)
-        else:
-            result.rows_written = await store.write(conn, read.symbols, betas)
+        return await _recompute(conn, store, symbols, as_of, history_days, dry_run)
+
+
+async def _recompute(
+    conn: Connection,
+    store: FactorStore,
+    symbols: Sequence[str],
+    as_of: date | None,
+    history_days: int,
+    dry_run: bool = False,
+) -> Recomputed:
+    """recompute_factors' work, in the caller's transaction, which holds the reference lock."""
+    result = Recomputed(symbols=len(set(symbols)), dry_run=dry_run)
+    read = await store.read_panel(conn, symbols, as_of=as_of, history_days=history_days)
+    if read is None:
+        result.skipped[NO_SPY] = result.symbols
+        return result
+    unpriced = result.symbols - len(read.symbols)
+    if unpriced:
+        result.skipped[NO_PRICES] = unpriced
+    betas = compute_betas(read.panel)
+    _summarise(betas, result)
+    if dry_run:
+        result.rows_written = store.rows_for(betas)
+    else:
+        result.rows_written = await store.write(conn, read.symbols, betas)
     return result
 
 
@@ -185,7 +197,7 @@ async def after_prices_stored(
     first): betas now if the reference ETFs are ready, else enqueue them and wait; then, for a
     reference ETF's own job, the waiting symbols it was the last to unblock."""
     started = time.perf_counter()
-    dates = await FactorStore.reference_dates(conn)
+    dates, waiting = await FactorStore.reference_dates(conn, symbol)
     oldest = last_price_date - timedelta(days=max_lag_days)
     stale = tuple(
         etf for etf, last in dates.items() if etf != symbol and (last is None or last < oldest)
@@ -200,8 +212,9 @@ async def after_prices_stored(
         )
         step = FactorStep("waiting", waiting_for=stale)
     else:
-        result = await recompute_factors(conn, [symbol], store=store, history_days=history_days)
-        await FactorStore.stop_waiting(conn, [symbol])
+        result = await _recompute(conn, store, [symbol], None, history_days)
+        if waiting:
+            await FactorStore.stop_waiting(conn, [symbol])
         _log_symbol(log, result, started)
         step = FactorStep("computed" if result.computed else "skipped")
     if symbol in REFERENCE_ETFS:
@@ -242,7 +255,7 @@ async def resolve_waiting(
         symbols, more = ready[:batch_size], len(ready) > batch_size
         if not symbols:
             return 0, False
-        result = await recompute_factors(conn, symbols, store=store, history_days=history_days)
+        result = await _recompute(conn, store, symbols, None, history_days)
         await FactorStore.stop_waiting(conn, symbols)
     log.info(
         "factors_waiters_resolved",

@@ -13,15 +13,15 @@ cannot fill, or (long) a `factor_definitions` without one of the twelve names is
 ShapeError saying what is missing.
 """
 
-import itertools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 
 import asyncpg
 import numpy as np
+import numpy.typing as npt
 
 from worker.db import Connection
 from worker.errors import ConfigurationError
@@ -44,6 +44,27 @@ LONG_COLUMNS = (
     "regression_window_days",
 )
 CAPPED_FLAG = "capped"  # quality_flag of a long row whose raw beta was outside [-5, 5]
+
+
+# Elements of PostgreSQL's binary array format (array_send): a big-endian int32 length, then
+# the value. A one-dimensional array without NULLs has a 20-byte header: ndim, has-null flag,
+# element type, length and lower bound.
+DAY = np.dtype([("length", ">i4"), ("value", ">i4")])
+PRICE = np.dtype([("length", ">i4"), ("value", ">f8")])
+ARRAY_HEADER = np.dtype(
+    [("ndim", ">i4"), ("has_null", ">i4"), ("oid", ">u4"), ("n", ">i4"), ("lb", ">i4")]
+)
+
+
+def binary_array(data: bytes, element: np.dtype) -> npt.NDArray[Any]:
+    """The values of a one-dimensional, NULL-free array in PostgreSQL's binary format."""
+    header = np.frombuffer(data, ARRAY_HEADER, count=1)[0]
+    if header["ndim"] != 1 or header["has_null"] != 0:
+        raise ValueError(f"expected a 1-D array without NULLs, got ndim {header['ndim']}")
+    values = np.frombuffer(data, element, offset=ARRAY_HEADER.itemsize)
+    if values.size != header["n"]:
+        raise ValueError(f"array of {header['n']} elements holds {values.size}")
+    return values["value"]
 
 
 class ShapeError(ConfigurationError, RuntimeError):
@@ -120,25 +141,25 @@ class FactorStore:
     ) -> PricePanel | None:
         """The symbols' and the reference ETFs' prices for `history_days` up to SPY's latest
         date on or before `as_of` (None: the latest); None when SPY has no price by then."""
-        end = await conn.fetchval(sql.WINDOW_END, as_of)
-        if end is None:
-            return None
         wanted = list(dict.fromkeys([*symbols, *REFERENCE_ETFS]))
-        rows = {r["symbol"]: r for r in await conn.fetch(sql.READ_PANEL, wanted, end, history_days)}
+        fetched = await conn.fetch(sql.READ_PANEL, wanted, as_of, history_days)
+        if not fetched:  # not even SPY: it has no price by then
+            return None
+        end = fetched[0]["window_end"]
+        rows = {r["symbol"]: r for r in fetched}
         found = tuple(s for s in dict.fromkeys(symbols) if s in rows)
         series = [rows[s] for s in found] + [rows.get(e) for e in REFERENCE_ETFS]
         present = [r for r in series if r is not None]
-        lengths = np.array([len(r["days"]) for r in present], dtype=np.int64)
-        days = np.fromiter(
-            itertools.chain.from_iterable(r["days"] for r in present), np.int64, lengths.sum()
-        )
-        prices = np.fromiter(
-            itertools.chain.from_iterable(r["prices"] for r in present), np.float64, lengths.sum()
-        )
-        grid = np.unique(days)
+        days = [binary_array(r["days"], DAY) for r in present]
+        prices = [binary_array(r["prices"], PRICE) for r in present]
+        lengths = np.array([d.size for d in days], dtype=np.int64)
+        all_days = np.concatenate(days).astype(np.int64)
+        grid = np.unique(all_days)
         matrix = np.full((len(series), grid.size), np.nan)
         rows_of = [i for i, r in enumerate(series) if r is not None]
-        matrix[np.repeat(rows_of, lengths), np.searchsorted(grid, days)] = prices
+        matrix[np.repeat(rows_of, lengths), np.searchsorted(grid, all_days)] = np.concatenate(
+            prices
+        )
         k = len(found)
         return PricePanel(found, Panel(grid, matrix[:k], matrix[k:]), end)
 
@@ -202,10 +223,11 @@ class FactorStore:
         await conn.execute(statement, sql.REFERENCE_LOCK_KEY)
 
     @staticmethod
-    async def reference_dates(conn: Connection) -> dict[str, date | None]:
-        """Each reference ETF's latest stored price date (None: no prices)."""
-        rows = await conn.fetch(sql.REFERENCE_DATES, list(REFERENCE_ETFS))
-        return {r["symbol"]: r["last_price_date"] for r in rows}
+    async def reference_dates(conn: Connection, symbol: str) -> tuple[dict[str, date | None], bool]:
+        """Each reference ETF's latest stored price date (None: no prices), and whether
+        `symbol` is waiting for reference data."""
+        rows = await conn.fetch(sql.REFERENCE_DATES, list(REFERENCE_ETFS), symbol)
+        return {r["symbol"]: r["last_price_date"] for r in rows}, bool(rows[0]["waiting"])
 
     @staticmethod
     async def enqueue_references(conn: Connection, etfs: Sequence[str]) -> None:
