@@ -62,6 +62,7 @@ class PriceBulkDay(Base):
     leased_by: Mapped[str | None] = mapped_column(Text)
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     loaded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The symbols the answer offered (each ticker under every host spelling it stands for).
     tickers: Mapped[int | None] = mapped_column(Integer)
 
 

@@ -124,7 +124,8 @@ async def claim_all(pool: asyncpg.Pool, queue: Queue) -> list[Job]:
 
 def test_the_grouped_fixture_parses_to_one_bar_per_storable_ticker() -> None:
     grouped = parse_grouped(MONDAY, SourceReply(200, fixture(GROUPED), "application/json"))
-    assert sorted(grouped.bars) == ["AAPL", "BRK.B", "MSFT"]
+    # BRK.B stands for each host spelling of the class share (the store keeps the universe's).
+    assert sorted(grouped.bars) == ["AAPL", "BRK-B", "BRK.B", "BRK/B", "MSFT"]
     assert grouped.skipped == 1  # KIMpL
     aapl = grouped.bars["AAPL"]
     assert (aapl.open, aapl.high, aapl.low, aapl.close, aapl.adj_close, aapl.volume) == (
@@ -170,7 +171,8 @@ async def test_one_grouped_request_per_session_serves_every_symbol(
     for symbol in symbols:
         assert [r[0] for r in await stored(bulk_pool, symbol)] == [FRIDAY, MONDAY]
     loaded = await bulk_pool.fetch("SELECT price_date, tickers FROM price_bulk_days ORDER BY 1")
-    assert [(r["price_date"], r["tickers"]) for r in loaded] == [(FRIDAY, 3), (MONDAY, 3)]
+    # The names offered: BRK.B under its three host spellings.
+    assert [(r["price_date"], r["tickers"]) for r in loaded] == [(FRIDAY, 5), (MONDAY, 5)]
 
 
 async def test_a_day_another_worker_is_loading_defers_the_job(
@@ -232,3 +234,34 @@ async def test_a_failed_grouped_request_falls_back_to_per_symbol_requests(
     assert [r.path for r in provider.requests] == [grouped_path(FRIDAY), per_symbol]
     lease = await bulk_pool.fetchrow("SELECT leased_by, loaded_at FROM price_bulk_days")
     assert (lease["leased_by"], lease["loaded_at"]) == (None, None)  # the next job tries again
+
+
+async def test_a_host_spelling_polygon_writes_otherwise_is_served_by_grouped_daily(
+    provider: FakeProvider, bulk_pool, queue, bulk_refresher
+) -> None:
+    """The host spells the class share BRK-B; Polygon's grouped answer names it BRK.B."""
+    await bulk_pool.execute(
+        "INSERT INTO symbol_universe (symbol, status, last_price_date)"
+        " VALUES ('BRK-B', 'active', $1)",
+        FRIDAY,
+    )
+    await bulk_pool.execute(
+        "INSERT INTO symbol_prices_daily (symbol, price_date, open_price, high_price,"
+        " low_price, close_price, volume) VALUES ('BRK-B', $1, 306.1, 306.1, 304.1, 305.1, 1)",
+        FRIDAY,
+    )
+    provider.route(grouped_path(FRIDAY), Reply(body=grouped_body(FRIDAY, FRIDAY_CLOSES)))
+    provider.route(grouped_path(MONDAY), recorded(GROUPED))
+    [job] = await claim_all(bulk_pool, queue)
+
+    result = await (await bulk_refresher()).run(job)
+
+    assert result.outcome == "completed", result.error
+    assert sorted(r.path for r in provider.requests) == [grouped_path(FRIDAY), grouped_path(MONDAY)]
+    assert (await stored(bulk_pool, "BRK-B"))[-1][:5] == (
+        MONDAY,
+        Decimal("310.6700"),
+        Decimal("312.9000"),
+        Decimal("308.3000"),
+        Decimal("309.0400"),
+    )

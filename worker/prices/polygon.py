@@ -36,6 +36,7 @@ from worker.prices.http import (
     json_or_none,
     said,
 )
+from worker.prices.spelling import host_spellings
 from worker.prices.validate import load_json, normalize
 from worker.symbols import InvalidSymbolError, normalize_symbol
 
@@ -177,7 +178,7 @@ def _today_not_ready(status: int, text: str) -> TransientSourceError:
 @dataclass(frozen=True)
 class GroupedDay:
     day: date
-    bars: dict[str, Bar]  # by ticker, those our symbol rule accepts and validation passed
+    bars: dict[str, Bar]  # by host spelling of each ticker that validation passed
     skipped: int  # tickers left out: a spelling we cannot store, or an invalid bar
 
 
@@ -216,20 +217,28 @@ def parse_grouped(day: date, reply: Reply) -> GroupedDay:
             raise InvalidData(
                 NAME, f"results[{i}] is stamped {stamped.isoformat()}, not {day.isoformat()}"
             )
-        if not isinstance(ticker, str) or not _storable(ticker):
+        # Polygon's spelling (BRK.B, I:SPX) back to the host spellings it may stand for (BRK.B,
+        # BRK-B, BRK/B; ^SPX): the store keeps those in symbol_universe.
+        names = (
+            [s for s in host_spellings(NAME, ticker) if _storable(s)]
+            if isinstance(ticker, str)
+            else []
+        )
+        if not names:
             skipped += 1  # e.g. "KIMpL": a spelling our symbols cannot have
             continue
         raw = RawBar(
             day, item.get("o"), item.get("h"), item.get("l"), item.get("c"), None, item.get("v")
         )
         try:
-            valid = normalize(NAME, ticker, [raw], window).bars
+            valid = normalize(NAME, names[0], [raw], window).bars
         except SourceError:
             valid = []
         if len(valid) != 1:
             skipped += 1  # one bad bar must not cost the whole market's day
             continue
-        bars[ticker] = valid[0]
+        for name in names:
+            bars[name] = valid[0]
     return GroupedDay(day, bars, skipped)
 
 
