@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import importlib.metadata
 import json
+import os
 import signal
 import sys
 import uuid
@@ -117,9 +118,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_error(line: str) -> None:
-    """The one-line error on stderr; a closed stderr must not turn exit 1 into a traceback."""
-    with contextlib.suppress(OSError):
-        print(line, file=sys.stderr, flush=True)
+    """The one-line error on stderr; a closed stderr must not turn exit 1 into a traceback.
+
+    One os.write of the whole line: the background log writer shares the descriptor, and
+    `print` would send the text and its newline separately, letting a log line in between.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        try:
+            fd = sys.stderr.fileno()
+        except (OSError, ValueError):  # a replaced stderr (tests, embedding): no descriptor
+            print(line, file=sys.stderr, flush=True)
+            return
+        sys.stderr.flush()
+        os.write(fd, (line + "\n").encode())
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -630,7 +641,7 @@ async def _enqueue(args: argparse.Namespace, settings: Settings, url: str) -> in
 
 async def _retry(args: argparse.Namespace, settings: Settings, url: str) -> int:
     if args.now and args.failed:
-        print("error: --now takes a JOB_ID, not --failed", file=sys.stderr)
+        _print_error("error: --now takes a JOB_ID, not --failed")
         return 2
     async with _connection(settings, url) as conn:
         if args.failed:
