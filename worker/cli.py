@@ -695,9 +695,13 @@ async def _refresh(args: argparse.Namespace, settings: Settings, url: str) -> in
 async def _factors(args: argparse.Namespace, settings: Settings, url: str) -> int:
     from worker.factors.command import command
 
-    async with _connection(settings, url) as conn:
-        store = await _factor_store(conn)
-        return await command(conn, store, settings, args.symbols, args.as_of, args.dry_run)
+    async with contextlib.AsyncExitStack() as stack:
+        conns = [
+            await stack.enter_async_context(_connection(settings, url, check_schema=i == 0))
+            for i in range(settings.factor_connections)
+        ]
+        store = await _factor_store(conns[0])
+        return await command(conns, store, settings, args.symbols, args.as_of, args.dry_run)
 
 
 async def _status(args: argparse.Namespace, settings: Settings, url: str) -> int:

@@ -130,6 +130,9 @@ class Settings:
     factor_reference_max_lag_days: int = _env("FACTOR_REFERENCE_MAX_LAG_DAYS", 3)
     # Symbols per transaction in the `factors` command and when waiting symbols are resolved.
     factor_batch_size: int = _env("FACTOR_BATCH_SIZE", 2000)
+    # Connections the `factors` command runs batches on at once (one is read by the server while
+    # another is solved and written).
+    factor_connections: int = _env("FACTOR_CONNECTIONS", 2)
     # Logs
     log_format: str = _env("LOG_FORMAT", "auto")  # auto | json | console
     log_level: str = _env("LOG_LEVEL", "info")
@@ -175,6 +178,7 @@ class Settings:
             "burst_max_outage_s",
             "factor_history_days",
             "factor_batch_size",
+            "factor_connections",
         )
         for name in positive:
             if getattr(self, name) <= 0:

@@ -22,8 +22,8 @@ from tests.factordata import (
 from tests.harness import PgServer
 from worker import migrate
 from worker.db import asyncpg_dsn
-from worker.factors import FactorStore, ShapeError, recompute_factors
-from worker.factors.betas import FACTORS, REFERENCE_ETFS, Panel, compute_betas
+from worker.factors import ROW_LIMIT, FactorStore, ShapeError, recompute_factors
+from worker.factors.betas import FACTOR_INDEX, FACTORS, REFERENCE_ETFS, Panel, compute_betas
 from worker.sql import factors as sql
 
 DAYS = business_days(260)
@@ -169,6 +169,31 @@ async def test_short_history_and_gaps(conn: asyncpg.Connection) -> None:
     )
     ir = compute_betas(panel).beta[0, 1]
     assert float(rows["S0"]["ir_beta"]) == pytest.approx(ir, abs=5e-7)
+
+
+async def test_a_limited_read_gives_the_full_reads_betas(conn: asyncpg.Connection) -> None:
+    """Each symbol's latest ROW_LIMIT rows are read first; a symbol whose windows they do not
+    fill (VUG lacks 20 of those dates) is read again in full, so its spread uses 180 returns,
+    exactly as a read of its whole history does, not the 170 the limited rows hold."""
+    assert len(DAYS) > ROW_LIMIT
+    series = seeded(2)
+    refs = reference_series(DAYS)
+    gaps = set(range(len(DAYS) - 40, len(DAYS) - 20))  # 20 recent dates without VUG
+    vug = [
+        (d, p) for i, (d, p) in enumerate(zip(DAYS, refs["VUG"][2], strict=True)) if i not in gaps
+    ]
+    refs["VUG"] = ([d for d, _ in vug], [p for _, p in vug], [p for _, p in vug])
+    await store_prices(conn, {**refs, **series})
+    result = await recompute_factors(conn, list(series))
+    assert (result.computed, result.complete) == (2, 2)
+    references = np.array([reference_series(DAYS)[e][2] for e in REFERENCE_ETFS])
+    references[REFERENCE_ETFS.index("VUG"), sorted(gaps)] = np.nan
+    panel = Panel(np.arange(len(DAYS)), np.array([series[s][2] for s in series]), references)
+    betas = compute_betas(panel)
+    assert betas.observations[:, FACTOR_INDEX["growth_value_spread"]].tolist() == [180, 180]
+    rows = await conn.fetch(WIDE_SELECT + " ORDER BY symbol")
+    stored = np.array([[float(r[c]) for c in sql.WIDE_COLUMNS] for r in rows])
+    np.testing.assert_array_equal(stored, np.round(betas.beta, 6))
 
 
 async def test_as_of_and_the_history_window(conn: asyncpg.Connection) -> None:

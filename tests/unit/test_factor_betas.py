@@ -276,18 +276,21 @@ def test_panel_shapes_are_checked() -> None:
 
 
 def test_binary_arrays_are_read_as_postgresql_sends_them() -> None:
+    """READ_PANEL's arrays: array_send's elements (an int32 length, then the value), headers
+    cut off; every chunk read in one go, NULLs and cut elements refused."""
     import struct
 
-    from worker.factors.store import DAY, PRICE, binary_array
+    from worker.factors.store import DAY, PRICE, binary_elements
 
-    values = [1.5, -2.25, 3.0]
-    body = struct.pack(">iiIii", 1, 0, 701, 3, 1) + b"".join(
-        struct.pack(">id", 8, v) for v in values
-    )
-    assert binary_array(body, PRICE).tolist() == values
-    days = struct.pack(">iiIii", 1, 0, 23, 2, 1) + struct.pack(">iiii", 4, 19000, 4, 19001)
-    assert binary_array(days, DAY).tolist() == [19000, 19001]
-    with pytest.raises(ValueError, match="1-D array without NULLs"):
-        binary_array(struct.pack(">iiIii", 1, 1, 701, 0, 1), PRICE)
-    with pytest.raises(ValueError, match="holds"):
-        binary_array(body[:-12], PRICE)
+    def body(fmt: str, width: int, values: list) -> bytes:
+        return b"".join(struct.pack(f">i{fmt}", width, v) for v in values)
+
+    prices = [body("d", 8, [1.5, -2.25, 3.0]), body("d", 8, [4.0])]
+    values, counts = binary_elements(prices, PRICE)
+    assert values.tolist() == [1.5, -2.25, 3.0, 4.0] and counts.tolist() == [3, 1]
+    values, counts = binary_elements([body("i", 4, [19000, 19001])], DAY)
+    assert values.tolist() == [19000, 19001] and counts.tolist() == [2]
+    with pytest.raises(ValueError, match="without NULLs"):
+        binary_elements([prices[0] + struct.pack(">iq", -1, 0)], PRICE)
+    with pytest.raises(ValueError, match="whole 12-byte elements"):
+        binary_elements([prices[0][:-4], prices[1]], PRICE)

@@ -43,6 +43,7 @@ from worker.factors.betas import (
     FACTORS,
     REASONS,
     REFERENCE_ETFS,
+    ROWS_USED,
     Betas,
     compute_betas,
 )
@@ -50,6 +51,7 @@ from worker.factors.store import FactorStore, ShapeError
 
 __all__ = [
     "REFERENCE_ETFS",
+    "ROW_LIMIT",
     "FactorStep",
     "FactorStore",
     "Recomputed",
@@ -61,6 +63,7 @@ __all__ = [
 ]
 
 DEFAULT_HISTORY_DAYS = 400
+ROW_LIMIT = ROWS_USED + 10  # rows read per symbol at first (see _recompute)
 NO_PRICES = "no_prices_in_window"
 NO_SPY = "spy_has_no_prices"
 
@@ -131,7 +134,9 @@ async def _recompute(
 ) -> Recomputed:
     """recompute_factors' work, in the caller's transaction, which holds the reference lock."""
     result = Recomputed(symbols=len(set(symbols)), dry_run=dry_run)
-    read = await store.read_panel(conn, symbols, as_of=as_of, history_days=history_days)
+    read = await store.read_panel(
+        conn, symbols, as_of=as_of, history_days=history_days, row_limit=ROW_LIMIT
+    )
     if read is None:
         result.skipped[NO_SPY] = result.symbols
         return result
@@ -139,6 +144,17 @@ async def _recompute(
     if unpriced:
         result.skipped[NO_PRICES] = unpriced
     betas = compute_betas(read.panel)
+    # A symbol whose latest ROW_LIMIT rows did not hold every regression's whole window (dates
+    # an ETF lacks, or no date shared with SPY among them) may have more in its full history:
+    # those are read again without the limit, so the betas are exactly the full read's.
+    again = np.flatnonzero(read.truncated & ~betas.full_windows)
+    if again.size:
+        wanted = [read.symbols[i] for i in again.tolist()]
+        full = await store.read_panel(conn, wanted, as_of=as_of, history_days=history_days)
+        if full is not None:  # else SPY's prices went in between: the first read's betas stand
+            row_of = {symbol: i for i, symbol in enumerate(read.symbols)}
+            rows = np.array([row_of[s] for s in full.symbols], dtype=np.int64)
+            betas.put(rows, compute_betas(full.panel))
     _summarise(betas, result)
     if dry_run:
         result.rows_written = store.rows_for(betas)

@@ -17,7 +17,7 @@ Symbols that have prices on exactly the same dates share every regression's date
 are solved together: one matrix operation per regression for the whole group.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import numpy.typing as npt
@@ -69,6 +69,11 @@ FACTORS = (
     Factor("quality_spread", "Quality Spread", "spread_regression", 180, 60),
 )
 FACTOR_INDEX = {f.column: i for i, f in enumerate(FACTORS)}
+WINDOWS = np.array([f.window for f in FACTORS])
+# The most rows of a symbol any regression can use: the longest window's returns need one more
+# price. A read limited to that many rows (plus slack for the odd date an ETF lacks) computes the
+# same betas as a full read wherever every regression finds its whole window in it.
+ROWS_USED = int(WINDOWS.max()) + 1
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,17 @@ class Betas:
     def computed(self) -> BoolArray:
         computed: BoolArray = self.status == COMPUTED
         return computed
+
+    @property
+    def full_windows(self) -> BoolArray:
+        """(k,) every regression of the symbol had its whole window of returns."""
+        full: BoolArray = (self.observations >= WINDOWS).all(axis=1)
+        return full
+
+    def put(self, rows: IntArray, other: "Betas") -> None:
+        """Overwrite rows `rows` with the rows of `other`, in order."""
+        for f in fields(self):
+            getattr(self, f.name)[rows] = getattr(other, f.name)
 
 
 def simple_returns(prices: FloatArray) -> FloatArray:

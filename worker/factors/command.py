@@ -1,9 +1,12 @@
 """`python -m worker factors [--symbols A,B] [--as-of DATE] [--dry-run]`: recompute the betas of
-every active symbol (or the listed ones), `FACTOR_BATCH_SIZE` symbols per transaction, each
-batch read in two queries and solved by `compute_betas` in one go. A progress line on a
+every active symbol (or the listed ones), `FACTOR_BATCH_SIZE` symbols per transaction on each of
+`FACTOR_CONNECTIONS` connections at once, each batch read in one query (a second for the few
+symbols whose latest rows do not fill their windows) and solved by `compute_betas` in one go,
+every batch committed on its own (a rerun redoes only what is missing). A progress line on a
 terminal, `factors_progress` log lines otherwise; a summary at the end (computed, skipped and
 why). Exit status 1 when a listed symbol is not active."""
 
+import asyncio
 import sys
 import time
 from collections.abc import Sequence
@@ -22,45 +25,57 @@ log = structlog.get_logger("worker.factors")
 
 
 async def command(
-    conn: Connection,
+    conns: Sequence[Connection],
     store: FactorStore,
     settings: Settings,
     symbols: Sequence[str] | None,
     as_of: date | None,
     dry_run: bool,
 ) -> int:
+    """Recompute on `conns` (FACTOR_CONNECTIONS of them): each takes the next batch when it
+    has written its last, so one batch is read on the server while another is solved here."""
     started = time.monotonic()
-    active, inactive = await store.active_symbols(conn, symbols)
+    active, inactive = await store.active_symbols(conns[0], symbols)
     on_terminal = sys.stderr.isatty()
     total = Recomputed(dry_run=dry_run)
     last_log = float("-inf")
     size = settings.factor_batch_size
-    for first in range(0, len(active), size):
-        batch = active[first : first + size]
-        async with conn.transaction():
-            total.add(
-                await recompute_factors(
-                    conn,
-                    batch,
-                    store=store,
-                    as_of=as_of,
-                    history_days=settings.factor_history_days,
-                    dry_run=dry_run,
+    batches = iter(range(0, len(active), size))
+
+    async def lane(conn: Connection) -> None:
+        nonlocal last_log
+        for first in batches:  # shared: each batch goes to one lane
+            async with conn.transaction():
+                total.add(
+                    await recompute_factors(
+                        conn,
+                        active[first : first + size],
+                        store=store,
+                        as_of=as_of,
+                        history_days=settings.factor_history_days,
+                        dry_run=dry_run,
+                    )
                 )
-            )
-        elapsed = time.monotonic() - started
-        if on_terminal:
-            sys.stderr.write(f"\r\x1b[K{format_progress(total, len(active), elapsed)}")
-            sys.stderr.flush()
-        elif time.monotonic() - last_log >= LOG_INTERVAL_S:
-            last_log = time.monotonic()
-            log.info(
-                "factors_progress",
-                symbols_done=total.symbols,
-                symbols_total=len(active),
-                computed=total.computed,
-                symbols_per_s=round(total.symbols / elapsed, 1) if elapsed > 0 else None,
-            )
+            elapsed = time.monotonic() - started
+            if on_terminal:
+                sys.stderr.write(f"\r\x1b[K{format_progress(total, len(active), elapsed)}")
+                sys.stderr.flush()
+            elif time.monotonic() - last_log >= LOG_INTERVAL_S:
+                last_log = time.monotonic()
+                log.info(
+                    "factors_progress",
+                    symbols_done=total.symbols,
+                    symbols_total=len(active),
+                    computed=total.computed,
+                    symbols_per_s=round(total.symbols / elapsed, 1) if elapsed > 0 else None,
+                )
+
+    try:
+        async with asyncio.TaskGroup() as lanes:  # a failing batch stops the other lanes
+            for conn in conns:
+                lanes.create_task(lane(conn))
+    except ExceptionGroup as group:  # the command line reports one error, as it is
+        raise group.exceptions[0] from None
     elapsed = time.monotonic() - started
     if on_terminal:
         if active:

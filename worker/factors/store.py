@@ -47,24 +47,26 @@ CAPPED_FLAG = "capped"  # quality_flag of a long row whose raw beta was outside 
 
 
 # Elements of PostgreSQL's binary array format (array_send): a big-endian int32 length, then
-# the value. A one-dimensional array without NULLs has a 20-byte header: ndim, has-null flag,
-# element type, length and lower bound.
+# the value. READ_PANEL cuts off each array's 20-byte header (dimensions, NULL flag, element
+# type, length, lower bound), so that the elements of every symbol's array are one buffer.
 DAY = np.dtype([("length", ">i4"), ("value", ">i4")])
 PRICE = np.dtype([("length", ">i4"), ("value", ">f8")])
-ARRAY_HEADER = np.dtype(
-    [("ndim", ">i4"), ("has_null", ">i4"), ("oid", ">u4"), ("n", ">i4"), ("lb", ">i4")]
-)
 
 
-def binary_array(data: bytes, element: np.dtype) -> npt.NDArray[Any]:
-    """The values of a one-dimensional, NULL-free array in PostgreSQL's binary format."""
-    header = np.frombuffer(data, ARRAY_HEADER, count=1)[0]
-    if header["ndim"] != 1 or header["has_null"] != 0:
-        raise ValueError(f"expected a 1-D array without NULLs, got ndim {header['ndim']}")
-    values = np.frombuffer(data, element, offset=ARRAY_HEADER.itemsize)
-    if values.size != header["n"]:
-        raise ValueError(f"array of {header['n']} elements holds {values.size}")
-    return values["value"]
+def binary_elements(
+    chunks: Sequence[bytes], element: np.dtype
+) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64]]:
+    """The values of one-dimensional arrays sent by array_send without their headers, all of
+    them in one array, and how many values each chunk holds. Every element must be a value of
+    the element's width: a NULL (length -1) or a chunk cut anywhere else is refused."""
+    sizes = np.fromiter(map(len, chunks), np.int64, len(chunks))
+    if (sizes % element.itemsize).any():
+        raise ValueError(f"array bodies are not whole {element.itemsize}-byte elements")
+    cells = np.frombuffer(b"".join(chunks), element)
+    width = element["value"].itemsize
+    if not (cells["length"] == width).all():
+        raise ValueError(f"expected arrays of {width}-byte values without NULLs")
+    return cells["value"], sizes // element.itemsize
 
 
 class ShapeError(ConfigurationError, RuntimeError):
@@ -78,6 +80,7 @@ class PricePanel:
     symbols: tuple[str, ...]
     panel: Panel
     window_end: date
+    truncated: npt.NDArray[np.bool_]  # (k,) the row limit cut the symbol's series
 
 
 @dataclass(frozen=True)
@@ -138,11 +141,14 @@ class FactorStore:
         *,
         as_of: date | None,
         history_days: int,
+        row_limit: int | None = None,
     ) -> PricePanel | None:
         """The symbols' and the reference ETFs' prices for `history_days` up to SPY's latest
-        date on or before `as_of` (None: the latest); None when SPY has no price by then."""
+        date on or before `as_of` (None: the latest); None when SPY has no price by then.
+        `row_limit`: at most that many of each symbol's latest rows (the ETFs' are never cut);
+        PricePanel.truncated tells which symbols had more."""
         wanted = list(dict.fromkeys([*symbols, *REFERENCE_ETFS]))
-        fetched = await conn.fetch(sql.READ_PANEL, wanted, as_of, history_days)
+        fetched = await conn.fetch(sql.READ_PANEL, wanted, as_of, history_days, row_limit)
         if not fetched:  # not even SPY: it has no price by then
             return None
         end = fetched[0]["window_end"]
@@ -150,18 +156,20 @@ class FactorStore:
         found = tuple(s for s in dict.fromkeys(symbols) if s in rows)
         series = [rows[s] for s in found] + [rows.get(e) for e in REFERENCE_ETFS]
         present = [r for r in series if r is not None]
-        days = [binary_array(r["days"], DAY) for r in present]
-        prices = [binary_array(r["prices"], PRICE) for r in present]
-        lengths = np.array([d.size for d in days], dtype=np.int64)
-        all_days = np.concatenate(days).astype(np.int64)
+        day_values, lengths = binary_elements([r["days"] for r in present], DAY)
+        prices, price_lengths = binary_elements([r["prices"] for r in present], PRICE)
+        if not np.array_equal(lengths, price_lengths):
+            raise ValueError("a symbol's dates and prices differ in number")
+        all_days = day_values.astype(np.int64)
         grid = np.unique(all_days)
         matrix = np.full((len(series), grid.size), np.nan)
         rows_of = [i for i, r in enumerate(series) if r is not None]
-        matrix[np.repeat(rows_of, lengths), np.searchsorted(grid, all_days)] = np.concatenate(
-            prices
-        )
+        matrix[np.repeat(rows_of, lengths), np.searchsorted(grid, all_days)] = prices
         k = len(found)
-        return PricePanel(found, Panel(grid, matrix[:k], matrix[k:]), end)
+        truncated = np.zeros(k, dtype=bool)
+        if row_limit is not None:
+            truncated = (lengths[:k] >= row_limit) & ~np.isin(found, REFERENCE_ETFS)
+        return PricePanel(found, Panel(grid, matrix[:k], matrix[k:]), end, truncated)
 
     def rows_for(self, betas: Betas) -> int:
         """The exposure rows `write` would write."""
