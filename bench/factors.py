@@ -38,7 +38,7 @@ from sklearn.preprocessing import StandardScaler
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.factordata import business_days, closes, reference_returns, symbol_returns
 from worker.db import asyncpg_dsn
-from worker.factors import ROW_LIMIT, FactorStore
+from worker.factors import RECENT_DATES, FactorStore
 from worker.factors.betas import FACTORS, REFERENCE_ETFS, STYLE_ETFS, compute_betas
 from worker.factors.command import command
 from worker.settings import Settings
@@ -111,7 +111,7 @@ async def one_batch(conn: asyncpg.Connection, names: list[str], size: int) -> st
     async with conn.transaction():
         t0 = time.perf_counter()
         read = await store.read_panel(
-            conn, batch, as_of=None, history_days=400, row_limit=ROW_LIMIT
+            conn, batch, as_of=None, history_days=400, recent_dates=RECENT_DATES
         )
         assert read is not None
         t1 = time.perf_counter()

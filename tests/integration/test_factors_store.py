@@ -22,7 +22,7 @@ from tests.factordata import (
 from tests.harness import PgServer
 from worker import migrate
 from worker.db import asyncpg_dsn
-from worker.factors import ROW_LIMIT, FactorStore, ShapeError, recompute_factors
+from worker.factors import RECENT_DATES, FactorStore, ShapeError, recompute_factors
 from worker.factors.betas import FACTOR_INDEX, FACTORS, REFERENCE_ETFS, Panel, compute_betas
 from worker.sql import factors as sql
 
@@ -172,10 +172,10 @@ async def test_short_history_and_gaps(conn: asyncpg.Connection) -> None:
 
 
 async def test_a_limited_read_gives_the_full_reads_betas(conn: asyncpg.Connection) -> None:
-    """Each symbol's latest ROW_LIMIT rows are read first; a symbol whose windows they do not
-    fill (VUG lacks 20 of those dates) is read again in full, so its spread uses 180 returns,
-    exactly as a read of its whole history does, not the 170 the limited rows hold."""
-    assert len(DAYS) > ROW_LIMIT
+    """Symbols are read first from SPY's RECENT_DATES-th latest date on; one whose windows that
+    does not fill (VUG lacks 20 of those dates) is read again in full, so its spread uses 180
+    returns, exactly as a read of its whole history does, not the 170 the cut rows hold."""
+    assert len(DAYS) > RECENT_DATES
     series = seeded(2)
     refs = reference_series(DAYS)
     gaps = set(range(len(DAYS) - 40, len(DAYS) - 20))  # 20 recent dates without VUG

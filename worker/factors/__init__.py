@@ -50,8 +50,8 @@ from worker.factors.betas import (
 from worker.factors.store import FactorStore, ShapeError
 
 __all__ = [
+    "RECENT_DATES",
     "REFERENCE_ETFS",
-    "ROW_LIMIT",
     "FactorStep",
     "FactorStore",
     "Recomputed",
@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 DEFAULT_HISTORY_DAYS = 400
-ROW_LIMIT = ROWS_USED + 10  # rows read per symbol at first (see _recompute)
+RECENT_DATES = ROWS_USED + 10  # SPY's dates whose span is read per symbol at first (_recompute)
 NO_PRICES = "no_prices_in_window"
 NO_SPY = "spy_has_no_prices"
 
@@ -135,7 +135,7 @@ async def _recompute(
     """recompute_factors' work, in the caller's transaction, which holds the reference lock."""
     result = Recomputed(symbols=len(set(symbols)), dry_run=dry_run)
     read = await store.read_panel(
-        conn, symbols, as_of=as_of, history_days=history_days, row_limit=ROW_LIMIT
+        conn, symbols, as_of=as_of, history_days=history_days, recent_dates=RECENT_DATES
     )
     if read is None:
         result.skipped[NO_SPY] = result.symbols
@@ -144,10 +144,12 @@ async def _recompute(
     if unpriced:
         result.skipped[NO_PRICES] = unpriced
     betas = compute_betas(read.panel)
-    # A symbol whose latest ROW_LIMIT rows did not hold every regression's whole window (dates
-    # an ETF lacks, or no date shared with SPY among them) may have more in its full history:
-    # those are read again without the limit, so the betas are exactly the full read's.
-    again = np.flatnonzero(read.truncated & ~betas.full_windows)
+    # Symbols are read from SPY's RECENT_DATES-th latest date on. One whose rows from there did
+    # not fill every regression's whole window (a short history, dates an ETF lacks) may have
+    # more before it: those are read again without the cut, so every symbol's betas are exactly
+    # those of a read of its whole window (the windows are the latest dates, a suffix of both).
+    cut = read.recent_from is not None
+    again = np.flatnonzero(cut & ~betas.full_windows & ~np.isin(read.symbols, REFERENCE_ETFS))
     if again.size:
         wanted = [read.symbols[i] for i in again.tolist()]
         full = await store.read_panel(conn, wanted, as_of=as_of, history_days=history_days)

@@ -80,7 +80,7 @@ class PricePanel:
     symbols: tuple[str, ...]
     panel: Panel
     window_end: date
-    truncated: npt.NDArray[np.bool_]  # (k,) the row limit cut the symbol's series
+    recent_from: date | None  # the symbols' (not the ETFs') series start here at the earliest
 
 
 @dataclass(frozen=True)
@@ -141,14 +141,14 @@ class FactorStore:
         *,
         as_of: date | None,
         history_days: int,
-        row_limit: int | None = None,
+        recent_dates: int | None = None,
     ) -> PricePanel | None:
         """The symbols' and the reference ETFs' prices for `history_days` up to SPY's latest
         date on or before `as_of` (None: the latest); None when SPY has no price by then.
-        `row_limit`: at most that many of each symbol's latest rows (the ETFs' are never cut);
-        PricePanel.truncated tells which symbols had more."""
+        `recent_dates`: each symbol (not the ETFs) only from SPY's `recent_dates`-th latest
+        date on (PricePanel.recent_from; None when SPY has fewer, or no cut was asked for)."""
         wanted = list(dict.fromkeys([*symbols, *REFERENCE_ETFS]))
-        fetched = await conn.fetch(sql.READ_PANEL, wanted, as_of, history_days, row_limit)
+        fetched = await conn.fetch(sql.READ_PANEL, wanted, as_of, history_days, recent_dates)
         if not fetched:  # not even SPY: it has no price by then
             return None
         end = fetched[0]["window_end"]
@@ -166,10 +166,8 @@ class FactorStore:
         rows_of = [i for i, r in enumerate(series) if r is not None]
         matrix[np.repeat(rows_of, lengths), np.searchsorted(grid, all_days)] = prices
         k = len(found)
-        truncated = np.zeros(k, dtype=bool)
-        if row_limit is not None:
-            truncated = (lengths[:k] >= row_limit) & ~np.isin(found, REFERENCE_ETFS)
-        return PricePanel(found, Panel(grid, matrix[:k], matrix[k:]), end, truncated)
+        recent_from = fetched[0]["recent_from"]
+        return PricePanel(found, Panel(grid, matrix[:k], matrix[k:]), end, recent_from)
 
     def rows_for(self, betas: Betas) -> int:
         """The exposure rows `write` would write."""

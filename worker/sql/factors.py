@@ -81,42 +81,49 @@ STOP_WAITING = "DELETE FROM symbol_factor_waits WHERE symbol = ANY($1::varchar[]
 
 # Each symbol's ($1) price series in the window that ends on the latest date on or before $2
 # (NULL: no limit) on which SPY has a price (the newest possible calculation date) and spans $3
-# days: the adjusted close, else the close, as float8, with its dates as day numbers (int4),
-# newest first. A symbol other than a reference ETF gets at most its latest $4 rows (NULL: all);
-# a reference ETF always gets the whole window, since the symbols' dates are looked up in it.
-# One row per symbol that has prices there, none at all when SPY has none. Per symbol, one
-# backward range scan of the primary key, stopped by the row limit.
+# days: the adjusted close, else the close, as float8, with its dates as day numbers (int4).
+# A symbol other than a reference ETF is read only from `recent_from` on: the date of SPY's
+# $4-th latest price in the window (NULL $4, or SPY has fewer: no cut); a reference ETF always
+# gets the whole window, since the symbols' dates are looked up in it. One row per symbol that
+# has prices there, none at all when SPY has none. Per symbol, one range scan of the primary
+# key.
 #
 # Speed, measured by bench/factors.py: the arrays travel in PostgreSQL's binary array format
 # (array_send), which numpy reads as it is instead of asyncpg building a Python object per
 # element (3x faster for 2,000 symbols), without their 20-byte headers, so that numpy reads
-# every symbol's elements in one call (store.py, binary_elements); the aggregates are unordered (PostgreSQL 15 sorts for an
-# ORDER BY inside an aggregate, while the rows already come from the index newest first): both
-# arrays are built from the same rows in the same order, so they stay aligned, and the reader
-# places each price by its date; the row limit reads the 191 rows the longest regression can use
-# instead of a year's 252 (the reader reads again without it, for the few symbols that turn out
-# to need more: store.py, FactorStore.read_panel).
+# every symbol's elements in one call (store.py, binary_elements); the aggregates are unordered
+# (PostgreSQL 15 sorts for an ORDER BY inside an aggregate): both arrays are built from the same
+# rows in the same order, so they stay aligned, and the reader places each price by its date;
+# the cut reads the 191 dates the longest regression can use instead of a year's 252 (the
+# caller reads again without it the few symbols whose windows the cut left short:
+# worker/factors/__init__.py, _recompute); a date bound costs less than a row LIMIT per symbol.
 REFERENCE_ARRAY = "'{" + ",".join(REFERENCE_ETFS) + "}'::varchar[]"
 READ_PANEL = f"""
 WITH window_end AS (
     SELECT max(price_date) AS day FROM symbol_prices_daily
     WHERE symbol = 'SPY' AND price_date <= coalesce($2::date, 'infinity'::date)
+), bounds AS MATERIALIZED (
+    SELECT e.day, e.day - $3::int AS before_window,
+           (SELECT price_date FROM symbol_prices_daily
+            WHERE symbol = 'SPY' AND price_date <= e.day AND price_date > e.day - $3::int
+              AND $4::int IS NOT NULL
+            ORDER BY price_date DESC OFFSET $4::int - 1 LIMIT 1) AS recent_from
+    FROM window_end AS e
 )
-SELECT s.symbol::text AS symbol, e.day AS window_end, p.days, p.prices
-FROM window_end AS e
+SELECT s.symbol::text AS symbol, b.day AS window_end, b.recent_from, p.days, p.prices
+FROM bounds AS b
 CROSS JOIN unnest($1::varchar[]) AS s(symbol)
 CROSS JOIN LATERAL (
-    SELECT substring(array_send(array_agg(r.price_date - {EPOCH})) FROM 21) AS days,
-           substring(array_send(array_agg(r.price::float8)) FROM 21) AS prices
-    FROM (
-        SELECT price_date, coalesce(adj_close_price, close_price) AS price
-        FROM symbol_prices_daily
-        WHERE symbol = s.symbol AND price_date <= e.day AND price_date > e.day - $3::int
-        ORDER BY price_date DESC
-        LIMIT CASE WHEN s.symbol = ANY({REFERENCE_ARRAY}) THEN NULL ELSE $4::int END
-    ) AS r
+    SELECT substring(array_send(array_agg(price_date - {EPOCH})) FROM 21) AS days,
+           substring(
+               array_send(array_agg(coalesce(adj_close_price, close_price)::float8)) FROM 21
+           ) AS prices
+    FROM symbol_prices_daily
+    WHERE symbol = s.symbol AND price_date <= b.day AND price_date > b.before_window
+      AND price_date >= CASE WHEN s.symbol = ANY({REFERENCE_ARRAY}) OR b.recent_from IS NULL
+                             THEN b.before_window ELSE b.recent_from END
+    HAVING count(*) > 0
 ) AS p
-WHERE p.days IS NOT NULL
 """
 
 # Active symbols to recompute (every one, or those in $1), in symbol order.
