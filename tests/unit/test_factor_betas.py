@@ -10,6 +10,7 @@ from sklearn.preprocessing import StandardScaler
 
 from worker.factors.betas import (
     BETA_CAP,
+    BLAS_THREAD_VARIABLES,
     COMPUTED,
     FACTOR_INDEX,
     FACTORS,
@@ -294,3 +295,30 @@ def test_binary_arrays_are_read_as_postgresql_sends_them() -> None:
         binary_elements([prices[0] + struct.pack(">iq", -1, 0)], PRICE)
     with pytest.raises(ValueError, match="whole 12-byte elements"):
         binary_elements([prices[0][:-4], prices[1]], PRICE)
+
+
+@pytest.mark.parametrize(("environment", "threads"), [({}, 1), ({"OPENBLAS_NUM_THREADS": "2"}, 2)])
+def test_numpys_blas_gets_one_thread_unless_the_environment_chose(
+    environment: dict[str, str], threads: int
+) -> None:
+    """Its spinning threads take CPU from the database (bench/factors.py); a fresh process,
+    since the setting is per process."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in BLAS_THREAD_VARIABLES}
+    probe = (
+        "import threadpoolctl, worker.factors.betas; "
+        "print(sorted({p['num_threads'] for p in threadpoolctl.threadpool_info()"
+        " if p['user_api'] == 'blas'}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**env, **environment},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert out.strip() == str([threads])

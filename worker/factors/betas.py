@@ -17,14 +17,32 @@ Symbols that have prices on exactly the same dates share every regression's date
 are solved together: one matrix operation per regression for the whole group.
 """
 
+import os
 from dataclasses import dataclass, fields
 
 import numpy as np
 import numpy.typing as npt
+import threadpoolctl
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
+
+# A deployment that sets one of these chooses numpy's BLAS threads itself.
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def one_blas_thread() -> None:
+    """numpy's BLAS (OpenBLAS) starts a thread per core, and its threads spin for a while after
+    each call. With these matrices (six columns at most) they never pay, and the spinning takes
+    CPU from the database on the same machine: bench/factors.py measured 0.2-0.4 s of CPU per
+    8,000 symbols, the universe 1.15x slower. Run at import: one thread, unless the environment
+    chose (BLAS_THREAD_VARIABLES)."""
+    if not any(os.environ.get(name) for name in BLAS_THREAD_VARIABLES):
+        threadpoolctl.threadpool_limits(limits=1, user_api="blas")
+
+
+one_blas_thread()
 
 REFERENCE_ETFS = ("SPY", "TLT", "VTV", "VUG", "MTUM", "QUAL", "IWM", "USMV")
 STYLE_ETFS = ("VTV", "VUG", "MTUM", "QUAL", "IWM", "USMV")
@@ -146,7 +164,7 @@ class Betas:
     @property
     def full_windows(self) -> BoolArray:
         """(k,) every regression of the symbol had its whole window of returns."""
-        full: BoolArray = (self.observations >= WINDOWS).all(axis=1)
+        full: BoolArray = np.all(self.observations >= WINDOWS, axis=1)
         return full
 
     def put(self, rows: IntArray, other: "Betas") -> None:
