@@ -160,11 +160,16 @@ class FactorStore:
         prices, price_lengths = binary_elements([r["prices"] for r in present], PRICE)
         if not np.array_equal(lengths, price_lengths):
             raise ValueError("a symbol's dates and prices differ in number")
-        all_days = day_values.astype(np.int64)
-        grid = np.unique(all_days)
+        # The grid: every date any series has. Day numbers span about FACTOR_HISTORY_DAYS, so
+        # a table over that span places each price in its column without sorting.
+        offsets = day_values - day_values.min()
+        seen = np.zeros(int(offsets.max()) + 1, dtype=bool)
+        seen[offsets] = True
+        grid = np.flatnonzero(seen) + int(day_values.min())
+        column = np.cumsum(seen) - 1
         matrix = np.full((len(series), grid.size), np.nan)
         rows_of = [i for i, r in enumerate(series) if r is not None]
-        matrix[np.repeat(rows_of, lengths), np.searchsorted(grid, all_days)] = prices
+        matrix[np.repeat(rows_of, lengths), column[offsets]] = prices
         k = len(found)
         recent_from = fetched[0]["recent_from"]
         return PricePanel(found, Panel(grid, matrix[:k], matrix[k:]), end, recent_from)
