@@ -144,12 +144,13 @@ async def _recompute(
     if unpriced:
         result.skipped[NO_PRICES] = unpriced
     betas = compute_betas(read.panel)
-    # Symbols are read from SPY's RECENT_DATES-th latest date on. One whose rows from there did
-    # not fill every regression's whole window (a short history, dates an ETF lacks) may have
-    # more before it: those are read again without the cut, so every symbol's betas are exactly
-    # those of a read of its whole window (the windows are the latest dates, a suffix of both).
+    # Prices are read from SPY's RECENT_DATES-th latest date on. A symbol whose regressions did
+    # not all find their whole window there (a short history, dates an ETF lacks) may find more
+    # before it: those are read again without the cut. Every regression uses the latest dates
+    # its series share, and what the cut read is a suffix of them, so where a window is whole
+    # it is the same window: every symbol's betas are exactly those of the uncut read.
     cut = read.recent_from is not None
-    again = np.flatnonzero(cut & ~betas.full_windows & ~np.isin(read.symbols, REFERENCE_ETFS))
+    again = np.flatnonzero(cut & ~betas.full_windows)
     if again.size:
         wanted = [read.symbols[i] for i in again.tolist()]
         full = await store.read_panel(conn, wanted, as_of=as_of, history_days=history_days)

@@ -80,7 +80,7 @@ class PricePanel:
     symbols: tuple[str, ...]
     panel: Panel
     window_end: date
-    recent_from: date | None  # the symbols' (not the ETFs') series start here at the earliest
+    recent_from: date | None  # the series start here at the earliest (None: no cut)
 
 
 @dataclass(frozen=True)
@@ -145,8 +145,8 @@ class FactorStore:
     ) -> PricePanel | None:
         """The symbols' and the reference ETFs' prices for `history_days` up to SPY's latest
         date on or before `as_of` (None: the latest); None when SPY has no price by then.
-        `recent_dates`: each symbol (not the ETFs) only from SPY's `recent_dates`-th latest
-        date on (PricePanel.recent_from; None when SPY has fewer, or no cut was asked for)."""
+        `recent_dates`: every series only from SPY's `recent_dates`-th latest date on
+        (PricePanel.recent_from; None when SPY has fewer, or no cut was asked for)."""
         wanted = list(dict.fromkeys([*symbols, *REFERENCE_ETFS]))
         fetched = await conn.fetch(sql.READ_PANEL, wanted, as_of, history_days, recent_dates)
         if not fetched:  # not even SPY: it has no price by then

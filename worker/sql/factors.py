@@ -6,7 +6,7 @@ float8 arrays, NaN for "not computed": both encode fast, and the statements turn
 dates and NUMERIC (rounded to the column's scale) or NULL.
 """
 
-from worker.factors.betas import FACTORS, REFERENCE_ETFS
+from worker.factors.betas import FACTORS
 
 EPOCH = "DATE '1970-01-01'"
 WIDE_COLUMNS = tuple(f.column for f in FACTORS)
@@ -81,12 +81,10 @@ STOP_WAITING = "DELETE FROM symbol_factor_waits WHERE symbol = ANY($1::varchar[]
 
 # Each symbol's ($1) price series in the window that ends on the latest date on or before $2
 # (NULL: no limit) on which SPY has a price (the newest possible calculation date) and spans $3
-# days: the adjusted close, else the close, as float8, with its dates as day numbers (int4).
-# A symbol other than a reference ETF is read only from `recent_from` on: the date of SPY's
-# $4-th latest price in the window (NULL $4, or SPY has fewer: no cut); a reference ETF always
-# gets the whole window, since the symbols' dates are looked up in it. One row per symbol that
-# has prices there, none at all when SPY has none. Per symbol, one range scan of the primary
-# key.
+# days, or, when $4 is set and SPY has that many prices in it, only from `recent_from`, the date
+# of SPY's $4-th latest price: the adjusted close, else the close, as float8, with its dates as
+# day numbers (int4). One row per symbol that has prices there, none at all when SPY has none.
+# Per symbol, one range scan of the primary key. The reference ETFs are read like any symbol.
 #
 # Speed, measured by bench/factors.py: the arrays travel in PostgreSQL's binary array format
 # (array_send), which numpy reads as it is instead of asyncpg building a Python object per
@@ -96,8 +94,8 @@ STOP_WAITING = "DELETE FROM symbol_factor_waits WHERE symbol = ANY($1::varchar[]
 # rows in the same order, so they stay aligned, and the reader places each price by its date;
 # the cut reads the 191 dates the longest regression can use instead of a year's 252 (the
 # caller reads again without it the few symbols whose windows the cut left short:
-# worker/factors/__init__.py, _recompute); a date bound costs less than a row LIMIT per symbol.
-REFERENCE_ARRAY = "'{" + ",".join(REFERENCE_ETFS) + "}'::varchar[]"
+# worker/factors/__init__.py, _recompute); a date bound costs less than a row LIMIT per symbol,
+# and HAVING tests the row count, where a filter on the arrays would build them twice.
 READ_PANEL = f"""
 WITH window_end AS (
     SELECT max(price_date) AS day FROM symbol_prices_daily
@@ -120,8 +118,7 @@ CROSS JOIN LATERAL (
            ) AS prices
     FROM symbol_prices_daily
     WHERE symbol = s.symbol AND price_date <= b.day AND price_date > b.before_window
-      AND price_date >= CASE WHEN s.symbol = ANY({REFERENCE_ARRAY}) OR b.recent_from IS NULL
-                             THEN b.before_window ELSE b.recent_from END
+      AND price_date >= coalesce(b.recent_from, b.before_window)
     HAVING count(*) > 0
 ) AS p
 """
