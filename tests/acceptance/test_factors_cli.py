@@ -96,6 +96,35 @@ async def test_factors_command_recomputes_and_reports(
     assert code == 2 and "invalid date 'yesterday'" in err
 
 
+async def test_a_failing_batch_stops_the_command_in_one_line_and_a_rerun_finishes(
+    database_url: str, conn: asyncpg.Connection
+) -> None:
+    """One symbol per batch on two connections; the database refuses AAA's row: exit 1 with
+    that error in one line (not the lanes' exception group), AAA's batch rolled back whole, and
+    a rerun without the fault writes the rest."""
+    await seed(conn)
+    await conn.execute(
+        """CREATE FUNCTION refuse_aaa() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN RAISE EXCEPTION 'AAA refused by the test'; END $$;
+           CREATE TRIGGER refuse_aaa BEFORE INSERT ON symbol_factor_exposures
+           FOR EACH ROW WHEN (NEW.symbol = 'AAA') EXECUTE FUNCTION refuse_aaa();"""
+    )
+    env = worker_env(database_url, FACTOR_BATCH_SIZE="1", FACTOR_CONNECTIONS="2")
+    code, _, err = await run_cli(env, "factors")
+    assert code == 1, err
+    assert "Traceback" not in err and "ExceptionGroup" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "AAA refused by the test" in errors[0], err
+    assert (
+        await conn.fetchval("SELECT last_factor_date FROM symbol_universe WHERE symbol = 'AAA'")
+        is None
+    )
+    await conn.execute("DROP TRIGGER refuse_aaa ON symbol_factor_exposures")
+    code, _, err = await run_cli(env, "factors")
+    assert code == 0, err
+    assert await conn.fetchval("SELECT count(*) FROM symbol_factor_exposures") == 9
+
+
 async def test_an_unwritable_table_is_refused_in_one_line(
     database_url: str, conn: asyncpg.Connection
 ) -> None:
