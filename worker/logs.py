@@ -169,4 +169,26 @@ def configure(settings: Settings, *, stream: Any = None) -> LineWriter | None:
         logger_factory=lambda *_args: line_logger,
         cache_logger_on_first_use=False,
     )
+    # Libraries log through the standard library (asyncpg's pool, asyncio's "exception never
+    # retrieved"): their records become lines of the same stream, redacted and one per record,
+    # instead of multi-line text on stderr from logging's last-resort handler.
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _StdlibBridge)]:
+        root.removeHandler(handler)  # configured again: one bridge
+    root.addHandler(_StdlibBridge())
+    root.setLevel(level)
     return writer
+
+
+class _StdlibBridge(logging.Handler):
+    """A standard-library log record as a structlog event: the message, the logger's name, and
+    the traceback when the record has one."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields: dict[str, Any] = {"logger": record.name}
+            if record.exc_info:
+                fields["exc_info"] = record.exc_info
+            structlog.get_logger(record.name).log(record.levelno, record.getMessage(), **fields)
+        except Exception:  # a broken record must not break the caller, as in logging itself
+            self.handleError(record)

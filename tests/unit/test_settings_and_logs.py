@@ -2,6 +2,7 @@
 
 import io
 import json
+import logging
 from dataclasses import fields
 from pathlib import Path
 
@@ -95,3 +96,32 @@ def test_console_tracebacks_are_masked_too() -> None:
     except RuntimeError:
         structlog.get_logger().exception("fetch_failed")
     assert "RuntimeError" in out.getvalue() and "fmp-key-123456" not in out.getvalue()
+
+
+def test_standard_library_records_become_redacted_json_lines() -> None:
+    """asyncpg and asyncio log through `logging`: one JSON line each in the same stream, with
+    the traceback as a field and secrets masked, not text on stderr."""
+    settings = Settings.from_env(
+        {"LOG_FORMAT": "json", "DATABASE_URL": "postgresql://app:db-pass-123@db.internal/prod"}
+    )
+    out = io.StringIO()
+    try:
+        logs.configure(settings, stream=out)
+        try:
+            raise ConnectionResetError("lost postgresql://app:db-pass-123@db.internal/prod")
+        except ConnectionResetError:
+            logging.getLogger("asyncpg.pool").warning(
+                "release of %s failed", "conn-1", exc_info=True
+            )
+        logging.getLogger("asyncio").debug("below LOG_LEVEL: dropped")
+        lines = out.getvalue().strip().splitlines()
+        assert len(lines) == 1, lines
+        (event,) = [json.loads(line) for line in lines]
+        assert event["event"] == "release of conn-1 failed"
+        assert event["logger"] == "asyncpg.pool" and event["level"] == "warning"
+        assert "ConnectionResetError" in event["exception"]
+        assert "db-pass-123" not in out.getvalue()
+    finally:
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if isinstance(h, logs._StdlibBridge)]:
+            root.removeHandler(handler)
