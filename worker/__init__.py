@@ -3,10 +3,12 @@
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from worker.errors import DatabaseUnavailable
     from worker.queue import enqueue_symbol, enqueue_symbols
     from worker.symbols import InvalidPriorityError, InvalidSymbolError, UnknownRequesterError
 
 __all__ = [
+    "DatabaseUnavailable",
     "InvalidPriorityError",
     "InvalidSymbolError",
     "UnknownRequesterError",
@@ -15,6 +17,7 @@ __all__ = [
 ]
 
 _HOMES = {
+    "DatabaseUnavailable": "worker.errors",
     "enqueue_symbol": "worker.queue",
     "enqueue_symbols": "worker.queue",
     "InvalidPriorityError": "worker.symbols",

@@ -222,6 +222,7 @@ async def retry_failed(db: Executor) -> int:
     return int(await db.fetchval(sql.RETRY_FAILED))
 
 
+@translates_database_errors
 async def enqueue_symbol(
     db: AsyncSession | AsyncConnection,
     symbol: str,
@@ -233,7 +234,8 @@ async def enqueue_symbol(
 
     Bad input raises before anything is written, and leaves the caller's transaction usable:
     InvalidSymbolError, InvalidPriorityError, or UnknownRequesterError when `requested_by` is
-    not a user (checked by the database in the same statement, before the insert).
+    not a user (checked by the database in the same statement, before the insert). A database
+    that cannot be reached raises DatabaseUnavailable (SQLAlchemy's error is its __cause__).
     """
     user = check_requested_by(requested_by)
     result = await db.execute(
@@ -250,6 +252,7 @@ async def enqueue_symbol(
     return job_id
 
 
+@translates_database_errors
 async def enqueue_symbols(
     db: AsyncSession | AsyncConnection,
     symbols: Iterable[str],

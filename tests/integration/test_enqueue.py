@@ -1,6 +1,7 @@
 """Enqueue three ways (helper, SQL function, plain INSERT), one behaviour."""
 
 import asyncio
+import socket
 import uuid
 
 import asyncpg
@@ -8,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
-from worker import enqueue_symbol, enqueue_symbols
+from worker import DatabaseUnavailable, enqueue_symbol, enqueue_symbols
 from worker.symbols import (
     InvalidPriorityError,
     InvalidSymbolError,
@@ -51,6 +52,26 @@ async def test_helper_normalises_and_registers_the_symbol(engine: AsyncEngine, c
     assert job["id"] == job_id and job["priority"] == "high" and job["attempts"] == 0
     universe = await conn.fetchrow("SELECT * FROM symbol_universe WHERE symbol = 'BRK.B'")
     assert (universe["status"], universe["added_source"]) == ("pending", "onboarding")
+
+
+async def test_an_unreachable_database_raises_database_unavailable() -> None:
+    """The helpers' callers catch the project's error, not SQLAlchemy's or asyncpg's (which
+    stays reachable as its cause)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens there once the probe is closed
+    engine = create_async_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres")
+    try:
+        for call in (
+            lambda db: enqueue_symbol(db, "AAPL"),
+            lambda db: enqueue_symbols(db, ["AAPL", "MSFT"]),
+        ):
+            async with AsyncSession(engine) as session:
+                with pytest.raises(DatabaseUnavailable, match=r"ConnectionRefused") as caught:
+                    await call(session)
+                assert caught.value.__cause__ is not None
+    finally:
+        await engine.dispose()
 
 
 async def test_helper_runs_in_the_callers_transaction(engine: AsyncEngine, conn) -> None:
