@@ -108,6 +108,8 @@ class FakeProvider:
 
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         request_line = (await reader.readline()).decode("latin-1").strip()
+        if not request_line:  # a client that connected and gave up before sending (its timeout)
+            return
         headers: dict[str, str] = {}
         while True:
             line = (await reader.readline()).decode("latin-1")

@@ -65,13 +65,15 @@ async def private_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture
 def settings(provider: FakeProvider) -> Settings:
-    """Every HTTP source pointed at the fake provider; tiny timeouts and waits; no rate limits."""
+    """Every HTTP source pointed at the fake provider; tiny waits; no rate limits. The HTTP
+    timeout is generous, so that a loaded machine never turns an instant reply into a timeout;
+    a test of timeouts sets its own (test_onboarding_sources.py)."""
     return Settings(
         yahoo_base_url=provider.url,
         polygon_base_url=provider.url,
         tiingo_base_url=provider.url,
         fmp_base_url=provider.url,
-        http_timeout_s=0.1,
+        http_timeout_s=5.0,
         http_retries=1,
         http_retry_wait_s=0.001,
         http_retry_max_wait_s=0.002,

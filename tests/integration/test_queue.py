@@ -284,7 +284,9 @@ async def test_terminated_connection_mid_job_is_recovered_and_completed_once(
     (job,) = await dead.claim(victim)  # claimed and committed below, then the job "runs"
     await tx.commit()
     pid = victim.get_server_pid()
-    assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
+    # pg_terminate_backend only signals: wait until the backend is gone, so that the statement
+    # below cannot reach it first on a loaded machine.
+    assert await conn.fetchval("SELECT pg_terminate_backend($1, 5000)", pid)
     with pytest.raises(DatabaseUnavailable):  # translated where it enters the queue
         await dead.complete(victim, job)
 
