@@ -25,12 +25,15 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from worker.queue import Job
-from worker.status import QueueDepth
+from worker.status import QueueDepth, UniverseFacts
 
 log = structlog.get_logger("worker.metrics")
 
 NAMESPACE = "symbol_onboarding"
 DEPTH_CACHE_S = 2.0
+# The universe gauges scan symbol_universe (two aggregates): read at most this often, whatever
+# the number of scrapers.
+UNIVERSE_CACHE_S = 2.0
 # Seconds: a job takes milliseconds (synthetic, a replay) to minutes (slow provider, retries).
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 # Seconds from enqueue: about a millisecond when a worker is idle, up to hours behind a backlog.
@@ -76,8 +79,10 @@ class PrometheusMetrics(Metrics):
         self.registry = CollectorRegistry(auto_describe=False)
         self.worker_id, self.version = worker_id, version
         self.queue = QueueCollector()
+        self.universe = UniverseCollector()
         self.registry.register(_Families(self))
         self.registry.register(self.queue)
+        self.registry.register(self.universe)
         ProcessCollector(registry=self.registry)
         self.in_flight = 0
         self.finished: dict[tuple[str, str], int] = {}  # (outcome, priority)
@@ -273,3 +278,52 @@ class QueueCollector(Collector):
         )
         oldest.add_metric([], self.depth.oldest_pending_age_s or 0.0)
         yield oldest
+
+
+class UniverseCollector(Collector):
+    """The universe gauges (freshness, betas), from the status layer's UniverseFacts; `refresh`
+    reads them, at most every UNIVERSE_CACHE_S. Absent while the last read failed."""
+
+    GAUGES = (
+        ("symbols_current", "Active symbols with a price for the last completed session"),
+        ("symbols_behind", "Active symbols without a price for the last completed session"),
+        ("symbols_without_prices", "Active or pending symbols with no price at all"),
+        ("symbols_delisted", "Delisted symbols"),
+        ("refresh_jobs_live", "Refresh jobs pending or processing"),
+        ("symbols_with_betas", "Active symbols with factor betas (last_factor_date set)"),
+        ("symbols_without_betas", "Active symbols without factor betas"),
+        ("symbols_waiting_for_references", "Symbols whose betas wait for reference ETF prices"),
+    )
+
+    def __init__(self) -> None:
+        self.facts: UniverseFacts | None = None
+        self._fetched = float("-inf")
+
+    async def refresh(self, read: Callable[[], Awaitable[UniverseFacts]]) -> None:
+        if time.monotonic() - self._fetched < UNIVERSE_CACHE_S:
+            return
+        self._fetched = time.monotonic()
+        try:
+            self.facts = await read()
+        except Exception as exc:  # a scrape must still answer; database_up tells the rest
+            log.warning("metrics_universe_read_failed", error=f"{type(exc).__name__}: {exc}")
+            self.facts = None
+
+    def collect(self) -> Iterator[Metric]:
+        if self.facts is None:
+            return
+        r, f = self.facts.refresh, self.facts.factors
+        values = {
+            "symbols_current": r.current,
+            "symbols_behind": r.behind,
+            "symbols_without_prices": r.without_prices,
+            "symbols_delisted": r.delisted,
+            "refresh_jobs_live": r.refresh_jobs_live,
+            "symbols_with_betas": f.with_betas,
+            "symbols_without_betas": f.without_betas,
+            "symbols_waiting_for_references": f.waiting_for_references,
+        }
+        for name, doc in self.GAUGES:
+            gauge = GaugeMetricFamily(f"{NAMESPACE}_{name}", doc)
+            gauge.add_metric([], values[name])
+            yield gauge

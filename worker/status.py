@@ -146,6 +146,24 @@ class RefreshFacts:
 
 
 @dataclass(frozen=True)
+class FactorFacts:
+    """How many active symbols have their factor betas (worker/factors)."""
+
+    with_betas: int  # last_factor_date set
+    oldest_last_factor_date: date | None  # among those
+    without_betas: int  # not yet: waiting, too little history, or never computed
+    waiting_for_references: int  # prices stored, betas waiting for reference ETF prices
+
+
+@dataclass(frozen=True)
+class UniverseFacts:
+    """What /metrics reads of the universe at scrape time (cached longer than the queue's)."""
+
+    refresh: RefreshFacts
+    factors: FactorFacts
+
+
+@dataclass(frozen=True)
 class StatusReport:
     generated_at: datetime
     stall_timeout_s: float
@@ -160,6 +178,7 @@ class StatusReport:
     last_completed: FinishedJob | None
     recent_failures: list[FinishedJob]
     refresh: RefreshFacts
+    factors: FactorFacts
 
 
 @dataclass(frozen=True)
@@ -185,6 +204,7 @@ async def gather(conn: asyncpg.Connection, settings: Settings) -> StatusReport:
         completed = await conn.fetch(sql.LAST_FINISHED, "completed", 1)
         failures = await conn.fetch(sql.LAST_FINISHED, "failed", RECENT_FAILURES_LIMIT)
         refresh = await _refresh(conn, settings, now)
+        factor_facts = await _factors(conn)
     stall = settings.stall_timeout_s
     return StatusReport(
         generated_at=now,
@@ -258,7 +278,15 @@ async def gather(conn: asyncpg.Connection, settings: Settings) -> StatusReport:
         last_completed=_finished(completed[0]) if completed else None,
         recent_failures=[_finished(r) for r in failures],
         refresh=refresh,
+        factors=factor_facts,
     )
+
+
+async def gather_universe(conn: asyncpg.Connection, settings: Settings) -> UniverseFacts:
+    """The universe's freshness and betas, as of one moment (the /metrics gauges)."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        now = await conn.fetchval(sql.NOW)
+        return UniverseFacts(await _refresh(conn, settings, now), await _factors(conn))
 
 
 async def gather_depth(conn: asyncpg.Connection | asyncpg.Pool) -> QueueDepth:
@@ -315,6 +343,12 @@ async def _refresh(conn: asyncpg.Connection, settings: Settings, now: datetime) 
         last_batch=None if last is None else RefreshBatch(**dict(last)),
         next_scheduled_refresh=await next_refresh(conn, times, now),
     )
+
+
+async def _factors(conn: asyncpg.Connection) -> FactorFacts:
+    facts = await conn.fetchrow(sql.FACTOR_FACTS)
+    assert facts is not None  # an aggregate without GROUP BY: always one row
+    return FactorFacts(**dict(facts))
 
 
 def _breaker(row: asyncpg.Record, threshold: int) -> CircuitBreaker:
@@ -454,5 +488,16 @@ def format_text(report: StatusReport) -> str:
     )
     lines.append(
         f"next scheduled refresh: {r['next_scheduled_refresh'] or 'off (REFRESH_SCHEDULE_TIME)'}"
+    )
+    f = d["factors"]
+    lines.append(
+        f"betas: {f['with_betas']} active symbols with betas"
+        + (
+            f" (oldest calculation date {f['oldest_last_factor_date']})"
+            if f["oldest_last_factor_date"]
+            else ""
+        )
+        + f", {f['without_betas']} without, {f['waiting_for_references']} waiting for"
+        " reference ETF prices"
     )
     return "\n".join(lines)

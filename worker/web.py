@@ -151,7 +151,12 @@ class StatusServer:
             async with self._database(READY_TIMEOUT_S) as conn:
                 return await status.gather_depth(conn)
 
+        async def read_universe() -> status.UniverseFacts:
+            async with self._database(READY_TIMEOUT_S) as conn:
+                return await status.gather_universe(conn, self.settings)
+
         await self.metrics.queue.refresh(read)
+        await self.metrics.universe.refresh(read_universe)
         body = generate_latest(self.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -341,6 +346,25 @@ def render_page(report: dict[str, Any], history: list[status.MinuteCounts], work
                 ]
                 for f in r["recent_failures"]
             ],
+        ),
+        "<h2>Universe</h2>",
+        _one(
+            r["refresh"],
+            [
+                "through_session",
+                "current",
+                "behind",
+                "oldest_last_price_date",
+                "without_prices",
+                "delisted",
+                "refresh_jobs_live",
+                "next_scheduled_refresh",
+            ],
+        ),
+        "<h2>Factor betas</h2>",
+        _one(
+            r["factors"],
+            ["with_betas", "oldest_last_factor_date", "without_betas", "waiting_for_references"],
         ),
         "</body></html>",
     ]

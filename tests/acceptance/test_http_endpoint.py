@@ -189,6 +189,18 @@ async def test_metrics_after_n_jobs_show_exactly_n_completions(
     assert stored == n * 10
     assert total(m, "symbol_onboarding_price_rows_written_total", source="yahoo") == stored
     assert total(m, "symbol_onboarding_database_reconnects_total") == 0
+    # The universe gauges (read at scrape time, like status): 7 active symbols with prices and
+    # no betas (FACTORS_ENABLED is off here); NOPE failed, so it is not active.
+    assert (
+        total(m, "symbol_onboarding_symbols_current") + total(m, "symbol_onboarding_symbols_behind")
+        == n
+    )
+    assert total(m, "symbol_onboarding_symbols_without_prices") == 0
+    assert total(m, "symbol_onboarding_symbols_delisted") == 0
+    assert total(m, "symbol_onboarding_refresh_jobs_live") == 0
+    assert total(m, "symbol_onboarding_symbols_with_betas") == 0
+    assert total(m, "symbol_onboarding_symbols_without_betas") == n
+    assert total(m, "symbol_onboarding_symbols_waiting_for_references") == 0
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import uuid
+from datetime import date
 
 import asyncpg
 
@@ -40,6 +41,11 @@ async def seed(conn: asyncpg.Connection) -> dict[str, uuid.UUID]:
                    ('polygon', now() + interval '60 s', '5 consecutive transient failures', 5),
                    ('tiingo', NULL, NULL, 5),
                    ('fmp', now() - interval '1 minute', 'old pause', 2);
+        INSERT INTO symbol_universe (symbol, status, last_price_date, last_factor_date) VALUES
+            ('BETA1', 'active', '2025-01-02', '2024-12-31'),
+            ('BETA2', 'active', '2025-01-02', '2025-01-02'),
+            ('NOBETA', 'active', '2025-01-02', NULL);
+        INSERT INTO symbol_factor_waits (symbol, waiting_for) VALUES ('NOBETA', '{SPY,TLT}');
         """
     )
     await registry.announce(
@@ -115,6 +121,13 @@ async def test_gather_tells_the_whole_truth(conn) -> None:
     assert [f.symbol for f in report.recent_failures] == ["BAD"]
     assert report.recent_failures[0].error == "unknown symbol"
     assert str(ids["BAD"]) == report.recent_failures[0].job_id
+
+    assert report.factors == status.FactorFacts(
+        with_betas=2,
+        oldest_last_factor_date=date(2024, 12, 31),
+        without_betas=1,
+        waiting_for_references=1,
+    )
 
 
 async def test_an_empty_queue_still_shows_every_group(conn) -> None:
