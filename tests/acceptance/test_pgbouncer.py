@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.acceptance.conftest import run_cli, start_worker, worker_env
+from tests.factordata import business_days, reference_series, store_prices
 from tests.pgbouncer import PgBouncer
 from worker import enqueue_symbol, enqueue_symbols
 from worker.db import pooler_connect_args, sqlalchemy_url
@@ -150,6 +151,20 @@ async def test_every_command_through_pgbouncer(database_url, conn, pgbouncer) ->
     )
     code, out, err = await run_cli(env, "prune")
     assert code == 0 and "pruned 2 completed" in out, err
+
+    # The factors command on FACTOR_CONNECTIONS (2) connections through the pooler, one symbol
+    # per batch: the symbol on the ETFs' dates gets its betas.
+    days = business_days(200)
+    pooled = [p * 1.01 for p in reference_series(days)["SPY"][2]]
+    await store_prices(conn, {**reference_series(days), "POOLED": (days, pooled, pooled)})
+    code, out, err = await run_cli(
+        {**env, "FACTOR_CONNECTIONS": "2", "FACTOR_BATCH_SIZE": "1"}, "factors"
+    )
+    assert code == 0, err
+    beta = await conn.fetchval(
+        "SELECT market_beta FROM symbol_factor_exposures WHERE symbol = 'POOLED'"
+    )
+    assert float(beta) == pytest.approx(1.0, abs=1e-3)  # SPY's returns, to 4-decimal prices
 
     start = date(2024, 1, 2)
     await conn.copy_records_to_table(
