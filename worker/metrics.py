@@ -10,7 +10,7 @@ come from the same query.
 
 import time
 from bisect import bisect_left
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from itertools import accumulate
 from typing import Any
 
@@ -54,6 +54,9 @@ class Metrics:
     def rows_written(self, source: str, rows: int) -> None:
         """Price rows inserted or changed by one job."""
 
+    def rows_skipped(self, source: str, reasons: Mapping[str, int]) -> None:
+        """Rows of one fetch that validation refused or could not use, by reason."""
+
     def provider_request(self, source: str, status: str) -> None:
         """One HTTP request to a price provider: its status code, or timeout / error."""
 
@@ -90,6 +93,7 @@ class PrometheusMetrics(Metrics):
         self.start_latency = _Histogram(LATENCY_BUCKETS)
         self.completion_latency = _Histogram(LATENCY_BUCKETS)
         self.rows: dict[tuple[str], int] = {}
+        self.skipped: dict[tuple[str, str], int] = {}  # (source, reason)
         self.requests: dict[tuple[str, str], int] = {}
         self.pauses: dict[tuple[str], int] = {}
         self.deferrals: dict[tuple[str], int] = {}
@@ -114,6 +118,10 @@ class PrometheusMetrics(Metrics):
 
     def rows_written(self, source: str, rows: int) -> None:
         _add(self.rows, (source,), rows)
+
+    def rows_skipped(self, source: str, reasons: Mapping[str, int]) -> None:
+        for reason, rows in reasons.items():
+            _add(self.skipped, (source, reason), rows)
 
     def provider_request(self, source: str, status: str) -> None:
         _add(self.requests, (source, status))
@@ -204,6 +212,12 @@ class _Families(Collector):
         yield in_flight
         yield _counter(
             f"{ns}_price_rows_written", "Price rows inserted or changed", ["source"], m.rows
+        )
+        yield _counter(
+            f"{ns}_price_rows_skipped",
+            "Fetched price rows refused by validation (or without a usable close), by reason",
+            ["source", "reason"],
+            m.skipped,
         )
         yield _counter(
             f"{ns}_provider_requests",

@@ -390,6 +390,8 @@ class Onboarder:
             kind = SourceUnreachable if every_try_unreachable else TransientSourceError
             raise kind(exc.source, f"{exc.detail} ({tries} attempts)") from None
         bars = fetched.bars
+        if fetched.skipped:
+            self._metrics.rows_skipped(source.name, fetched.skipped)
         log.info(
             "prices_fetched",
             source=source.name,

@@ -12,6 +12,7 @@ import pytest
 from tests.fakeprovider import FakeProvider
 from tests.harness import PgServer, run
 from worker.db import asyncpg_dsn
+from worker.metrics import Metrics
 from worker.onboarding import Onboarder, open_onboarder
 from worker.queue import Job, Queue
 from worker.settings import Settings
@@ -99,7 +100,12 @@ async def onboarder_for(
     async with contextlib.AsyncExitStack() as opened:
 
         async def make(
-            sources: str, *, today: date, queue_: Queue | None = None, **overrides: Any
+            sources: str,
+            *,
+            today: date,
+            queue_: Queue | None = None,
+            metrics: Metrics | None = None,
+            **overrides: Any,
         ) -> Onboarder:
             return await opened.enter_async_context(
                 open_onboarder(
@@ -108,6 +114,7 @@ async def onboarder_for(
                     pool,
                     sources=sources,
                     today=lambda: today,
+                    metrics=metrics,
                 )
             )
 

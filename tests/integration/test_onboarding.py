@@ -21,6 +21,7 @@ from structlog.testing import capture_logs
 from tests.fakeprovider import FakeProvider, Reply, fixture, recorded
 from tests.integration.conftest import claim, job_row, stored, symbol_row
 from worker import onboarding
+from worker.metrics import PrometheusMetrics
 from worker.onboarding import _columns, open_onboarder
 from worker.prices import ratelimit, synthetic
 from worker.prices.base import SourcePaused, Window
@@ -177,10 +178,12 @@ async def test_a_bad_row_is_skipped_counted_and_never_stored(
     body = fixture(MSFT).replace(b'"close":[239.64999389648438', b'"close":[-239.64999389648438')
     provider.route(MSFT_PATH, Reply(body=body))
     job = await claim(pool, queue, "MSFT")
-    result = await (await onboarder_for("yahoo", today=MSFT_TODAY)).run(job)
+    metrics = PrometheusMetrics("w", "1")
+    result = await (await onboarder_for("yahoo", today=MSFT_TODAY, metrics=metrics)).run(job)
 
     assert (result.outcome, result.rows) == ("completed", 251)
     assert result.skipped == {"close_price not positive": 1}
+    assert metrics.skipped == {("yahoo", "close_price not positive"): 1}  # price_rows_skipped_total
     rows = await stored(pool, "MSFT")
     assert len(rows) == 251 and rows[0][0] == date(2021, 2, 2)
     assert (await job_row(pool, job))["status"] == "completed"
