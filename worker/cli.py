@@ -130,7 +130,9 @@ def _print_error(line: str) -> None:
             print(line, file=sys.stderr, flush=True)
             return
         sys.stderr.flush()
-        os.write(fd, (line + "\n").encode())
+        data = (line + "\n").encode()
+        while data:  # a pipe takes a short line whole; a partial write is finished, not lost
+            data = data[os.write(fd, data) :]
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -76,6 +76,7 @@ class LineWriter:
     def __init__(self, fd: int, *, max_lines: int = 10_000) -> None:
         self._fd = os.dup(fd)
         self._lines: queue.Queue[str] = queue.Queue(maxsize=max_lines)
+        self._local = threading.local()
         self.dropped = 0
         self.broken = False
         self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
@@ -84,10 +85,23 @@ class LineWriter:
     def write(self, line: str) -> None:
         if self.broken:
             return
+        nested: list[str] | None = getattr(self._local, "nested", None)
+        if nested is not None:
+            # Logged from inside this thread's own put, which holds the queue's lock: a garbage
+            # collection there can free a future whose exception nobody read, and asyncio logs
+            # it (through the standard-library bridge). Queued after the outer line, never a
+            # deadlock on that lock.
+            nested.append(line)
+            return
+        self._local.nested = nested = [line]
         try:
-            self._lines.put_nowait(line)
-        except queue.Full:
-            self.dropped += 1
+            while nested:
+                try:
+                    self._lines.put_nowait(nested.pop(0))
+                except queue.Full:
+                    self.dropped += 1
+        finally:
+            self._local.nested = None
 
     def flush(self, timeout_s: float = 2.0) -> bool:
         """Wait up to `timeout_s` for the queued lines to be written; False if some were not."""
@@ -171,12 +185,13 @@ def configure(settings: Settings, *, stream: Any = None) -> LineWriter | None:
     )
     # Libraries log through the standard library (asyncpg's pool, asyncio's "exception never
     # retrieved"): their records become lines of the same stream, redacted and one per record,
-    # instead of multi-line text on stderr from logging's last-resort handler.
+    # instead of multi-line text on stderr from logging's last-resort handler. Warnings and
+    # worse only (or LOG_LEVEL's, if higher): at info, httpx alone logs every request.
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, _StdlibBridge)]:
         root.removeHandler(handler)  # configured again: one bridge
     root.addHandler(_StdlibBridge())
-    root.setLevel(level)
+    root.setLevel(max(level, logging.WARNING))
     return writer
 
 

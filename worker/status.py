@@ -152,7 +152,8 @@ class FactorFacts:
     with_betas: int  # last_factor_date set
     oldest_last_factor_date: date | None  # among those
     without_betas: int  # not yet: waiting, too little history, or never computed
-    waiting_for_references: int  # prices stored, betas waiting for reference ETF prices
+    waiting_for_references: int  # prices stored, betas waiting for reference ETF prices (may
+    # have older betas: a refresh that waits keeps the last ones)
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,8 @@ class StatusServer:
                 return await status.gather_universe(conn, self.settings)
 
         await self.metrics.queue.refresh(read)
-        await self.metrics.universe.refresh(read_universe)
+        if self.metrics.queue.up:  # else the database is away: one timeout per scrape is enough
+            await self.metrics.universe.refresh(read_universe)
         body = generate_latest(self.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -75,6 +75,7 @@ async def test_wide_table_gets_one_row_per_symbol_and_date(conn: asyncpg.Connect
     assert store.shape == "wide"
     result = await recompute_factors(conn, list(series), store=store)
     assert (result.computed, result.complete, result.rows_written) == (5, 5, 5)
+    assert result.reread == 0  # whole windows after the cut: one read
     assert result.last_date == DAYS[-1]
     rows = await conn.fetch(WIDE_SELECT + " ORDER BY symbol")
     assert [r["symbol"] for r in rows] == list(series)
@@ -171,12 +172,17 @@ async def test_short_history_and_gaps(conn: asyncpg.Connection) -> None:
     assert float(rows["S0"]["ir_beta"]) == pytest.approx(ir, abs=5e-7)
 
 
-async def test_a_limited_read_gives_the_full_reads_betas(conn: asyncpg.Connection) -> None:
-    """Symbols are read first from SPY's RECENT_DATES-th latest date on; one whose windows that
-    does not fill (VUG lacks 20 of those dates) is read again in full, so its spread uses 180
-    returns, exactly as a read of its whole history does, not the 170 the cut rows hold."""
+async def test_the_cut_read_gives_the_whole_reads_betas(conn: asyncpg.Connection) -> None:
+    """Prices are read first from SPY's RECENT_DATES-th latest date on. Read again without the
+    cut: S0 and S1, whose spread windows the cut leaves short (VUG lacks 20 of those dates), so
+    they use 180 returns, not 170; and STALE, whose prices stop 210 dates before the end (none
+    since the cut), so it gets the betas its history allows instead of none. The betas are
+    those of a read of the whole history (test_wide_table_... shows a full series is read once).
+    """
     assert len(DAYS) > RECENT_DATES
     series = seeded(2)
+    d, c, a = series["S1"]
+    series["STALE"] = (d[:50], c[:50], a[:50])
     refs = reference_series(DAYS)
     gaps = set(range(len(DAYS) - 40, len(DAYS) - 20))  # 20 recent dates without VUG
     vug = [
@@ -184,16 +190,35 @@ async def test_a_limited_read_gives_the_full_reads_betas(conn: asyncpg.Connectio
     ]
     refs["VUG"] = ([d for d, _ in vug], [p for _, p in vug], [p for _, p in vug])
     await store_prices(conn, {**refs, **series})
-    result = await recompute_factors(conn, list(series))
-    assert (result.computed, result.complete) == (2, 2)
+    names = sorted(series)
+    result = await recompute_factors(conn, names)
+    assert (result.computed, result.complete, result.reread) == (3, 2, 3)
+    # The oracle: compute_betas on every whole series, each on the full date grid.
+    grid = {day: i for i, day in enumerate(DAYS)}
+
+    def row(days: list, prices: list) -> np.ndarray:
+        out = np.full(len(DAYS), np.nan)
+        out[[grid[x] for x in days]] = prices
+        return out
+
     references = np.array([reference_series(DAYS)[e][2] for e in REFERENCE_ETFS])
     references[REFERENCE_ETFS.index("VUG"), sorted(gaps)] = np.nan
-    panel = Panel(np.arange(len(DAYS)), np.array([series[s][2] for s in series]), references)
-    betas = compute_betas(panel)
-    assert betas.observations[:, FACTOR_INDEX["growth_value_spread"]].tolist() == [180, 180]
-    rows = await conn.fetch(WIDE_SELECT + " ORDER BY symbol")
-    stored = np.array([[float(r[c]) for c in sql.WIDE_COLUMNS] for r in rows])
-    np.testing.assert_array_equal(stored, np.round(betas.beta, 6))
+    prices = np.array([row(series[n][0], series[n][1]) for n in names])
+    betas = compute_betas(Panel(np.arange(len(DAYS)), prices, references))
+    spread = FACTOR_INDEX["growth_value_spread"]
+    assert dict(zip(names, betas.observations[:, spread].tolist(), strict=True)) == {
+        "S0": 180, "S1": 180, "STALE": 49,
+    }  # fmt: skip
+    rows = {r["symbol"]: r for r in await conn.fetch(WIDE_SELECT)}
+    assert sorted(rows) == names
+    stored = np.array(
+        [
+            [np.nan if rows[n][c] is None else float(rows[n][c]) for c in sql.WIDE_COLUMNS]
+            for n in names
+        ]
+    )
+    # Stored to 6 decimals: within half a unit of the last one (and NULL where not computed).
+    np.testing.assert_allclose(stored, betas.beta, rtol=0, atol=5.01e-7)
 
 
 async def test_as_of_and_the_history_window(conn: asyncpg.Connection) -> None:

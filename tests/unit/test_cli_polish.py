@@ -90,3 +90,26 @@ def test_non_finite_numbers_are_refused(name: str, raw: str) -> None:
 def test_validate_refuses_non_finite_values_set_in_code(overrides: dict[str, float]) -> None:
     with pytest.raises(SettingsError, match="must be a finite number"):
         Settings(**overrides).validate()  # type: ignore[arg-type]
+
+
+def test_the_error_line_goes_out_in_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The background log writer shares stderr's descriptor: a line and its newline written
+    separately let a log line in between (CI saw `...were copied){"rows_seen": ...`)."""
+    import os
+    import sys
+
+    writes: list[bytes] = []
+    real_write = os.write
+
+    def record(fd: int, data: bytes) -> int:
+        if fd == sys.stderr.fileno():
+            writes.append(bytes(data))
+            return len(data)
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", record)
+    monkeypatch.setattr(sys, "stderr", sys.__stderr__)  # a real descriptor, not pytest's capture
+    cli._print_error("error: no market_data_cache rows for NOPE (the other symbols were copied)")
+    assert writes == [
+        b"error: no market_data_cache rows for NOPE (the other symbols were copied)\n"
+    ]

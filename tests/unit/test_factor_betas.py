@@ -297,28 +297,40 @@ def test_binary_arrays_are_read_as_postgresql_sends_them() -> None:
         binary_elements([prices[0][:-4], prices[1]], PRICE)
 
 
-@pytest.mark.parametrize(("environment", "threads"), [({}, 1), ({"OPENBLAS_NUM_THREADS": "2"}, 2)])
-def test_numpys_blas_gets_one_thread_unless_the_environment_chose(
-    environment: dict[str, str], threads: int
-) -> None:
-    """Its spinning threads take CPU from the database (bench/factors.py); a fresh process,
-    since the setting is per process."""
-    import os
-    import subprocess
-    import sys
+def blas_threads() -> int:
+    import threadpoolctl
 
-    env = {k: v for k, v in os.environ.items() if k not in BLAS_THREAD_VARIABLES}
-    probe = (
-        "import threadpoolctl, worker.factors.betas; "
-        "print(sorted({p['num_threads'] for p in threadpoolctl.threadpool_info()"
-        " if p['user_api'] == 'blas'}))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", probe],
-        env={**env, **environment},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    assert out.strip() == str([threads])
+    return max(p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas")
+
+
+@pytest.mark.parametrize("chosen", [False, True])
+def test_numpys_blas_runs_one_thread_inside_compute_betas_unless_the_environment_chose(
+    monkeypatch: pytest.MonkeyPatch, chosen: bool
+) -> None:
+    """Its idle threads spin and take CPU from the database (bench/factors.py); the process's
+    other BLAS work keeps its threads."""
+    import threadpoolctl
+
+    from worker.factors import betas
+
+    threadpoolctl.threadpool_limits(2, user_api="blas")  # what a 2-core machine starts with
+    for name in BLAS_THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    if chosen:
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    betas._blas_controller.cache_clear()
+    seen: list[int] = []
+    solve = betas._solve_group
+
+    def spy(*args: object) -> None:
+        seen.append(blas_threads())
+        solve(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(betas, "_solve_group", spy)
+    try:
+        refs = prices_from(reference_returns(np.random.default_rng(3)))
+        compute_betas(make_panel(refs[:2] * 1.5, refs))
+        assert seen and set(seen) == ({2} if chosen else {1})
+        assert blas_threads() == 2  # restored after the block
+    finally:
+        betas._blas_controller.cache_clear()

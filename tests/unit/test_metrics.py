@@ -58,8 +58,8 @@ def test_counters_and_gauges_render_what_was_recorded() -> None:
     m.provider_request("yahoo", "200")
     m.provider_request("yahoo", "timeout")
     m.rows_written("yahoo", 250)
-    m.rows_skipped("yahoo", {"close_not_positive": 2, "high_below_low": 1})
-    m.rows_skipped("yahoo", {"close_not_positive": 1})
+    m.rows_skipped("yahoo", {"close_price not positive": 2, "close_price missing": 1})
+    m.rows_skipped("yahoo", {"close_price not positive": 1})
     m.source_paused("polygon")
     m.rate_limit_deferral("polygon")
     m.database_reconnect("claim")
@@ -70,8 +70,10 @@ def test_counters_and_gauges_render_what_was_recorded() -> None:
         'symbol_onboarding_provider_requests_total{source="yahoo",status="200"} 2.0',
         'symbol_onboarding_provider_requests_total{source="yahoo",status="timeout"} 1.0',
         'symbol_onboarding_price_rows_written_total{source="yahoo"} 250.0',
-        'symbol_onboarding_price_rows_skipped_total{reason="close_not_positive",source="yahoo"} 3.0',
-        'symbol_onboarding_price_rows_skipped_total{reason="high_below_low",source="yahoo"} 1.0',
+        'symbol_onboarding_price_rows_skipped_total{reason="close_price not positive",'
+        'source="yahoo"} 3.0',
+        'symbol_onboarding_price_rows_skipped_total{reason="close_price missing",'
+        'source="yahoo"} 1.0',
         'symbol_onboarding_source_pauses_total{source="polygon"} 1.0',
         'symbol_onboarding_rate_limit_deferrals_total{source="polygon"} 1.0',
         'symbol_onboarding_database_reconnects_total{connection="claim"} 1.0',

@@ -114,6 +114,7 @@ def test_standard_library_records_become_redacted_json_lines() -> None:
                 "release of %s failed", "conn-1", exc_info=True
             )
         logging.getLogger("asyncio").debug("below LOG_LEVEL: dropped")
+        logging.getLogger("httpx").info("HTTP Request: GET ... (a library's info: dropped)")
         lines = out.getvalue().strip().splitlines()
         assert len(lines) == 1, lines
         (event,) = [json.loads(line) for line in lines]
@@ -125,3 +126,31 @@ def test_standard_library_records_become_redacted_json_lines() -> None:
         root = logging.getLogger()
         for handler in [h for h in root.handlers if isinstance(h, logs._StdlibBridge)]:
             root.removeHandler(handler)
+
+
+def test_a_line_logged_inside_the_writers_own_put_neither_deadlocks_nor_is_lost() -> None:
+    """A garbage collection inside `put` (which holds the queue's lock) can make asyncio log
+    through the standard-library bridge into the same writer: simulated by logging from the
+    queue's `_put`, which runs under that lock. Before: the thread waited on itself forever."""
+    import os
+    import threading
+
+    read_fd, write_fd = os.pipe()
+    writer = logs.LineWriter(write_fd)
+    lines = writer._lines
+    plain_put = lines._put  # type: ignore[attr-defined]
+
+    def put_then_log(item: str) -> None:
+        plain_put(item)
+        if item == "outer":
+            writer.write("nested")
+
+    lines._put = put_then_log  # type: ignore[attr-defined]
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (writer.write("outer"), done.set()), daemon=True)
+    thread.start()
+    assert done.wait(5), "the writer deadlocked on its own queue"
+    assert writer.flush(5)
+    os.close(write_fd)
+    assert os.read(read_fd, 100) == b"outer\nnested\n"
+    os.close(read_fd)

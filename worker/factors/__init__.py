@@ -80,6 +80,7 @@ class Recomputed:
     rows_written: int = 0  # exposure rows (wide: one per symbol; long: one per beta)
     skipped: dict[str, int] = field(default_factory=dict)  # why a symbol got no beta at all
     absent: dict[str, int] = field(default_factory=dict)  # "factor: why", among computed ones
+    reread: int = 0  # symbols read a second time, without the cut (see _recompute)
     first_date: date | None = None  # calculation dates written
     last_date: date | None = None
     dry_run: bool = False
@@ -89,6 +90,7 @@ class Recomputed:
         self.computed += other.computed
         self.complete += other.complete
         self.rows_written += other.rows_written
+        self.reread += other.reread
         for mine, theirs in ((self.skipped, other.skipped), (self.absent, other.absent)):
             for reason, count in theirs.items():
                 mine[reason] = mine.get(reason, 0) + count
@@ -140,29 +142,32 @@ async def _recompute(
     if read is None:
         result.skipped[NO_SPY] = result.symbols
         return result
-    unpriced = result.symbols - len(read.symbols)
+    names, betas = list(read.symbols), compute_betas(read.panel)
+    if read.recent_from is not None:
+        # Prices were read from SPY's RECENT_DATES-th latest date on. A symbol whose regressions
+        # did not all find their whole window there (a short history, dates an ETF lacks), or
+        # that has no price since then, may find more before it: those are read again without
+        # the cut. Every regression uses the latest dates its series share, and the cut read is
+        # a suffix of them, so a whole window is the same window as the uncut read's.
+        whole = betas.full_windows
+        found = set(names)
+        again = [n for n, w in zip(names, whole, strict=True) if not w]
+        again += [s for s in dict.fromkeys(symbols) if s not in found]
+        if again:
+            result.reread = len(again)
+            full = await store.read_panel(conn, again, as_of=as_of, history_days=history_days)
+            if full is not None:  # else SPY's prices went in between: the first read stands
+                keep = np.flatnonzero(whole)
+                names = [names[i] for i in keep.tolist()] + list(full.symbols)
+                betas = betas.take(keep).stacked(compute_betas(full.panel))
+    unpriced = result.symbols - len(names)
     if unpriced:
         result.skipped[NO_PRICES] = unpriced
-    betas = compute_betas(read.panel)
-    # Prices are read from SPY's RECENT_DATES-th latest date on. A symbol whose regressions did
-    # not all find their whole window there (a short history, dates an ETF lacks) may find more
-    # before it: those are read again without the cut. Every regression uses the latest dates
-    # its series share, and what the cut read is a suffix of them, so where a window is whole
-    # it is the same window: every symbol's betas are exactly those of the uncut read.
-    cut = read.recent_from is not None
-    again = np.flatnonzero(cut & ~betas.full_windows)
-    if again.size:
-        wanted = [read.symbols[i] for i in again.tolist()]
-        full = await store.read_panel(conn, wanted, as_of=as_of, history_days=history_days)
-        if full is not None:  # else SPY's prices went in between: the first read's betas stand
-            row_of = {symbol: i for i, symbol in enumerate(read.symbols)}
-            rows = np.array([row_of[s] for s in full.symbols], dtype=np.int64)
-            betas.put(rows, compute_betas(full.panel))
     _summarise(betas, result)
     if dry_run:
         result.rows_written = store.rows_for(betas)
     else:
-        result.rows_written = await store.write(conn, read.symbols, betas)
+        result.rows_written = await store.write(conn, names, betas)
     return result
 
 

@@ -17,6 +17,8 @@ Symbols that have prices on exactly the same dates share every regression's date
 are solved together: one matrix operation per regression for the whole group.
 """
 
+import contextlib
+import functools
 import os
 from dataclasses import dataclass, fields
 
@@ -32,17 +34,25 @@ BoolArray = npt.NDArray[np.bool_]
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def one_blas_thread() -> None:
-    """numpy's BLAS (OpenBLAS) starts a thread per core, and its threads spin for a while after
-    each call. With these matrices (six columns at most) they never pay, and the spinning takes
-    CPU from the database on the same machine: bench/factors.py measured 0.2-0.4 s of CPU per
-    8,000 symbols, the universe 1.15x slower. Run at import: one thread, unless the environment
-    chose (BLAS_THREAD_VARIABLES)."""
-    if not any(os.environ.get(name) for name in BLAS_THREAD_VARIABLES):
-        threadpoolctl.threadpool_limits(limits=1, user_api="blas")
+@functools.cache
+def _blas_controller() -> threadpoolctl.ThreadpoolController | None:
+    if any(os.environ.get(name) for name in BLAS_THREAD_VARIABLES):
+        return None
+    return threadpoolctl.ThreadpoolController()
 
 
-one_blas_thread()
+def one_blas_thread() -> contextlib.AbstractContextManager[object]:
+    """numpy's BLAS on one thread for the block, unless the environment chose (5 us).
+
+    With these matrices (six columns at most) more threads never pay, and OpenBLAS's threads
+    spin after each call: bench/factors.py measured 0.2-0.4 s of CPU per 8,000 symbols taken from
+    the database on the same machine, the universe 1.15x slower."""
+    controller = _blas_controller()
+    if controller is None:
+        return contextlib.nullcontext()
+    limited: contextlib.AbstractContextManager[object] = controller.limit(limits=1, user_api="blas")
+    return limited
+
 
 REFERENCE_ETFS = ("SPY", "TLT", "VTV", "VUG", "MTUM", "QUAL", "IWM", "USMV")
 STYLE_ETFS = ("VTV", "VUG", "MTUM", "QUAL", "IWM", "USMV")
@@ -88,9 +98,9 @@ FACTORS = (
 )
 FACTOR_INDEX = {f.column: i for i, f in enumerate(FACTORS)}
 WINDOWS = np.array([f.window for f in FACTORS])
-# The most rows of a symbol any regression can use: the longest window's returns need one more
-# price. A read limited to that many rows (plus slack for the odd date an ETF lacks) computes the
-# same betas as a full read wherever every regression finds its whole window in it.
+# The most dates of a symbol any regression can use: the longest window's returns need one more
+# price. A read of that many of SPY's latest dates (plus slack for the odd date an ETF lacks)
+# gives the same windows as a full read wherever every regression finds its whole window in it.
 ROWS_USED = int(WINDOWS.max()) + 1
 
 
@@ -167,10 +177,18 @@ class Betas:
         full: BoolArray = np.all(self.observations >= WINDOWS, axis=1)
         return full
 
-    def put(self, rows: IntArray, other: "Betas") -> None:
-        """Overwrite rows `rows` with the rows of `other`, in order."""
-        for f in fields(self):
-            getattr(self, f.name)[rows] = getattr(other, f.name)
+    def take(self, rows: IntArray) -> "Betas":
+        """The rows `rows`, in that order."""
+        return Betas(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+
+    def stacked(self, other: "Betas") -> "Betas":
+        """These rows, then those of `other`."""
+        return Betas(
+            **{
+                f.name: np.concatenate([getattr(self, f.name), getattr(other, f.name)])
+                for f in fields(self)
+            }
+        )
 
 
 def simple_returns(prices: FloatArray) -> FloatArray:
@@ -243,8 +261,9 @@ def compute_betas(panel: Panel) -> Betas:
     with np.errstate(invalid="ignore"):
         present = panel.prices > 0  # False for NaN too
         ref_present = panel.references > 0
-    for members in _groups(present):
-        _solve_group(panel, present[members[0]], ref_present, members, out)
+    with one_blas_thread():
+        for members in _groups(present):
+            _solve_group(panel, present[members[0]], ref_present, members, out)
     raw = out.beta
     out.capped[:] = np.abs(raw) > BETA_CAP
     np.clip(raw, -BETA_CAP, BETA_CAP, out=raw)

@@ -1,10 +1,10 @@
 """`python -m worker factors [--symbols A,B] [--as-of DATE] [--dry-run]`: recompute the betas of
 every active symbol (or the listed ones), `FACTOR_BATCH_SIZE` symbols per transaction on each of
 `FACTOR_CONNECTIONS` connections at once, each batch read in one query (a second for the few
-symbols whose latest rows do not fill their windows) and solved by `compute_betas` in one go,
-every batch committed on its own (a rerun redoes only what is missing). A progress line on a
-terminal, `factors_progress` log lines otherwise; a summary at the end (computed, skipped and
-why). Exit status 1 when a listed symbol is not active."""
+symbols the cut read leaves short) and solved by `compute_betas` in one go, every batch
+committed on its own (a failure stops the command; a rerun recomputes all, safely). A progress
+line on a terminal, `factors_progress` log lines otherwise; a summary at the end (computed,
+skipped and why, read again). Exit status 1 when a listed symbol is not active."""
 
 import asyncio
 import sys
@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from worker.db import Connection
-from worker.factors import Recomputed, recompute_factors
+from worker.factors import RECENT_DATES, Recomputed, recompute_factors
 from worker.factors.store import FactorStore
 from worker.settings import Settings
 
@@ -75,6 +75,8 @@ async def command(
             for conn in conns:
                 lanes.create_task(lane(conn))
     except ExceptionGroup as group:  # the command line reports one error, as it is
+        for other in group.exceptions[1:]:  # another lane failed too, before it was stopped
+            log.error("factors_batch_failed", error=f"{type(other).__name__}: {other}")
         raise group.exceptions[0] from None
     elapsed = time.monotonic() - started
     if on_terminal:
@@ -109,6 +111,7 @@ def summary_fields(r: Recomputed, elapsed_s: float, shape: str) -> dict[str, Any
         "skipped": r.skipped,
         "absent": r.absent,
         "rows_written": r.rows_written,
+        "reread": r.reread,
         "table_shape": shape,
         "first_calculation_date": r.first_date.isoformat() if r.first_date else None,
         "last_calculation_date": r.last_date.isoformat() if r.last_date else None,
@@ -132,6 +135,8 @@ def format_summary(
         f"{r.symbols:,} symbols, {r.computed:,} with betas ({r.complete:,} with all twelve)",
         f"  {verb} {r.rows_written:,} rows ({shape} table), calculation dates {dates}",
     ]
+    if r.reread:
+        lines.append(f"  read again without the {RECENT_DATES}-date cut: {r.reread:,} symbols")
     for reason, count in sorted(r.skipped.items()):
         lines.append(f"  skipped, {reason.replace('_', ' ')}: {count:,}")
     for reason, count in sorted(r.absent.items()):

@@ -118,16 +118,18 @@ SELECT
 FROM symbol_universe
 """
 
-# How many active symbols have their factor betas (worker/factors): with a calculation date
-# (and the oldest of those dates), without one, and symbols waiting for reference ETF prices.
+# How many active symbols (status 'active', as the factors command picks them) have their factor
+# betas (worker/factors): with a calculation date (and the oldest of those dates), without one,
+# and among them those waiting for reference ETF prices.
 FACTOR_FACTS = """
 SELECT
-    count(*) FILTER (WHERE last_factor_date IS NOT NULL) AS with_betas,
-    min(last_factor_date) AS oldest_last_factor_date,
-    count(*) FILTER (WHERE last_factor_date IS NULL) AS without_betas,
-    (SELECT count(*) FROM symbol_factor_waits) AS waiting_for_references
-FROM symbol_universe
-WHERE coalesce(status, 'active') = 'active'
+    count(*) FILTER (WHERE u.last_factor_date IS NOT NULL) AS with_betas,
+    min(u.last_factor_date) AS oldest_last_factor_date,
+    count(*) FILTER (WHERE u.last_factor_date IS NULL) AS without_betas,
+    count(w.symbol) AS waiting_for_references
+FROM symbol_universe AS u
+LEFT JOIN symbol_factor_waits AS w ON w.symbol = u.symbol
+WHERE u.status = 'active'
 """
 
 # The last daily refresh batch (worker/schedule.py).
