@@ -697,10 +697,13 @@ async def _refresh(args: argparse.Namespace, settings: Settings, url: str) -> in
 async def _factors(args: argparse.Namespace, settings: Settings, url: str) -> int:
     from worker.factors.command import command
 
+    lanes = settings.factor_connections
+    if args.symbols is not None:  # no more connections than batches
+        lanes = min(lanes, -(-len(args.symbols) // settings.factor_batch_size))
     async with contextlib.AsyncExitStack() as stack:
         conns = [
             await stack.enter_async_context(_connection(settings, url, check_schema=i == 0))
-            for i in range(settings.factor_connections)
+            for i in range(max(lanes, 1))
         ]
         store = await _factor_store(conns[0])
         return await command(conns, store, settings, args.symbols, args.as_of, args.dry_run)
