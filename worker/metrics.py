@@ -12,7 +12,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from itertools import accumulate
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import structlog
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -28,6 +28,7 @@ from worker.queue import Job
 from worker.status import QueueDepth, UniverseFacts
 
 log = structlog.get_logger("worker.metrics")
+T = TypeVar("T")
 
 NAMESPACE = "symbol_onboarding"
 DEPTH_CACHE_S = 2.0
@@ -249,25 +250,36 @@ def _counter(name: str, doc: str, labels: list[str], series: dict[Any, int]) -> 
     return family
 
 
-class QueueCollector(Collector):
-    """The queue gauges, from the status layer's QueueDepth; `refresh` reads it (cached)."""
+class _ScrapeRead(Generic[T]):
+    """A database read behind scrape-time gauges: done again only when the last one is older
+    than `max_age_s`, whatever the number of scrapers; `value` is None while it fails."""
 
-    def __init__(self) -> None:
-        self.depth: QueueDepth | None = None
+    def __init__(self, name: str, max_age_s: float) -> None:
+        self.name, self.max_age_s = name, max_age_s
+        self.value: T | None = None
         self._fetched = float("-inf")
-        self.up = False
 
-    async def refresh(self, read: Callable[[], Awaitable[QueueDepth]]) -> None:
-        """Read the depth again unless the last read is younger than DEPTH_CACHE_S."""
-        if time.monotonic() - self._fetched < DEPTH_CACHE_S:
+    async def refresh(self, read: Callable[[], Awaitable[T]]) -> None:
+        if time.monotonic() - self._fetched < self.max_age_s:
             return
         self._fetched = time.monotonic()
         try:
-            self.depth = await read()
-            self.up = True
-        except Exception as exc:  # a scrape must still answer: database_up says what failed
-            log.warning("metrics_queue_read_failed", error=f"{type(exc).__name__}: {exc}")
-            self.depth, self.up = None, False
+            self.value = await read()
+        except Exception as exc:  # a scrape must still answer: its gauges are absent instead
+            log.warning(f"metrics_{self.name}_read_failed", error=f"{type(exc).__name__}: {exc}")
+            self.value = None
+
+
+class QueueCollector(_ScrapeRead[QueueDepth], Collector):
+    """The queue gauges, from the status layer's QueueDepth, read at most every DEPTH_CACHE_S."""
+
+    def __init__(self) -> None:
+        super().__init__("queue", DEPTH_CACHE_S)
+
+    @property
+    def up(self) -> bool:
+        """The last read succeeded."""
+        return self.value is not None
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
@@ -275,14 +287,15 @@ class QueueCollector(Collector):
         )
         up.add_metric([], 1.0 if self.up else 0.0)
         yield up
-        if self.depth is None:
+        depth = self.value
+        if depth is None:
             return
         jobs = GaugeMetricFamily(
             f"{NAMESPACE}_queue_jobs",
             "Jobs in the queue table by status and priority",
             labels=["status", "priority"],
         )
-        for status, by_priority in self.depth.counts.items():
+        for status, by_priority in depth.counts.items():
             for priority, count in by_priority.items():
                 jobs.add_metric([status, priority], count)
         yield jobs
@@ -290,13 +303,13 @@ class QueueCollector(Collector):
             f"{NAMESPACE}_queue_oldest_pending_age_seconds",
             "Age of the oldest pending job since its enqueue (0: none pending)",
         )
-        oldest.add_metric([], self.depth.oldest_pending_age_s or 0.0)
+        oldest.add_metric([], depth.oldest_pending_age_s or 0.0)
         yield oldest
 
 
-class UniverseCollector(Collector):
-    """The universe gauges (freshness, betas), from the status layer's UniverseFacts; `refresh`
-    reads them, at most every UNIVERSE_CACHE_S. Absent while the last read failed."""
+class UniverseCollector(_ScrapeRead[UniverseFacts], Collector):
+    """The universe gauges (freshness, betas), from the status layer's UniverseFacts, read at
+    most every UNIVERSE_CACHE_S; absent while the last read failed."""
 
     GAUGES = (
         ("symbols_current", "Active symbols with a price for the last completed session"),
@@ -310,23 +323,12 @@ class UniverseCollector(Collector):
     )
 
     def __init__(self) -> None:
-        self.facts: UniverseFacts | None = None
-        self._fetched = float("-inf")
-
-    async def refresh(self, read: Callable[[], Awaitable[UniverseFacts]]) -> None:
-        if time.monotonic() - self._fetched < UNIVERSE_CACHE_S:
-            return
-        self._fetched = time.monotonic()
-        try:
-            self.facts = await read()
-        except Exception as exc:  # a scrape must still answer; database_up tells the rest
-            log.warning("metrics_universe_read_failed", error=f"{type(exc).__name__}: {exc}")
-            self.facts = None
+        super().__init__("universe", UNIVERSE_CACHE_S)
 
     def collect(self) -> Iterator[Metric]:
-        if self.facts is None:
+        if self.value is None:
             return
-        r, f = self.facts.refresh, self.facts.factors
+        r, f = self.value.refresh, self.value.factors
         values = {
             "symbols_current": r.current,
             "symbols_behind": r.behind,
