@@ -188,6 +188,26 @@ async def test_refresh_command_enqueues_and_dry_run_costs_it_out(pools, capsys) 
     assert await refresh_jobs(pools[0]) == 50
 
 
+async def test_host_rows_the_queue_would_refuse_are_counted_not_enqueued(pools, capsys) -> None:
+    """The host inserts universe rows itself; one the queue's spelling rule refuses (including
+    punctuation alone, revision 0006) must not roll the whole daily batch back."""
+    await pools[0].execute(
+        "INSERT INTO symbol_universe (symbol, status) VALUES ('..', 'active'), ('^', 'active'),"
+        " ('BAD SYM', 'active'), ('aapl', 'active')"
+    )
+    settings = Settings(price_source="polygon,yahoo", polygon_api_key="k")
+    async with pools[0].acquire() as conn:
+        for dry_run in (True, False):
+            args = argparse.Namespace(symbols=None, dry_run=dry_run)
+            assert await command(args, settings, conn, now=at(TUESDAY, 19, 0)) == 0
+        report = await status.gather(conn, settings)
+    out = capsys.readouterr().out
+    assert "skipped: 4 symbol(s) whose spelling the queue refuses" in out
+    assert "enqueued 50 refresh job(s)" in out
+    assert await refresh_jobs(pools[0]) == 50
+    assert report.refresh.behind == 54  # status counts them behind: they are
+
+
 async def test_dry_run_counts_one_grouped_request_per_session_with_polygon_first(
     pools, capsys
 ) -> None:

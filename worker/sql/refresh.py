@@ -2,6 +2,8 @@
 (worker/schedule.py), named after its operation. Positional ($n) parameters: asyncpg.
 """
 
+from worker.models.onboarding_queue import SYMBOL_PATTERN
+
 # What a refresh job needs to know about its symbol (no row: the host deleted it).
 REFRESH_TARGET = """
 SELECT u.status, u.last_price_date, coalesce(s.consecutive_misses, 0) AS misses
@@ -40,27 +42,33 @@ WHERE symbol = $1 AND consecutive_misses > 0
 # is_active, revision 0008's trigger sets it false.
 DELIST = "UPDATE symbol_universe SET status = 'delisted', updated_at = now() WHERE symbol = $1"
 
-# The symbols that are behind session $1: active (or no status) without a price on or after it,
-# host rows with no prices at all included, and pending rows without prices (a live onboarding
-# job keeps them: ON CONFLICT below), restricted to $2 when not NULL. Rows whose spelling the queue refuses (the host inserts rows itself) are left out rather
-# than failing the whole batch; BEHIND_INVALID counts them.
-BEHIND = """
+# Behind session $1 (alias `u` for symbol_universe): active (or no status) without a price on
+# or after it, host rows with no prices at all included, and pending rows without prices (a
+# live onboarding job keeps them: ON CONFLICT below). Also status's REFRESH_FACTS.
+BEHIND_WHERE = """(coalesce(u.status, 'active') = 'active' AND coalesce(u.last_price_date < $1, true)
+       OR u.status = 'pending' AND u.last_price_date IS NULL)"""
+# The queue's spelling rule (worker/symbols.py, revision 0006's trigger): the pattern, and at
+# least one letter or digit.
+VALID_SYMBOL = f"(u.symbol ~ '{SYMBOL_PATTERN}' AND u.symbol ~ '[A-Z0-9]')"
+
+# The symbols behind session $1, restricted to $2 when not NULL. Rows whose spelling the queue
+# refuses (the host inserts rows itself) are left out rather than failing the whole batch;
+# BEHIND_INVALID counts them.
+BEHIND = f"""
 SELECT u.symbol, u.last_price_date
 FROM symbol_universe AS u
-WHERE (coalesce(u.status, 'active') = 'active' AND coalesce(u.last_price_date < $1, true)
-       OR u.status = 'pending' AND u.last_price_date IS NULL)
+WHERE {BEHIND_WHERE}
   AND ($2::text[] IS NULL OR u.symbol = ANY($2::text[]))
-  AND u.symbol ~ '^[A-Z0-9.^=/-]{1,20}$'
+  AND {VALID_SYMBOL}
 ORDER BY u.last_price_date NULLS FIRST, u.symbol
 """
 
-BEHIND_INVALID = """
+BEHIND_INVALID = f"""
 SELECT count(*)
 FROM symbol_universe AS u
-WHERE (coalesce(u.status, 'active') = 'active' AND coalesce(u.last_price_date < $1, true)
-       OR u.status = 'pending' AND u.last_price_date IS NULL)
+WHERE {BEHIND_WHERE}
   AND ($2::text[] IS NULL OR u.symbol = ANY($2::text[]))
-  AND u.symbol !~ '^[A-Z0-9.^=/-]{1,20}$'
+  AND NOT {VALID_SYMBOL}
 """
 
 # Enqueue a refresh job for each symbol behind session $1 (as BEHIND). A symbol with a live job

@@ -5,6 +5,8 @@ report is of the same moment (`now()` included). Ages are computed here, in data
 client clock is ever compared with the server's.
 """
 
+from worker.sql.refresh import BEHIND_WHERE
+
 # Counts by status and priority, and each group's oldest job (its age from its enqueue,
 # created_at). Every status: `status` shows the whole table (a scan of it: ~160 ms at a million
 # finished rows, fine on demand).
@@ -101,21 +103,19 @@ NOW = "SELECT now()"
 
 # The status facts: symbols current with session $1, behind it (and the oldest last_price_date
 # among them), delisted; pending refresh jobs.
-REFRESH_FACTS = """
+REFRESH_FACTS = f"""
 SELECT
-    count(*) FILTER (WHERE coalesce(status, 'active') = 'active' AND last_price_date >= $1)
+    count(*) FILTER (WHERE coalesce(u.status, 'active') = 'active' AND u.last_price_date >= $1)
         AS current,
-    count(*) FILTER (WHERE coalesce(status, 'active') = 'active'
-                             AND coalesce(last_price_date < $1, true)
-                           OR status = 'pending' AND last_price_date IS NULL) AS behind,
-    count(*) FILTER (WHERE coalesce(status, 'active') IN ('active', 'pending')
-                       AND last_price_date IS NULL) AS without_prices,
-    min(last_price_date) FILTER (WHERE coalesce(status, 'active') = 'active'
-                                   AND last_price_date < $1) AS oldest_last_price_date,
-    count(*) FILTER (WHERE status = 'delisted') AS delisted,
+    count(*) FILTER (WHERE {BEHIND_WHERE}) AS behind,
+    count(*) FILTER (WHERE coalesce(u.status, 'active') IN ('active', 'pending')
+                       AND u.last_price_date IS NULL) AS without_prices,
+    min(u.last_price_date) FILTER (WHERE coalesce(u.status, 'active') = 'active'
+                                     AND u.last_price_date < $1) AS oldest_last_price_date,
+    count(*) FILTER (WHERE u.status = 'delisted') AS delisted,
     (SELECT count(*) FROM symbol_onboarding_queue
      WHERE kind = 'refresh' AND status IN ('pending', 'processing')) AS refresh_jobs_live
-FROM symbol_universe
+FROM symbol_universe AS u
 """
 
 # How many active symbols (status 'active', as the factors command picks them) have their factor
