@@ -22,7 +22,7 @@ import contextlib
 import functools
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -192,9 +192,22 @@ class Onboarder:
     async def run(self, job: Job) -> JobResult:
         """Onboard one claimed job and move it in the queue; see the module docstring."""
         log = logger.bind(job_id=str(job.id), symbol=job.symbol, attempt=job.attempts)
+        return await self.classify(job, log, self._onboard(job, log), kind="onboarding")
+
+    async def classify(
+        self,
+        job: Job,
+        log: FilteringBoundLogger,
+        work: Awaitable[JobResult],
+        *,
+        kind: str,
+    ) -> JobResult:
+        """Run a job's work and settle how it ended, the same way for every kind of job: an
+        outage, a lost job or a configuration error propagates (the runner hands the job back
+        or stops); a statement timeout and a bug are retried with backoff."""
         try:
             with database_errors():
-                result = await self._onboard(job, log)
+                result = await work
         except PROPAGATE:
             raise
         except TimeoutError:
@@ -204,13 +217,13 @@ class Onboarder:
                 "a database statement timed out after "
                 f"{self._settings.command_timeout_s:g} s (DATABASE_COMMAND_TIMEOUT_S)"
             )
-            log.warning("onboarding_statement_timeout", error=error)
+            log.warning(f"{kind}_statement_timeout", error=error)
             result = await self.retry_later(job, error)
         except Exception as exc:
             # A bug, not a provider problem: retried with its type and message, so an operator
             # sees it and the job is not lost.
             error = _clip(self._masked(f"unexpected {type(exc).__name__}: {exc}"))
-            log.exception("onboarding_unexpected_error", error=error)
+            log.exception(f"{kind}_unexpected_error", error=error)
             result = await self.retry_later(job, error)
         # The outcome's log line (job_finished, with duration) is the runner's: one per job.
         return result

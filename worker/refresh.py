@@ -26,7 +26,7 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from worker.bulk import BulkDays, Waiting
-from worker.onboarding import PROPAGATE, Fetched, JobResult, Onboarder, Unfetched, _clip
+from worker.onboarding import Fetched, JobResult, Onboarder, Unfetched, _clip
 from worker.prices.base import Bar, NoData, SourcePaused, SymbolNotFound, Window
 from worker.prices.polygon import PolygonSource
 from worker.queue import Job, Queue
@@ -121,14 +121,7 @@ class Refresher:
         log = logger.bind(
             job_id=str(job.id), symbol=job.symbol, attempt=job.attempts, kind="refresh"
         )
-        try:
-            return await self._refresh(job, log)
-        except PROPAGATE:
-            raise
-        except Exception as exc:
-            error = _clip(self._onboarder._masked(f"unexpected {type(exc).__name__}: {exc}"))
-            log.exception("refresh_unexpected_error", error=error)
-            return await self._onboarder.retry_later(job, error)
+        return await self._onboarder.classify(job, log, self._refresh(job, log), kind="refresh")
 
     def window(self, last_price_date: date) -> Window:
         """From `refresh_overlap_sessions` sessions before `last_price_date` to the last

@@ -2,6 +2,7 @@
 request when current (or on a weekend or holiday), a re-adjusted history replaced in one
 transaction, delisting, host-added symbols, and refreshes queued behind users' onboarding."""
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,6 +19,8 @@ from structlog.testing import capture_logs
 from tests.factordata import store_prices
 from tests.fakeprovider import FakeProvider, Reply, recorded
 from tests.integration.conftest import job_row, stored, symbol_row
+from tests.integration.test_outages import slow_price_writes, terminate_when_sleeping
+from worker.errors import DatabaseUnavailable
 from worker.factors import REFERENCE_ETFS, FactorStore, recompute_factors
 from worker.onboarding import open_onboarder
 from worker.prices.base import Window
@@ -186,6 +189,33 @@ async def test_three_sessions_behind_fetches_the_incremental_window_and_stores_t
     ]
     assert (await symbol_row(refresh_pool, "AAPL"))["last_price_date"] == date(2023, 11, 28)
     assert (await job_row(refresh_pool, job))["status"] == "completed"
+
+
+async def test_a_connection_dropped_in_the_refresh_write_is_an_outage(
+    provider: FakeProvider, refresh_pool, queue, refresher_for
+) -> None:
+    """As for an onboarding (test_outages.py): the refresh's price write loses its connection;
+    the job sees the project's outage error (the runner hands it back, spending no attempt),
+    not a bug that spends one."""
+    await seed(refresh_pool, "AAPL", sessions(date(2023, 11, 1), date(2023, 11, 22)))
+    path = aggs_path("AAPL", date(2023, 11, 17), date(2023, 11, 28))
+    provider.route(path, Reply(body=polygon_aggs("AAPL", sessions(date(2023, 11, 17), NOW.date()))))
+    job = await claim_refresh(refresh_pool, queue, "AAPL", NOW.date())
+    refresher = await refresher_for()
+    async with refresh_pool.acquire() as killer_conn:  # the module's database: undone below
+        await slow_price_writes(killer_conn, 0.3)
+        try:
+            killer = asyncio.create_task(terminate_when_sleeping(killer_conn))
+            with pytest.raises(DatabaseUnavailable):
+                await refresher.run(job)
+            await killer
+        finally:
+            await killer_conn.execute(
+                "DROP TRIGGER slow_price_write ON symbol_prices_daily;"
+                " DROP FUNCTION slow_price_write()"
+            )
+    row = await job_row(refresh_pool, job)
+    assert (row["status"], row["attempts"]) == ("processing", 1)  # the runner hands it back
 
 
 @pytest.mark.parametrize(
