@@ -32,7 +32,7 @@ from typing import Any, NamedTuple, Protocol
 from sqlalchemy import CursorResult, Result, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from worker.db import Connection
+from worker.db import Connection, rows_affected
 from worker.errors import WorkerError
 from worker.sql import analytics_cache as sql
 
@@ -132,7 +132,7 @@ async def sweep_expired(
     total, batches = 0, 0
     while max_batches is None or batches < max_batches:
         status = await conn.execute(sql.DELETE_EXPIRED_POSITIONAL, batch_size)
-        deleted = int(status.rsplit(" ", 1)[-1])  # the command tag: "DELETE 42"
+        deleted = rows_affected(status)
         total += deleted
         batches += 1
         if deleted < batch_size:

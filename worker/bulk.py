@@ -14,7 +14,6 @@ a pause. Stored days are swept after `BULK_KEEP_DAYS` by housekeeping.
 
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
 
 import asyncpg
 import structlog
@@ -22,7 +21,7 @@ from structlog.typing import FilteringBoundLogger
 
 from worker.db import Connection
 from worker.onboarding import Fetched
-from worker.prices.base import Bar, Bars, SourceError, SourcePaused, Window
+from worker.prices.base import Bar, Bars, SourceError, SourcePaused, Window, ticks
 from worker.prices.polygon import PolygonSource
 from worker.queue import Job
 from worker.sql import refresh as sql
@@ -138,10 +137,10 @@ async def store_day(
             source,
             day,
             symbols,
-            [_ticks(bars[s].open) for s in symbols],
-            [_ticks(bars[s].high) for s in symbols],
-            [_ticks(bars[s].low) for s in symbols],
-            [_ticks(bars[s].close) for s in symbols],
+            [ticks(bars[s].open) for s in symbols],
+            [ticks(bars[s].high) for s in symbols],
+            [ticks(bars[s].low) for s in symbols],
+            [ticks(bars[s].close) for s in symbols],
             [bars[s].volume for s in symbols],
             worker_id,
         )
@@ -151,11 +150,6 @@ async def store_day(
 async def sweep_bulk_days(conn: Connection, batch_size: int) -> int:
     """Housekeeping: delete stored grouped days older than BULK_KEEP_DAYS (one batch)."""
     return int(await conn.fetchval(sql.SWEEP_BULK_DAYS, BULK_KEEP_DAYS, batch_size) or 0)
-
-
-def _ticks(value: Decimal | None) -> int | None:
-    """Prices in ten-thousandths (exact: validation quantized them to 4 decimals)."""
-    return None if value is None else int(value.scaleb(4))
 
 
 def _bar(row: asyncpg.Record) -> Bar:

@@ -9,13 +9,12 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
-import importlib.metadata
 import json
 import os
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +30,17 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from worker import analytics_cache, backfill, db, embedded, logs, migrate, schedule, status
+from worker import (
+    analytics_cache,
+    backfill,
+    db,
+    embedded,
+    logs,
+    migrate,
+    registry,
+    schedule,
+    status,
+)
 from worker import queue as queue_ops
 from worker.db import asyncpg_dsn, redact
 from worker.errors import ConfigurationError, DatabaseUnavailable, WorkerError
@@ -143,7 +152,10 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--version", action="version", version=f"%(prog)s {_version()}", help="print the version"
+        "--version",
+        action="version",
+        version=f"%(prog)s {registry.package_version('(not installed)')}",
+        help="print the version",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -271,13 +283,6 @@ def _uuid_arg(raw: str) -> uuid.UUID:
         raise argparse.ArgumentTypeError(f"expected a UUID, got {raw!r}") from None
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("symbol-onboarding-worker")
-    except importlib.metadata.PackageNotFoundError:  # run from a checkout without installing
-        return "(not installed)"
-
-
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     commands: dict[str, Callable[[argparse.Namespace, Settings, str], Awaitable[int]]] = {
         "run": _run,
@@ -340,7 +345,7 @@ async def _run_worker(
     from worker.onboarding import open_onboarder
     from worker.refresh import JobsByKind, build_refresher
     from worker.runner import Runner
-    from worker.trading_calendar import TradingCalendar
+    from worker.trading_calendar import shared_calendar
 
     stop_requests: list[Callable[[], None]] = []
 
@@ -365,7 +370,7 @@ async def _run_worker(
             retry_base_s=settings.retry_base_s,
             retry_max_s=settings.retry_max_s,
         )
-        calendar = TradingCalendar(settings.refresh_calendar)
+        calendar = shared_calendar(settings.refresh_calendar)  # the status page's too
         times = schedule.ScheduleTimes.from_settings(settings, calendar)
         # --burst drains the queue and exits: the daily schedule is the long-running worker's.
         daily = (
@@ -484,7 +489,7 @@ async def _connect_pool(
     async def connect() -> asyncpg.Pool:
         return await db.create_pool(url, settings, min_size=1, max_size=settings.concurrency + 1)
 
-    try:
+    with _connect_errors(url, waited=f" for {settings.burst_max_outage_s:g} s" if retry else ""):
         if not retry:
             return await connect()
         async for attempt in AsyncRetrying(
@@ -501,16 +506,23 @@ async def _connect_pool(
         ):
             with attempt:
                 return await connect()
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def _connect_errors(url: str, *, waited: str = "") -> Iterator[None]:
+    """A connection that cannot be made becomes the one-line error the command line prints;
+    `waited`: how long an outage was waited out, for its message."""
+    try:
+        yield
     except FATAL_DB_ERRORS as exc:
         raise FatalError(f"cannot use database {redact(url)}: {exc}") from None
     except (DatabaseUnavailable, TimeoutError) as exc:
-        waited = f" for {settings.burst_max_outage_s:g} s" if retry else ""
         raise FatalError(f"database {redact(url)} is unreachable{waited}: {exc}") from None
     except ConfigurationError:
         raise
     except (ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise FatalError(f"cannot use database URL {redact(url)}: {_first_line(exc)}") from None
-    raise AssertionError("unreachable")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -537,16 +549,8 @@ async def _check_schema(db: asyncpg.Pool | asyncpg.Connection) -> None:
 async def _connection(
     settings: Settings, url: str, *, check_schema: bool = True
 ) -> AsyncIterator[asyncpg.Connection]:
-    try:
+    with _connect_errors(url):
         conn = await db.connect(url, settings, timeout=10)
-    except FATAL_DB_ERRORS as exc:
-        raise FatalError(f"cannot use database {redact(url)}: {exc}") from None
-    except (DatabaseUnavailable, TimeoutError) as exc:
-        raise FatalError(f"database {redact(url)} is unreachable: {exc}") from None
-    except ConfigurationError:
-        raise
-    except (ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise FatalError(f"cannot use database URL {redact(url)}: {_first_line(exc)}") from None
     try:
         if check_schema:
             await _check_schema(conn)

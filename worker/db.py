@@ -118,6 +118,11 @@ def create_engine(url: str, settings: "Settings | None" = None, **kwargs: Any) -
     return create_async_engine(sqlalchemy_url(url), **kwargs)
 
 
+def rows_affected(tag: str) -> int:
+    """asyncpg's command tag (`UPDATE 3`, `DELETE 42`) -> the rows it touched."""
+    return int(tag.rsplit(" ", 1)[-1])
+
+
 def _split(url: str) -> str:
     """The part after `scheme://`, once the scheme is known to be PostgreSQL."""
     scheme, sep, rest = url.partition("://")

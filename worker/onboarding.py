@@ -61,6 +61,7 @@ from worker.prices.base import (
     SourceUnreachable,
     TransientSourceError,
     Window,
+    ticks,
 )
 from worker.prices.http import MaskSecrets, scrub
 from worker.prices.ratelimit import SourceGate
@@ -510,7 +511,7 @@ class Onboarder:
         try:
             more = True
             while more:
-                async with self._pool.acquire() as conn, conn.transaction():
+                async with self._pool.acquire() as conn:  # resolve_waiting's own transaction
                     _, more = await factors.resolve_waiting(
                         conn,
                         self._factors,
@@ -565,15 +566,14 @@ def tls_context() -> ssl.SSLContext:
 
 
 def _columns(bars: list[Bar]) -> tuple[list[object], ...]:
-    """Bars as the parallel column arrays of STORE_PRICES, prices in ten-thousandths (exact:
-    validation quantized every price to 4 decimals)."""
+    """Bars as the parallel column arrays of STORE_PRICES, prices in ten-thousandths."""
     return (
         [b.price_date for b in bars],
-        [None if b.open is None else int(b.open.scaleb(4)) for b in bars],
-        [None if b.high is None else int(b.high.scaleb(4)) for b in bars],
-        [None if b.low is None else int(b.low.scaleb(4)) for b in bars],
-        [int(b.close.scaleb(4)) for b in bars],
-        [None if b.adj_close is None else int(b.adj_close.scaleb(4)) for b in bars],
+        [ticks(b.open) for b in bars],
+        [ticks(b.high) for b in bars],
+        [ticks(b.low) for b in bars],
+        [ticks(b.close) for b in bars],
+        [ticks(b.adj_close) for b in bars],
         [b.volume for b in bars],
     )
 

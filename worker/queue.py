@@ -23,6 +23,7 @@ from typing import Any, Literal, Protocol, cast
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from worker.db import rows_affected
 from worker.errors import JobLost, translates_database_errors
 from worker.models.onboarding_queue import Priority
 from worker.sql import queue as sql
@@ -172,7 +173,7 @@ class Queue:
     @translates_database_errors
     async def heartbeat(self, db: Executor, job_ids: Sequence[uuid.UUID]) -> int:
         """Refresh the heartbeat of the jobs this worker is running; returns how many."""
-        return _affected(await db.execute(sql.HEARTBEAT, self.worker_id, list(job_ids)))
+        return rows_affected(await db.execute(sql.HEARTBEAT, self.worker_id, list(job_ids)))
 
     @translates_database_errors
     async def recover_stalled(self, db: Executor, stall_timeout_s: float) -> list[Recovered]:
@@ -185,7 +186,7 @@ class Queue:
         return bool(await db.fetchval(sql.RUNNABLE_EXISTS))
 
     def _check_owned(self, status: str, job: Job) -> None:
-        if _affected(status) != 1:
+        if rows_affected(status) != 1:
             raise JobLost(f"job {job.id} ({job.symbol}) is no longer held by {self.worker_id}")
 
 
@@ -194,7 +195,7 @@ async def prune(
     db: Executor, status: FinishedStatus, older_than_days: float, batch_size: int
 ) -> int:
     """Delete one batch of `status` rows that ended more than `older_than_days` ago."""
-    return _affected(await db.execute(sql.PRUNE, status, older_than_days, batch_size))
+    return rows_affected(await db.execute(sql.PRUNE, status, older_than_days, batch_size))
 
 
 @translates_database_errors
@@ -284,8 +285,3 @@ async def enqueue_symbols(
 
 def _unknown_requester(user: uuid.UUID | None) -> UnknownRequesterError:
     return UnknownRequesterError(f"invalid requested_by {user}: no such user; nothing enqueued")
-
-
-def _affected(status: str) -> int:
-    """asyncpg's command tag (`UPDATE 3`) -> 3."""
-    return int(status.rsplit(" ", 1)[-1])

@@ -7,16 +7,18 @@ import os
 import socket
 from dataclasses import dataclass
 
+from worker.db import rows_affected
 from worker.errors import translates_database_errors
 from worker.queue import Executor
 from worker.sql import workers as sql
 
 
-def package_version() -> str:
+def package_version(missing: str = "unknown") -> str:
+    """The installed package's version; `missing` when run from a checkout without installing."""
     try:
         return importlib.metadata.version("symbol-onboarding-worker")
     except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+        return missing
 
 
 @dataclass(frozen=True)
@@ -73,4 +75,4 @@ async def deregister(db: Executor, worker_id: str) -> None:
 async def forget_dead(db: Executor, older_than_s: float) -> int:
     """Delete the rows of workers silent for more than `older_than_s`; returns how many."""
     tag = await db.execute(sql.FORGET_DEAD_WORKERS, older_than_s)
-    return int(tag.rsplit(" ", 1)[-1])  # asyncpg's command tag: DELETE 3
+    return rows_affected(tag)

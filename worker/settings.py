@@ -183,28 +183,19 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{env_name(name)} must be > 0, got {getattr(self, name)!r}")
-        if self.idle_in_transaction_timeout_s < 0:
-            raise SettingsError(
-                "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_S must be >= 0, "
-                f"got {self.idle_in_transaction_timeout_s}"
-            )
-        if self.factor_reference_max_lag_days < 0:
-            raise SettingsError(
-                "FACTOR_REFERENCE_MAX_LAG_DAYS must be >= 0, "
-                f"got {self.factor_reference_max_lag_days}"
-            )
-        if self.shutdown_grace_s < 0:
-            raise SettingsError(
-                f"WORKER_SHUTDOWN_GRACE_S must be >= 0, got {self.shutdown_grace_s}"
-            )
+        non_negative = (
+            "idle_in_transaction_timeout_s",
+            "factor_reference_max_lag_days",
+            "shutdown_grace_s",
+            "refresh_overlap_sessions",
+        )
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{env_name(name)} must be >= 0, got {getattr(self, name)!r}")
         if self.stall_timeout_s <= 2 * self.heartbeat_interval_s:
             raise SettingsError(
                 "QUEUE_STALL_TIMEOUT_S must exceed twice QUEUE_HEARTBEAT_INTERVAL_S, "
                 f"got {self.stall_timeout_s} and {self.heartbeat_interval_s}"
-            )
-        if self.refresh_overlap_sessions < 0:
-            raise SettingsError(
-                f"REFRESH_OVERLAP_SESSIONS must be >= 0, got {self.refresh_overlap_sessions}"
             )
         self.schedule_time()
         if self.refresh_bulk not in ("auto", "off"):

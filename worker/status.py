@@ -9,7 +9,7 @@ and JSON carry the same fields, empty groups included. To add a fact: a field on
 its statement in worker/sql/status.py, a line in `gather`, and a section in `format_text`.
 """
 
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
@@ -130,6 +130,18 @@ class RefreshBatch:
 
 
 @dataclass(frozen=True)
+class RefreshCounts:
+    """The universe against the last completed session (REFRESH_FACTS)."""
+
+    current: int  # active symbols with a price for it
+    behind: int  # active symbols without (host rows with no prices included)
+    oldest_last_price_date: date | None  # among those behind
+    without_prices: int
+    delisted: int
+    refresh_jobs_live: int  # pending or processing
+
+
+@dataclass(frozen=True)
 class RefreshFacts:
     """How current the universe is (worker/refresh.py, worker/schedule.py)."""
 
@@ -158,9 +170,9 @@ class FactorFacts:
 
 @dataclass(frozen=True)
 class UniverseFacts:
-    """What /metrics reads of the universe at scrape time (cached longer than the queue's)."""
+    """What /metrics reads of the universe at scrape time: the counts, not the schedule."""
 
-    refresh: RefreshFacts
+    refresh: RefreshCounts
     factors: FactorFacts
 
 
@@ -287,7 +299,9 @@ async def gather_universe(conn: asyncpg.Connection, settings: Settings) -> Unive
     """The universe's freshness and betas, as of one moment (the /metrics gauges)."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         now = await conn.fetchval(sql.NOW)
-        return UniverseFacts(await _refresh(conn, settings, now), await _factors(conn))
+        calendar = shared_calendar(settings.refresh_calendar)
+        counts = await _refresh_counts(conn, calendar.last_completed_session(now))
+        return UniverseFacts(counts, await _factors(conn))
 
 
 async def gather_depth(conn: asyncpg.Connection | asyncpg.Pool) -> QueueDepth:
@@ -328,22 +342,22 @@ async def _depth(
 async def _refresh(conn: asyncpg.Connection, settings: Settings, now: datetime) -> RefreshFacts:
     calendar = shared_calendar(settings.refresh_calendar)
     through = calendar.last_completed_session(now)
-    facts = await conn.fetchrow(sql.REFRESH_FACTS, through)
-    assert facts is not None  # an aggregate without GROUP BY: always one row
+    counts = await _refresh_counts(conn, through)
     last = await conn.fetchrow(sql.LAST_SCHEDULE_RUN)
     times = ScheduleTimes.from_settings(settings, calendar)
     return RefreshFacts(
         calendar=calendar.name,
         through_session=through,
-        current=facts["current"],
-        behind=facts["behind"],
-        oldest_last_price_date=facts["oldest_last_price_date"],
-        without_prices=facts["without_prices"],
-        delisted=facts["delisted"],
-        refresh_jobs_live=facts["refresh_jobs_live"],
+        **asdict(counts),
         last_batch=None if last is None else RefreshBatch(**dict(last)),
         next_scheduled_refresh=await next_refresh(conn, times, now),
     )
+
+
+async def _refresh_counts(conn: asyncpg.Connection, through: date) -> RefreshCounts:
+    facts = await conn.fetchrow(sql.REFRESH_FACTS, through)
+    assert facts is not None  # an aggregate without GROUP BY: always one row
+    return RefreshCounts(**dict(facts))
 
 
 async def _factors(conn: asyncpg.Connection) -> FactorFacts:

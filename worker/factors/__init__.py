@@ -176,19 +176,15 @@ def _summarise(betas: Betas, result: Recomputed) -> None:
     rows = computed.any(axis=1)
     result.computed += int(rows.sum())
     result.complete += int(computed.all(axis=1).sum())
-    for status in np.unique(betas.status[~rows, 0]):
+    for status, count in zip(*np.unique(betas.status[~rows, 0], return_counts=True), strict=True):
         reason = REASONS[int(status)]
-        result.skipped[reason] = result.skipped.get(reason, 0) + int(
-            (betas.status[~rows, 0] == status).sum()
-        )
+        result.skipped[reason] = result.skipped.get(reason, 0) + int(count)
     partial = betas.status[rows]
     for j, factor in enumerate(FACTORS):
-        for status in np.unique(partial[:, j]):
+        for status, count in zip(*np.unique(partial[:, j], return_counts=True), strict=True):
             if status != COMPUTED:
                 key = f"{factor.column}: {REASONS[int(status)]}"
-                result.absent[key] = result.absent.get(key, 0) + int(
-                    (partial[:, j] == status).sum()
-                )
+                result.absent[key] = result.absent.get(key, 0) + int(count)
     days = betas.calculation_day[rows]
     if days.size:
         epoch = date(1970, 1, 1)

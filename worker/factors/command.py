@@ -45,17 +45,17 @@ async def command(
     async def lane(conn: Connection) -> None:
         nonlocal last_log
         for first in batches:  # shared: each batch goes to one lane
-            async with conn.transaction():
-                total.add(
-                    await recompute_factors(
-                        conn,
-                        active[first : first + size],
-                        store=store,
-                        as_of=as_of,
-                        history_days=settings.factor_history_days,
-                        dry_run=dry_run,
-                    )
+            # recompute_factors' transaction is the batch's (committed on its own).
+            total.add(
+                await recompute_factors(
+                    conn,
+                    active[first : first + size],
+                    store=store,
+                    as_of=as_of,
+                    history_days=settings.factor_history_days,
+                    dry_run=dry_run,
                 )
+            )
             elapsed = time.monotonic() - started
             if on_terminal:
                 sys.stderr.write(f"\r\x1b[K{format_progress(total, len(active), elapsed)}")

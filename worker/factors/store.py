@@ -79,7 +79,6 @@ class PricePanel:
 
     symbols: tuple[str, ...]
     panel: Panel
-    window_end: date
     recent_from: date | None  # the series start here at the earliest (None: no cut)
 
 
@@ -151,7 +150,6 @@ class FactorStore:
         fetched = await conn.fetch(sql.READ_PANEL, wanted, as_of, history_days, recent_dates)
         if not fetched:  # not even SPY: it has no price by then
             return None
-        end = fetched[0]["window_end"]
         rows = {r["symbol"]: r for r in fetched}
         found = tuple(s for s in dict.fromkeys(symbols) if s in rows)
         series = [rows[s] for s in found] + [rows.get(e) for e in REFERENCE_ETFS]
@@ -172,7 +170,7 @@ class FactorStore:
         matrix[np.repeat(rows_of, lengths), column[offsets]] = prices
         k = len(found)
         recent_from = fetched[0]["recent_from"]
-        return PricePanel(found, Panel(grid, matrix[:k], matrix[k:]), end, recent_from)
+        return PricePanel(found, Panel(grid, matrix[:k], matrix[k:]), recent_from)
 
     def rows_for(self, betas: Betas) -> int:
         """The exposure rows `write` would write."""

@@ -26,6 +26,12 @@ from worker.errors import WorkerError
 log = structlog.get_logger()
 
 
+def ticks(value: Decimal | None) -> int | None:
+    """A price in ten-thousandths (exact: validation quantized it to 4 decimals): how prices
+    travel to the database, as int8 arrays."""
+    return None if value is None else int(value.scaleb(4))
+
+
 @dataclass(frozen=True)
 class Window:
     """The trading dates asked for, both ends inclusive."""

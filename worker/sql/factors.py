@@ -108,7 +108,7 @@ WITH window_end AS (
             ORDER BY price_date DESC OFFSET $4::int - 1 LIMIT 1) AS recent_from
     FROM window_end AS e
 )
-SELECT s.symbol::text AS symbol, b.day AS window_end, b.recent_from, p.days, p.prices
+SELECT s.symbol::text AS symbol, b.recent_from, p.days, p.prices
 FROM bounds AS b
 CROSS JOIN unnest($1::varchar[]) AS s(symbol)
 CROSS JOIN LATERAL (

@@ -195,11 +195,6 @@ JOB_STATE = """
 SELECT status, run_after > now() AS waiting FROM symbol_onboarding_queue WHERE id = $1
 """
 
-# The earliest moment a pending job becomes runnable (None: nothing pending).
-NEXT_RUN_AFTER = """
-SELECT min(run_after) FROM symbol_onboarding_queue WHERE status = 'pending'
-"""
-
 # The Python helpers' enqueue. The requester is checked in the same statement, before the insert:
 # an unknown `requested_by` returns NULL (no row for the batch) instead of a foreign-key error,
 # which would abort the caller's transaction.
