@@ -9,6 +9,7 @@ import gc
 import itertools
 import os
 import re
+import socket
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -96,6 +97,14 @@ def _docker_answers() -> bool:
         return False
     finally:
         client.close()
+
+
+def unused_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (free when this returns)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def start_test_server() -> PgServer:

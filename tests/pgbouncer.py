@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from tests.harness import unused_port
+
 RUN_AS = "postgres"
 
 
@@ -57,12 +59,6 @@ class PgBouncer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start(server_url: str) -> PgBouncer:
     """Start PgBouncer (transaction pooling) in front of the server of `server_url`."""
     binary = shutil.which("pgbouncer") or (
@@ -78,7 +74,7 @@ def start(server_url: str) -> PgBouncer:
     user = parts.username or "postgres"
     workdir = Path(tempfile.mkdtemp(prefix="sow-pgbouncer-", dir="/tmp"))
     workdir.chmod(0o755)
-    port = _free_port()
+    port = unused_port()
     password = f" password={parts.password}" if parts.password else ""
     (workdir / "pgbouncer.ini").write_text(
         f"""[databases]

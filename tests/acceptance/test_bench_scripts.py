@@ -80,6 +80,19 @@ def scripts() -> list[Path]:
     )
 
 
+def run_python(pg_server: PgServer, *argv: str) -> subprocess.CompletedProcess[str]:
+    """`python *argv` from the checkout against the test server, output captured."""
+    return subprocess.run(
+        [sys.executable, *argv],
+        cwd=ROOT,
+        env=bench_env(pg_server),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+
+
 def bench_env(pg_server: PgServer) -> dict[str, str]:
     """The test session's server for the script, whatever its kind; never DATABASE_URL."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TEST_DATABASE_URL": pg_server.admin_url}
@@ -108,15 +121,7 @@ def test_bench_script_runs_small(script: Path, pg_server: PgServer) -> None:
     args = shlex.split(args) if isinstance(args, str) else args
     assert isinstance(args, list) and all(isinstance(a, str) for a in args), args
     assert isinstance(expected, list) and expected, expected
-    proc = subprocess.run(
-        [sys.executable, str(script), *args],
-        cwd=ROOT,
-        env=bench_env(pg_server),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
+    proc = run_python(pg_server, str(script), *args)
     tail = f"\n--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-4000:]}"
     assert proc.returncode == 0, f"{script.name} {' '.join(args)} exited {proc.returncode}{tail}"
     for pattern in expected:
@@ -135,15 +140,7 @@ def test_a_missing_baseline_is_reported_and_the_rest_measured(pg_server: PgServe
         f"sys.path.insert(0, {str(BENCH)!r})\n"
         f"runpy.run_path({str(script)!r}, run_name='__main__')\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=bench_env(pg_server),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
+    proc = run_python(pg_server, "-c", code)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     for baseline in ("pgqueuer", "procrastinate"):
         assert re.search(rf"^{baseline}: skipped, {baseline} cannot be imported", proc.stdout, re.M)
@@ -154,14 +151,7 @@ def test_a_missing_baseline_is_reported_and_the_rest_measured(pg_server: PgServe
 
 def test_queue_throughput_endpoint_mode_runs_small(pg_server: PgServer) -> None:
     """`--endpoint` (the HTTP endpoint's cost on the runner) is a mode of its own: run it too."""
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / "queue_throughput.py"), "--endpoint", "--jobs", "200"],
-        cwd=ROOT,
-        env=bench_env(pg_server),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-    )
+    proc = run_python(pg_server, str(BENCH / "queue_throughput.py"), "--endpoint", "--jobs", "200")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for expected in (
         # a pass: both rates and their ratio, both CPU costs and theirs, requests served

@@ -23,6 +23,9 @@ TABLES = (
     "symbol_universe",
     "market_data_cache",
     "price_source_state",
+    "refresh_schedule_runs",
+    "price_bulk_days",
+    "price_bulk_bars",
 )
 KEYS = {
     "polygon_api_key": "pk-SECRET-polygon-0001",

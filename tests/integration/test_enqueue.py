@@ -1,7 +1,6 @@
 """Enqueue three ways (helper, SQL function, plain INSERT), one behaviour."""
 
 import asyncio
-import socket
 import uuid
 
 import asyncpg
@@ -11,6 +10,7 @@ from hypothesis import strategies as st
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
+from tests.harness import unused_port
 from worker import DatabaseUnavailable, enqueue_symbol, enqueue_symbols
 from worker.symbols import (
     InvalidPriorityError,
@@ -57,10 +57,9 @@ async def test_helper_normalises_and_registers_the_symbol(engine: AsyncEngine, c
 async def test_an_unreachable_database_raises_database_unavailable() -> None:
     """The helpers' callers catch the project's error, not SQLAlchemy's or asyncpg's (which
     stays reachable as its cause)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # nothing listens there once the probe is closed
-    engine = create_async_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres")
+    engine = create_async_engine(
+        f"postgresql+asyncpg://postgres@127.0.0.1:{unused_port()}/postgres"
+    )
     try:
         for call in (
             lambda db: enqueue_symbol(db, "AAPL"),

@@ -6,7 +6,6 @@ import contextlib
 import itertools
 import json
 import logging
-import socket
 from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
@@ -19,6 +18,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.fakeprovider import FakeProvider, Reply, fixture, recorded
+from tests.harness import unused_port
 from tests.integration.conftest import claim, job_row, stored, symbol_row
 from worker import onboarding
 from worker.metrics import PrometheusMetrics
@@ -857,10 +857,7 @@ async def test_in_process_retries_stop_when_another_process_paused_the_source(
 
 def closed_port_url() -> str:
     """An http URL on 127.0.0.1 where nothing listens: every connect is refused at once."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{unused_port()}"
 
 
 async def test_an_unreachable_source_is_paused_with_one_clear_line(

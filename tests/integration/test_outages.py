@@ -6,16 +6,16 @@ reaches QUEUE_MAX_ATTEMPTS.
 """
 
 import asyncio
-from dataclasses import dataclass
 
 import asyncpg
 import pytest
 
+from tests.integration.test_runner import CrashingHandler
 from worker.db import asyncpg_dsn, connect_options
 from worker.errors import DatabaseUnavailable
 from worker.housekeeping import Housekeeper
 from worker.onboarding import open_onboarder
-from worker.queue import Job, Queue
+from worker.queue import Queue
 from worker.runner import Runner
 from worker.settings import Settings
 
@@ -147,18 +147,6 @@ async def test_a_statement_that_always_times_out_spends_its_attempts(database_ur
     assert (row["status"], row["attempts"]) == ("failed", 1)
     assert "timed out" in row["error_message"]
     assert await universe_status(conn, "SLOWW") == "error"
-
-
-@dataclass
-class Result:
-    outcome: str
-    rows: int | None = None
-    error: str | None = None
-
-
-class CrashingHandler:
-    async def run(self, job: Job) -> Result:
-        raise KeyError("a bug in the handler")
 
 
 async def test_a_crash_on_the_last_attempt_marks_the_symbol_error(

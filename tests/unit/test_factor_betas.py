@@ -8,6 +8,7 @@ import statsmodels.api as sm
 from sklearn.linear_model import Ridge
 from sklearn.preprocessing import StandardScaler
 
+from tests.factordata import reference_returns
 from worker.factors.betas import (
     BETA_CAP,
     BLAS_THREAD_VARIABLES,
@@ -33,13 +34,6 @@ SPREADS = {
     "size_spread": ("IWM", "SPY"),
     "quality_spread": ("QUAL", "SPY"),
 }
-
-
-def reference_returns(rng: np.random.Generator, days: int = DAYS) -> np.ndarray:
-    """Correlated daily returns for the eight ETFs (a market factor plus their own noise)."""
-    market = rng.normal(0.0004, 0.01, days)
-    loadings = np.array([1.0, -0.3, 0.9, 1.1, 1.0, 0.95, 1.2, 0.7])
-    return loadings[:, None] * market + rng.normal(0, 0.004, (len(REFERENCE_ETFS), days))
 
 
 def prices_from(returns: np.ndarray, start: float = 100.0) -> np.ndarray:
@@ -119,7 +113,7 @@ def assert_matches_oracle(panel: Panel) -> None:
 
 def test_every_beta_equals_statsmodels_and_scikit_learn() -> None:
     rng = np.random.default_rng(7)
-    refs = reference_returns(rng)
+    refs = reference_returns(rng, DAYS)
     loadings = rng.normal(1.0, 0.6, (40, len(REFERENCE_ETFS)))
     symbol_returns = loadings @ refs / 3 + rng.normal(0, 0.01, (40, DAYS))
     panel = make_panel(prices_from(symbol_returns), prices_from(refs))
@@ -129,7 +123,7 @@ def test_every_beta_equals_statsmodels_and_scikit_learn() -> None:
 
 def test_gaps_are_dropped_not_filled_and_each_regression_keeps_its_own_dates() -> None:
     rng = np.random.default_rng(11)
-    refs = prices_from(reference_returns(rng))
+    refs = prices_from(reference_returns(rng, DAYS))
     symbols = prices_from(rng.normal(0, 0.012, (30, DAYS)) + 0.5 * (refs[0] / 100 - 1) / DAYS)
     tlt = REFERENCE_ETFS.index("TLT")
     refs[tlt, rng.choice(DAYS, 25, replace=False)] = np.nan  # TLT misses 25 dates
@@ -153,7 +147,7 @@ def test_gaps_are_dropped_not_filled_and_each_regression_keeps_its_own_dates() -
 
 def test_spy_has_a_market_beta_of_exactly_one() -> None:
     rng = np.random.default_rng(3)
-    refs = prices_from(reference_returns(rng))
+    refs = prices_from(reference_returns(rng, DAYS))
     betas = compute_betas(make_panel(refs[0], refs))
     market = FACTOR_INDEX["market_beta"]
     assert round(float(betas.beta[0, market]), 6) == 1.0
@@ -162,7 +156,7 @@ def test_spy_has_a_market_beta_of_exactly_one() -> None:
 
 def test_twice_spy_plus_noise_has_a_market_beta_of_about_two() -> None:
     rng = np.random.default_rng(5)
-    refs = reference_returns(rng)
+    refs = reference_returns(rng, DAYS)
     symbol = 2 * refs[0] + rng.normal(0, 0.002, DAYS)
     betas = compute_betas(make_panel(prices_from(symbol), prices_from(refs)))
     assert betas.beta[0, FACTOR_INDEX["market_beta"]] == pytest.approx(2.0, abs=0.05)
@@ -170,7 +164,7 @@ def test_twice_spy_plus_noise_has_a_market_beta_of_about_two() -> None:
 
 def test_a_known_mix_of_the_style_etfs_gets_the_ridge_solution() -> None:
     rng = np.random.default_rng(13)
-    refs = reference_returns(rng)
+    refs = reference_returns(rng, DAYS)
     refs[2:] = rng.normal(0.0003, 0.01, (6, DAYS))  # independent style series
     weights = np.array([0.5, -0.3, 0.8, 0.2, 1.1, -0.6])
     symbol = weights @ refs[2:] + rng.normal(0, 0.001, DAYS)
@@ -189,7 +183,7 @@ def test_a_known_mix_of_the_style_etfs_gets_the_ridge_solution() -> None:
 
 def test_betas_are_capped_at_five() -> None:
     rng = np.random.default_rng(17)
-    refs = reference_returns(rng)
+    refs = reference_returns(rng, DAYS)
     symbols = np.stack([9 * refs[0], -8 * refs[0], 3 * refs[0]]) + rng.normal(0, 1e-4, (3, DAYS))
     betas = compute_betas(make_panel(prices_from(symbols, 1000.0), prices_from(refs)))
     market = FACTOR_INDEX["market_beta"]
@@ -204,7 +198,7 @@ def test_betas_are_capped_at_five() -> None:
 def test_minimum_returns(history: int, market: bool, spreads: bool) -> None:
     """`history` prices give history - 1 returns: 30 for market/IR/styles, 60 for spreads."""
     rng = np.random.default_rng(19)
-    refs = prices_from(reference_returns(rng))
+    refs = prices_from(reference_returns(rng, DAYS))
     symbol = np.full(DAYS, np.nan)
     symbol[-history:] = prices_from(rng.normal(0, 0.01, history))
     betas = compute_betas(make_panel(symbol, refs))
@@ -219,7 +213,7 @@ def test_minimum_returns(history: int, market: bool, spreads: bool) -> None:
 
 def test_twenty_days_of_history_computes_nothing() -> None:
     rng = np.random.default_rng(23)
-    refs = prices_from(reference_returns(rng))
+    refs = prices_from(reference_returns(rng, DAYS))
     symbol = np.full(DAYS, np.nan)
     symbol[-20:] = prices_from(rng.normal(0, 0.01, 20))
     betas = compute_betas(make_panel(symbol, refs))
@@ -230,7 +224,7 @@ def test_twenty_days_of_history_computes_nothing() -> None:
 
 def test_no_date_shared_with_spy() -> None:
     rng = np.random.default_rng(29)
-    refs = prices_from(reference_returns(rng))
+    refs = prices_from(reference_returns(rng, DAYS))
     refs[0, :] = np.nan
     betas = compute_betas(make_panel(refs[1], refs))
     assert (betas.status == NO_CALCULATION_DATE).all()
@@ -241,7 +235,7 @@ def test_unadjusted_split_would_read_as_a_crash() -> None:
     """Why the store feeds adjusted closes: the same stock with a 2:1 split in its raw closes
     gets a different market beta (the -50 % day dominates the regression)."""
     rng = np.random.default_rng(31)
-    refs = reference_returns(rng)
+    refs = reference_returns(rng, DAYS)
     adjusted = prices_from(1.2 * refs[0] + rng.normal(0, 0.003, DAYS))
     raw = adjusted.copy()
     raw[:-40] *= 2  # before the split, the raw close was twice the adjusted one
@@ -328,7 +322,7 @@ def test_numpys_blas_runs_one_thread_inside_compute_betas_unless_the_environment
 
     monkeypatch.setattr(betas, "_solve_group", spy)
     try:
-        refs = prices_from(reference_returns(np.random.default_rng(3)))
+        refs = prices_from(reference_returns(np.random.default_rng(3), DAYS))
         compute_betas(make_panel(refs[:2] * 1.5, refs))
         assert seen and set(seen) == ({2} if chosen else {1})
         assert blas_threads() == 2  # restored after the block
