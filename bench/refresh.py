@@ -34,12 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import throwaway_database
 from tests.fakeprovider import FakeProvider, Reply
 from worker import logs
-from worker.bulk import BulkDays
 from worker.db import asyncpg_dsn
 from worker.onboarding import open_onboarder
-from worker.prices.polygon import PolygonSource
 from worker.queue import Queue
-from worker.refresh import Refresher
+from worker.refresh import build_refresher
 from worker.schedule import enqueue_refresh
 from worker.settings import Settings
 from worker.trading_calendar import TradingCalendar
@@ -158,25 +156,15 @@ async def reset(pool: asyncpg.Pool, symbols: list[str]) -> None:
 
 
 async def run_refresh(
-    pool: asyncpg.Pool, settings: Settings, calendar: TradingCalendar, concurrency: int, bulk: bool
+    pool: asyncpg.Pool, settings: Settings, calendar: TradingCalendar, concurrency: int
 ) -> tuple[float, int]:
     """Enqueue the refresh of every symbol and run the jobs to the end: (wall s, rows stored)."""
     queue = Queue("bench")
     async with open_onboarder(
         settings, queue, pool, sources="polygon", today=lambda: MONDAY
     ) as onboarder:
-        source = onboarder.sources[0]
-        assert isinstance(source, PolygonSource)
-        days = (
-            BulkDays(
-                pool, source, calendar, "bench", max_sessions=settings.refresh_bulk_max_sessions
-            )
-            if bulk
-            else None
-        )
-        refresher = Refresher(
-            settings, queue, pool, onboarder, calendar, now=lambda: NOW, bulk=days
-        )
+        # What `run` builds: grouped daily days with REFRESH_BULK=auto, none with off.
+        refresher = build_refresher(settings, queue, pool, onboarder, calendar, now=lambda: NOW)
         rows_before = await pool.fetchval("SELECT count(*) FROM symbol_prices_daily")
         started = time.perf_counter()
         async with pool.acquire() as conn:
@@ -242,7 +230,7 @@ async def bench(args: argparse.Namespace) -> None:
                     await reset(pool, symbols)
                     seen = len(provider.requests)
                     tuned = replace(settings, refresh_bulk="auto" if bulk else "off")
-                    elapsed, rows = await run_refresh(pool, tuned, calendar, args.concurrency, bulk)
+                    elapsed, rows = await run_refresh(pool, tuned, calendar, args.concurrency)
                     requests = len(provider.requests) - seen
                     results[mode] = (elapsed, rows, requests)
                     print(

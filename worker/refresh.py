@@ -247,14 +247,17 @@ def build_refresher(
     pool: asyncpg.Pool,
     onboarder: Onboarder,
     calendar: TradingCalendar,
+    *,
+    now: Callable[[], datetime] | None = None,
 ) -> Refresher:
     """The worker's Refresher: with grouped daily days when REFRESH_BULK=auto and Polygon leads
     the source chain (the chain's first source serves refreshes; another first source keeps its
-    own per-symbol requests, so a refresh never changes whose data a symbol has)."""
+    own per-symbol requests, so a refresh never changes whose data a symbol has). `now`: the
+    clock (tests, benchmarks)."""
     first = onboarder.sources[0]
     bulk = None
     if settings.refresh_bulk == "auto" and isinstance(first, PolygonSource):
         bulk = BulkDays(
             pool, first, calendar, queue.worker_id, max_sessions=settings.refresh_bulk_max_sessions
         )
-    return Refresher(settings, queue, pool, onboarder, calendar, bulk=bulk)
+    return Refresher(settings, queue, pool, onboarder, calendar, now=now, bulk=bulk)

@@ -12,6 +12,7 @@ import pytest
 from tests.fakeprovider import FakeProvider
 from tests.harness import PgServer, run
 from worker.db import asyncpg_dsn
+from worker.factors import FactorStore
 from worker.metrics import Metrics
 from worker.onboarding import Onboarder, open_onboarder
 from worker.queue import Job, Queue
@@ -108,6 +109,7 @@ async def onboarder_for(
             today: date,
             queue_: Queue | None = None,
             metrics: Metrics | None = None,
+            factor_store: FactorStore | None = None,
             **overrides: Any,
         ) -> Onboarder:
             return await opened.enter_async_context(
@@ -118,6 +120,7 @@ async def onboarder_for(
                     sources=sources,
                     today=lambda: today,
                     metrics=metrics,
+                    factor_store=factor_store,
                 )
             )
 

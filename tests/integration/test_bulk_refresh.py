@@ -4,6 +4,7 @@ does not cover; a day another worker is loading defers the job; a failed day fal
 
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -15,14 +16,14 @@ import pytest
 from tests.fakeprovider import FakeProvider, Reply, fixture, recorded
 from tests.integration.conftest import job_row, stored
 from tests.integration.test_refresh import CALENDAR, aggs_path, close_of, polygon_aggs
-from worker.bulk import BulkDays
 from worker.onboarding import Onboarder
 from worker.prices.base import InvalidData
 from worker.prices.base import Reply as SourceReply
-from worker.prices.polygon import PolygonSource, parse_grouped
+from worker.prices.polygon import parse_grouped
 from worker.queue import Job, Queue
-from worker.refresh import Refresher
+from worker.refresh import Refresher, build_refresher
 from worker.schedule import enqueue_refresh
+from worker.settings import Settings
 
 NEW_YORK = ZoneInfo("America/New_York")
 NOW = datetime(2023, 1, 9, 18, 0, tzinfo=NEW_YORK)  # Monday, after the close
@@ -91,20 +92,17 @@ async def seed_friday(pool: asyncpg.Pool, symbols: list[str]) -> None:
 
 @pytest.fixture
 async def bulk_refresher(
-    pool: asyncpg.Pool, queue: Queue, onboarder_for: Callable[..., Awaitable[Onboarder]]
+    pool: asyncpg.Pool,
+    queue: Queue,
+    settings: Settings,
+    onboarder_for: Callable[..., Awaitable[Onboarder]],
 ) -> Callable[..., Awaitable[Refresher]]:
-    async def make(worker_id: str = "w1", **overrides: Any) -> Refresher:
-        onboarder = await onboarder_for(
-            "polygon",
-            today=NOW.astimezone(UTC).date(),
-            refresh_overlap_sessions=0,
-            **overrides,
-        )
-        source = onboarder.sources[0]
-        assert isinstance(source, PolygonSource)
-        bulk = BulkDays(pool, source, CALENDAR, worker_id, max_sessions=10)
-        return Refresher(
-            onboarder._settings, queue, pool, onboarder, CALENDAR, now=lambda: NOW, bulk=bulk
+    async def make(**overrides: Any) -> Refresher:
+        # What `run` builds (REFRESH_BULK=auto, Polygon first), on the test's clock.
+        tuned = {"refresh_overlap_sessions": 0, **overrides}
+        onboarder = await onboarder_for("polygon", today=NOW.astimezone(UTC).date(), **tuned)
+        return build_refresher(
+            replace(settings, **tuned), queue, pool, onboarder, CALENDAR, now=lambda: NOW
         )
 
     return make

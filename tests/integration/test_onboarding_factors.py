@@ -2,9 +2,7 @@
 reference ETFs enqueued and waited for, their jobs computing the waiting symbols' betas."""
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from typing import Any
 
@@ -31,26 +29,16 @@ NOT_FOUND = recorded("yahoo/error-404-unknown-symbol.TRANSCRIBED.json", status=4
 
 @pytest.fixture
 async def make_onboarder(
-    pool: asyncpg.Pool, queue: Queue, settings: Settings
-) -> AsyncIterator[Callable[..., Awaitable[Onboarder]]]:
+    pool: asyncpg.Pool, onboarder_for: Callable[..., Awaitable[Onboarder]]
+) -> Callable[..., Awaitable[Onboarder]]:
     """Onboarders with the factor store on (detected like `run` does), closed afterwards:
     `await make_onboarder("synthetic", **settings)`."""
     store = await FactorStore.detect(pool)
-    async with contextlib.AsyncExitStack() as opened:
 
-        async def make(sources: str = "synthetic", **overrides: Any) -> Onboarder:
-            return await opened.enter_async_context(
-                open_onboarder(
-                    replace(settings, **overrides),
-                    queue,
-                    pool,
-                    sources=sources,
-                    today=lambda: TODAY,
-                    factor_store=store,
-                )
-            )
+    async def make(sources: str = "synthetic", **overrides: Any) -> Onboarder:
+        return await onboarder_for(sources, today=TODAY, factor_store=store, **overrides)
 
-        yield make
+    return make
 
 
 async def seed_references(pool: asyncpg.Pool, *, end: date = LAST_DAY, skip: tuple = ()) -> None:

@@ -3,9 +3,8 @@ request when current (or on a weekend or holiday), a re-adjusted history replace
 transaction, delisting, host-added symbols, and refreshes queued behind users' onboarding."""
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -22,7 +21,7 @@ from tests.integration.conftest import job_row, stored, symbol_row
 from tests.integration.test_outages import slow_price_writes, terminate_when_sleeping
 from worker.errors import DatabaseUnavailable
 from worker.factors import REFERENCE_ETFS, FactorStore, recompute_factors
-from worker.onboarding import open_onboarder
+from worker.onboarding import Onboarder
 from worker.prices.base import Window
 from worker.prices.synthetic import generate
 from worker.queue import Job, Queue
@@ -97,34 +96,28 @@ async def seed(pool: asyncpg.Pool, symbol: str, days: list[date], divide: int = 
 
 
 @pytest.fixture
-async def refresher_for(
-    pool: asyncpg.Pool, queue: Queue, settings: Settings
-) -> AsyncIterator[Callable[..., Awaitable[Refresher]]]:
+def refresher_for(
+    pool: asyncpg.Pool,
+    queue: Queue,
+    settings: Settings,
+    onboarder_for: Callable[..., Awaitable[Onboarder]],
+) -> Callable[..., Awaitable[Refresher]]:
     """`await refresher_for("polygon", now=..., factors=True, **settings)`; `factors`: the
     Onboarder's factor step on, as `run` has it."""
-    async with contextlib.AsyncExitStack() as opened:
 
-        async def make(
-            sources: str = "polygon",
-            *,
-            now: datetime = NOW,
-            factors: bool = False,
-            **overrides: Any,
-        ) -> Refresher:
-            tuned = replace(settings, **overrides)
-            onboarder = await opened.enter_async_context(
-                open_onboarder(
-                    tuned,
-                    queue,
-                    pool,
-                    sources=sources,
-                    today=lambda: now.astimezone(UTC).date(),
-                    factor_store=await FactorStore.detect(pool) if factors else None,
-                )
-            )
-            return Refresher(tuned, queue, pool, onboarder, CALENDAR, now=lambda: now)
+    async def make(
+        sources: str = "polygon", *, now: datetime = NOW, factors: bool = False, **overrides: Any
+    ) -> Refresher:
+        onboarder = await onboarder_for(
+            sources,
+            today=now.astimezone(UTC).date(),
+            factor_store=await FactorStore.detect(pool) if factors else None,
+            **overrides,
+        )
+        tuned = replace(settings, **overrides)
+        return Refresher(tuned, queue, pool, onboarder, CALENDAR, now=lambda: now)
 
-        yield make
+    return make
 
 
 async def claim_refresh(pool: asyncpg.Pool, queue: Queue, symbol: str, through: date) -> Job:
