@@ -55,6 +55,15 @@ FROM (
 ) AS next_rows
 """
 
+# The batch's rows of market_data_cache: after symbol :after through :upto (whole symbols), only
+# those of :symbols when it is not NULL. In every statement below.
+_IN_BATCH = """symbol > :after AND symbol <= :upto
+      AND (CAST(:symbols AS varchar[]) IS NULL OR symbol = ANY(:symbols))"""
+# The batch's rows refused by the price rule, as a JSON object of reason -> rows.
+_ROWS_INVALID = """(SELECT CAST(coalesce(json_object_agg(problem, rows), '{}') AS text)
+     FROM (SELECT problem, count(*) AS rows FROM batch WHERE problem IS NOT NULL
+           GROUP BY problem) AS invalid) AS rows_invalid"""
+
 # Symbols the cache has and the universe lacks; without them the prices would violate the foreign
 # key. DO NOTHING: a symbol that is there (or was added concurrently, e.g. by onboarding) is kept
 # exactly as it is.
@@ -62,8 +71,7 @@ _ADD_MISSING_SYMBOLS = """
 INSERT INTO symbol_universe (symbol, status, added_source, last_price_date)
 SELECT symbol, 'active', 'batch', max(date)
 FROM market_data_cache
-WHERE symbol > :after AND symbol <= :upto
-  AND (CAST(:symbols AS varchar[]) IS NULL OR symbol = ANY(:symbols))
+WHERE {in_batch}
   AND {valid}
 GROUP BY symbol
 ON CONFLICT (symbol) DO NOTHING
@@ -80,8 +88,7 @@ WITH batch AS MATERIALIZED (
     SELECT symbol, date, open, high, low, close, {adjusted_close} AS adjusted_close, volume,
            {problem} AS problem
     FROM market_data_cache
-    WHERE symbol > :after AND symbol <= :upto
-      AND (CAST(:symbols AS varchar[]) IS NULL OR symbol = ANY(:symbols))
+    WHERE {in_batch}
 ), inserted AS (
     INSERT INTO symbol_prices_daily (
         symbol, price_date, open_price, high_price, low_price, close_price, adj_close_price, volume
@@ -95,9 +102,7 @@ WITH batch AS MATERIALIZED (
 SELECT
     (SELECT count(*) FROM batch) AS rows_seen,
     (SELECT count(*) FROM inserted) AS rows_inserted,
-    (SELECT CAST(coalesce(json_object_agg(problem, rows), '{{}}') AS text)
-     FROM (SELECT problem, count(*) AS rows FROM batch WHERE problem IS NOT NULL
-           GROUP BY problem) AS invalid) AS rows_invalid
+    {rows_invalid}
 """
 
 # Move last_price_date forward to the batch's latest date, never back (a later date may come from
@@ -108,8 +113,7 @@ SET last_price_date = latest.price_date
 FROM (
     SELECT symbol, max(date) AS price_date
     FROM market_data_cache
-    WHERE symbol > :after AND symbol <= :upto
-      AND (CAST(:symbols AS varchar[]) IS NULL OR symbol = ANY(:symbols))
+    WHERE {in_batch}
       AND {valid}
     GROUP BY symbol
 ) AS latest
@@ -125,8 +129,7 @@ _PREVIEW_BATCH = """
 WITH batch AS MATERIALIZED (
     SELECT symbol, date, {problem} AS problem
     FROM market_data_cache
-    WHERE symbol > :after AND symbol <= :upto
-      AND (CAST(:symbols AS varchar[]) IS NULL OR symbol = ANY(:symbols))
+    WHERE {in_batch}
 ),
 latest AS (
     SELECT symbol, max(date) AS price_date FROM batch WHERE problem IS NULL GROUP BY symbol
@@ -145,9 +148,7 @@ SELECT
      JOIN symbol_universe AS u ON u.symbol = l.symbol
      WHERE u.last_price_date IS NULL OR u.last_price_date < l.price_date
     ) AS symbols_updated,
-    (SELECT CAST(coalesce(json_object_agg(problem, rows), '{{}}') AS text)
-     FROM (SELECT problem, count(*) AS rows FROM batch WHERE problem IS NOT NULL
-           GROUP BY problem) AS invalid) AS rows_invalid
+    {rows_invalid}
 """
 
 
@@ -174,6 +175,8 @@ def _batch_statements(adjusted_close: str) -> BatchStatements:
         "problem": row_problem_sql(**columns),
         "valid": row_valid_sql(**columns),
         "adjusted_close": adjusted_close,
+        "in_batch": _IN_BATCH,
+        "rows_invalid": _ROWS_INVALID,
     }
     return BatchStatements(
         add_missing_symbols=_ADD_MISSING_SYMBOLS.format(**values),
