@@ -48,6 +48,7 @@ from worker.factors.betas import (
     compute_betas,
 )
 from worker.factors.store import FactorStore, ShapeError
+from worker.settings import Settings
 
 __all__ = [
     "RECENT_DATES",
@@ -62,7 +63,7 @@ __all__ = [
     "resolve_waiting",
 ]
 
-DEFAULT_HISTORY_DAYS = 400
+DEFAULT_HISTORY_DAYS: int = Settings.factor_history_days  # FACTOR_HISTORY_DAYS' default
 RECENT_DATES = ROWS_USED + 10  # SPY's dates whose span is read per symbol at first (_recompute)
 NO_PRICES = "no_prices_in_window"
 NO_SPY = "spy_has_no_prices"
@@ -117,10 +118,10 @@ async def recompute_factors(
 ) -> Recomputed:
     """Compute and write the betas of `symbols` as of the latest data (or `as_of`), in one
     savepoint of the caller's transaction. `store`: detected once by the caller (else here)."""
-    if store is None:
-        store = await FactorStore.detect(conn)
     if not symbols:
         return Recomputed(dry_run=dry_run)
+    if store is None:
+        store = await FactorStore.detect(conn)
     async with conn.transaction():
         await FactorStore.lock_references(conn, exclusive=False)
         return await _recompute(conn, store, symbols, as_of, history_days, dry_run)
