@@ -11,7 +11,7 @@ its statement in worker/sql/status.py, a line in `gather`, and a section in `for
 
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import asyncpg
 
@@ -21,12 +21,18 @@ from worker.settings import Settings
 from worker.sql import status as sql
 from worker.trading_calendar import shared_calendar
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 BACKOFF_LIMIT = 20
 RECENT_FAILURES_LIMIT = 10
 HISTORY_MINUTES = 60
 LIVE_STATUSES = ("pending", "processing")
 
 BreakerState = Literal["off", "closed", "open", "half-open"]
+
+
+Fact = TypeVar("Fact", bound="DataclassInstance")  # a status fact
 
 
 @dataclass(frozen=True)
@@ -210,86 +216,31 @@ async def gather(conn: asyncpg.Connection, settings: Settings) -> StatusReport:
         now = await conn.fetchval(sql.NOW)
         depth = await _depth(conn, sql.COUNTS, STATUSES)
         oldest = await conn.fetchrow(sql.OLDEST_PENDING)
-        running = await conn.fetch(sql.RUNNING)
+        running = await conn.fetch(sql.RUNNING, settings.stall_timeout_s)
         backoff = await conn.fetch(sql.BACKOFF, BACKOFF_LIMIT)
         sources = await conn.fetch(sql.SOURCES)
-        workers = await conn.fetch(sql.WORKERS)
+        workers = await conn.fetch(sql.WORKERS, settings.stall_timeout_s)
         completed = await conn.fetch(sql.LAST_FINISHED, "completed", 1)
         failures = await conn.fetch(sql.LAST_FINISHED, "failed", RECENT_FAILURES_LIMIT)
         refresh = await _refresh(conn, settings, now)
         factor_facts = await _factors(conn)
-    stall = settings.stall_timeout_s
     return StatusReport(
         generated_at=now,
-        stall_timeout_s=stall,
+        stall_timeout_s=settings.stall_timeout_s,
         counts=depth.counts,
-        oldest_pending=None
-        if oldest is None
-        else OldestPending(
-            job_id=str(oldest["id"]),
-            symbol=oldest["symbol"],
-            priority=oldest["priority"],
-            attempts=oldest["attempts"],
-            created_at=oldest["created_at"],
-            wait_s=oldest["wait_s"],
-        ),
-        running=[
-            RunningJob(
-                job_id=str(r["id"]),
-                symbol=r["symbol"],
-                priority=r["priority"],
-                owner=r["locked_by"],
-                attempt=r["attempts"],
-                running_s=r["running_s"] or 0.0,
-                heartbeat_age_s=r["heartbeat_age_s"],
-                stalled=r["heartbeat_age_s"] > stall,
-            )
-            for r in running
-        ],
+        oldest_pending=None if oldest is None else _row(OldestPending, oldest),
+        running=[_row(RunningJob, r) for r in running],
         backoff_total=backoff[0]["total"] if backoff else 0,
-        backoff=[
-            WaitingJob(
-                job_id=str(r["id"]),
-                symbol=r["symbol"],
-                priority=r["priority"],
-                attempts=r["attempts"],
-                next_run_at=r["run_after"],
-                next_run_in_s=r["next_run_in_s"],
-                last_error=r["error_message"],
-            )
-            for r in backoff
-        ],
+        backoff=[_row(WaitingJob, r) for r in backoff],
         paused_sources=[
-            PausedSource(
-                source=r["source"],
-                reason=r["pause_reason"],
-                paused_until=r["paused_until"],
-                remaining_s=r["paused_s"],
-            )
+            _row(PausedSource, r)
             for r in sources
-            if r["paused_s"] is not None and r["paused_s"] > 0
+            if r["remaining_s"] is not None and r["remaining_s"] > 0
         ],
         circuit_breakers=[_breaker(r, settings.source_failures_before_pause) for r in sources],
-        workers=[
-            LiveWorker(
-                worker_id=r["worker_id"],
-                host=r["host"],
-                pid=r["pid"],
-                version=r["version"],
-                concurrency=r["concurrency"],
-                jobs_in_flight=r["jobs_in_flight"],
-                stopping=r["stopping"],
-                http_url=r["http_url"],
-                started_at=r["started_at"],
-                up_s=r["up_s"],
-                last_tick_age_s=r["last_tick_age_s"],
-                heartbeat_age_s=r["heartbeat_age_s"],
-                alive=r["heartbeat_age_s"] <= stall,
-            )
-            for r in workers
-        ],
-        last_completed=_finished(completed[0]) if completed else None,
-        recent_failures=[_finished(r) for r in failures],
+        workers=[_row(LiveWorker, r) for r in workers],
+        last_completed=_row(FinishedJob, completed[0]) if completed else None,
+        recent_failures=[_row(FinishedJob, r) for r in failures],
         refresh=refresh,
         factors=factor_facts,
     )
@@ -349,7 +300,7 @@ async def _refresh(conn: asyncpg.Connection, settings: Settings, now: datetime) 
         calendar=calendar.name,
         through_session=through,
         **asdict(counts),
-        last_batch=None if last is None else RefreshBatch(**dict(last)),
+        last_batch=None if last is None else _row(RefreshBatch, last),
         next_scheduled_refresh=await next_refresh(conn, times, now),
     )
 
@@ -357,18 +308,18 @@ async def _refresh(conn: asyncpg.Connection, settings: Settings, now: datetime) 
 async def _refresh_counts(conn: asyncpg.Connection, through: date) -> RefreshCounts:
     facts = await conn.fetchrow(sql.REFRESH_FACTS, through)
     assert facts is not None  # an aggregate without GROUP BY: always one row
-    return RefreshCounts(**dict(facts))
+    return _row(RefreshCounts, facts)
 
 
 async def _factors(conn: asyncpg.Connection) -> FactorFacts:
     facts = await conn.fetchrow(sql.FACTOR_FACTS)
     assert facts is not None  # an aggregate without GROUP BY: always one row
-    return FactorFacts(**dict(facts))
+    return _row(FactorFacts, facts)
 
 
 def _breaker(row: asyncpg.Record, threshold: int) -> CircuitBreaker:
     failures = row["consecutive_failures"]
-    paused = row["paused_s"] is not None and row["paused_s"] > 0
+    paused = row["remaining_s"] is not None and row["remaining_s"] > 0
     state: BreakerState
     if threshold <= 0:
         state = "off"
@@ -379,16 +330,9 @@ def _breaker(row: asyncpg.Record, threshold: int) -> CircuitBreaker:
     return CircuitBreaker(row["source"], state, failures, threshold)
 
 
-def _finished(row: asyncpg.Record) -> FinishedJob:
-    return FinishedJob(
-        job_id=str(row["id"]),
-        symbol=row["symbol"],
-        priority=row["priority"],
-        attempts=row["attempts"],
-        finished_at=row["completed_at"],
-        ago_s=row["ago_s"],
-        error=row["error_message"],
-    )
+def _row(cls: type[Fact], row: asyncpg.Record) -> Fact:
+    """A status fact from a row whose columns are named after its fields (others ignored)."""
+    return cls(**{f.name: row[f.name] for f in fields(cls)})
 
 
 # --- views: JSON and text --------------------------------------------------------------------------

@@ -28,8 +28,9 @@ WHERE status IN ('pending', 'processing')
 GROUP BY status, priority
 """
 
+# Each statement below names its columns after the fields of the status fact it fills.
 OLDEST_PENDING = """
-SELECT id, symbol, priority, attempts, created_at,
+SELECT id::text AS job_id, symbol, priority, attempts, created_at,
        extract(epoch FROM now() - created_at)::float8 AS wait_s
 FROM symbol_onboarding_queue
 WHERE status = 'pending'
@@ -38,22 +39,29 @@ LIMIT 1
 """
 
 # Running jobs with their heartbeat age, measured as the stall sweep measures it
-# (RECOVER_STALLED: heartbeat, else the claim), so "stalled" here means "the sweep may take it".
+# (RECOVER_STALLED: heartbeat, else the claim), so "stalled" (older than $1 seconds) here means
+# "the sweep may take it".
 RUNNING = """
-SELECT id, symbol, priority, locked_by, attempts,
-       extract(epoch FROM now() - started_at)::float8 AS running_s,
-       extract(epoch FROM now() - coalesce(heartbeat_at, started_at, created_at))::float8
-           AS heartbeat_age_s
-FROM symbol_onboarding_queue
-WHERE status = 'processing'
+SELECT job_id, symbol, priority, owner, attempt, running_s, heartbeat_age_s,
+       heartbeat_age_s > $1 AS stalled
+FROM (
+    SELECT id::text AS job_id, symbol, priority, locked_by AS owner, attempts AS attempt,
+           coalesce(extract(epoch FROM now() - started_at)::float8, 0) AS running_s,
+           extract(epoch FROM now() - coalesce(heartbeat_at, started_at, created_at))::float8
+               AS heartbeat_age_s,
+           started_at
+    FROM symbol_onboarding_queue
+    WHERE status = 'processing'
+) AS r
 ORDER BY started_at
 """
 
 # Pending jobs that may not run yet (retry backoff, or deferred behind a paused source): the
 # first $1 by next run, with the total; error_message holds why they wait.
 BACKOFF = """
-SELECT id, symbol, priority, attempts, error_message, run_after,
+SELECT id::text AS job_id, symbol, priority, attempts, run_after AS next_run_at,
        extract(epoch FROM run_after - now())::float8 AS next_run_in_s,
+       error_message AS last_error,
        count(*) OVER ()::int AS total
 FROM symbol_onboarding_queue
 WHERE status = 'pending' AND run_after > now()
@@ -63,26 +71,30 @@ LIMIT $1
 
 # Every source's shared state: its pause (if any) and the circuit breaker's failure count.
 SOURCES = """
-SELECT source, paused_until, pause_reason, consecutive_failures,
-       extract(epoch FROM paused_until - now())::float8 AS paused_s
+SELECT source, paused_until, pause_reason AS reason, consecutive_failures,
+       extract(epoch FROM paused_until - now())::float8 AS remaining_s
 FROM price_source_state
 ORDER BY source
 """
 
+# Live workers; alive: a heartbeat within $1 seconds.
 WORKERS = """
-SELECT worker_id, host, pid, version, concurrency, jobs_in_flight, stopping, http_url,
-       started_at,
-       extract(epoch FROM now() - started_at)::float8 AS up_s,
-       extract(epoch FROM now() - last_tick_at)::float8 AS last_tick_age_s,
-       extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age_s
-FROM symbol_onboarding_workers
+SELECT *, heartbeat_age_s <= $1 AS alive
+FROM (
+    SELECT worker_id, host, pid, version, concurrency, jobs_in_flight, stopping, http_url,
+           started_at,
+           extract(epoch FROM now() - started_at)::float8 AS up_s,
+           extract(epoch FROM now() - last_tick_at)::float8 AS last_tick_age_s,
+           extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age_s
+    FROM symbol_onboarding_workers
+) AS w
 ORDER BY started_at, worker_id
 """
 
 # The newest $2 finished jobs of status $1 (walks idx_queue_finished backwards).
 LAST_FINISHED = """
-SELECT id, symbol, priority, attempts, completed_at, error_message,
-       extract(epoch FROM now() - completed_at)::float8 AS ago_s
+SELECT id::text AS job_id, symbol, priority, attempts, completed_at AS finished_at,
+       extract(epoch FROM now() - completed_at)::float8 AS ago_s, error_message AS error
 FROM symbol_onboarding_queue
 WHERE status = $1 AND completed_at IS NOT NULL
 ORDER BY completed_at DESC
