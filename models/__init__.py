@@ -13,6 +13,7 @@ from worker.models.refresh import (
     SymbolRefreshState,
 )
 from worker.models.symbols import (
+    HostPriceDisagreement,
     MarketDataCache,
     SymbolFactorExposure,
     SymbolFactorWait,
@@ -24,6 +25,7 @@ from worker.models.workers import SymbolOnboardingWorker
 __all__ = [
     "Base",
     "BaselineTable",
+    "HostPriceDisagreement",
     "MarketDataCache",
     "Portfolio",
     "PortfolioAnalyticsCache",

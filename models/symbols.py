@@ -145,3 +145,19 @@ class SymbolFactorWait(Base):
     # The reference ETFs that were missing or stale when the symbol's job ran.
     waiting_for: Mapped[list[str]] = mapped_column(ARRAY(String(20)))
     since: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class HostPriceDisagreement(Base):
+    """A host-written `market_data_cache` row whose close differs from the worker's (0012)."""
+
+    __tablename__ = "host_price_disagreements"
+
+    symbol: Mapped[str] = mapped_column(
+        String(20), ForeignKey("symbol_universe.symbol", ondelete="CASCADE"), primary_key=True
+    )
+    price_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    # The host's own data_source of the row it kept.
+    data_source: Mapped[str] = mapped_column(String(50))
+    host_close: Mapped[Decimal] = mapped_column(Price)
+    worker_close: Mapped[Decimal] = mapped_column(Price)
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -15,7 +15,7 @@ import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -44,6 +44,7 @@ from worker import (
 from worker import queue as queue_ops
 from worker.db import asyncpg_dsn, redact
 from worker.errors import ConfigurationError, DatabaseUnavailable, WorkerError
+from worker.host import NO_HOST, HostTables
 from worker.housekeeping import Housekeeper
 from worker.models.onboarding_queue import PRIORITIES
 from worker.settings import Settings
@@ -57,6 +58,7 @@ from worker.symbols import (
 
 if TYPE_CHECKING:  # numpy loads with worker.factors: only the commands that use it import it
     from worker.factors import FactorStore
+    from worker.factors.switch import FactorSwitch
     from worker.housekeeping import Sweep
     from worker.metrics import Metrics
     from worker.web import StatusServer
@@ -342,6 +344,7 @@ async def _run_worker(
     metrics: "Metrics",
     server: "StatusServer | None",
 ) -> int:
+    from worker.factors.switch import FactorSwitch
     from worker.onboarding import open_onboarder
     from worker.refresh import JobsByKind, build_refresher
     from worker.runner import Runner
@@ -378,9 +381,28 @@ async def _run_worker(
             if args.burst or times is None
             else [schedule.DailySchedule(pool, times, queue.worker_id)]
         )
-        store = await _factor_store(pool) if settings.factors_enabled else None
+        switch = await FactorSwitch.detect(pool, settings.factors_mode)
+        host = await HostTables.detect(pool, settings)
+        log.info(
+            "host_tables",
+            price_mirror=host.mirror_prices,
+            cache_invalidation=host.invalidate_cache,
+            factors=switch.available,
+        )
+        metrics.factors_state = lambda: (switch.available, switch.reason)
+
+        def last_session() -> date:
+            return calendar.last_completed_session(datetime.now(UTC))
+
         async with open_onboarder(
-            settings, queue, pool, sources=args.source, metrics=metrics, factor_store=store
+            settings,
+            queue,
+            pool,
+            sources=args.source,
+            metrics=metrics,
+            factor_store=switch,
+            host=host,
+            last_session=last_session,
         ) as handler:
             runner = Runner(
                 settings,
@@ -391,7 +413,7 @@ async def _run_worker(
                 listen_dsn=_listen_dsn(settings, url),
                 burst=args.burst,
                 housekeeping=housekeeper_for(
-                    settings, pool, queue, factor_store=store, periodic=daily
+                    settings, pool, queue, factors=switch, host=host, periodic=daily
                 ),
                 metrics=metrics,
             )
@@ -418,16 +440,26 @@ async def _factor_store(db: asyncpg.Pool | asyncpg.Connection) -> "FactorStore":
 
 
 async def _sweep_factor_waits(
-    conn: asyncpg.Connection, _batch_size: int, *, store: "FactorStore", settings: Settings
+    conn: asyncpg.Connection,
+    _batch_size: int,
+    *,
+    factors: "FactorSwitch",
+    host: HostTables,
+    settings: Settings,
 ) -> int:
-    """Housekeeping: betas for one batch of waiting symbols whose reference jobs have ended."""
+    """Housekeeping: betas for one batch of waiting symbols whose reference jobs have ended (or
+    that were skipped while the factor names were missing: looked for again first)."""
     from worker.factors import resolve_waiting
 
+    if not await factors.look_again(conn):
+        return 0
+    assert factors.store is not None
     resolved, _ = await resolve_waiting(
         conn,
-        store,
+        factors.store,
         history_days=settings.factor_history_days,
         batch_size=settings.factor_batch_size,
+        host=host,
     )
     return resolved
 
@@ -457,7 +489,8 @@ def housekeeper_for(
     pool: asyncpg.Pool,
     queue: queue_ops.Queue,
     *,
-    factor_store: "FactorStore | None" = None,
+    factors: "FactorSwitch | None" = None,
+    host: HostTables = NO_HOST,
     periodic: Sequence[Callable[[], Awaitable[object]]] = (),
 ) -> Housekeeper:
     """The worker's housekeeping (also `worker prune`): the queue, the analytics cache, the bulk
@@ -470,9 +503,9 @@ def housekeeper_for(
         "expired_analytics_cache": functools.partial(analytics_cache.sweep_expired, max_batches=1),
         "old_bulk_days": sweep_bulk_days,
     }
-    if factor_store is not None:
+    if factors is not None and factors.mode != "off":
         sweeps["factor_waits_resolved"] = functools.partial(
-            _sweep_factor_waits, store=factor_store, settings=settings
+            _sweep_factor_waits, factors=factors, host=host, settings=settings
         )
     return Housekeeper(settings, pool, queue, extra_sweeps=sweeps, periodic=periodic)
 
@@ -710,7 +743,10 @@ async def _factors(args: argparse.Namespace, settings: Settings, url: str) -> in
             for i in range(max(lanes, 1))
         ]
         store = await _factor_store(conns[0])
-        return await command(conns, store, settings, args.symbols, args.as_of, args.dry_run)
+        host = await HostTables.detect(conns[0], settings)
+        return await command(
+            conns, store, settings, args.symbols, args.as_of, args.dry_run, host=host
+        )
 
 
 async def _status(args: argparse.Namespace, settings: Settings, url: str) -> int:

@@ -12,7 +12,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from itertools import accumulate
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import structlog
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -26,6 +26,9 @@ from prometheus_client.registry import Collector
 
 from worker.queue import Job
 from worker.status import QueueDepth, UniverseFacts
+
+if TYPE_CHECKING:
+    from worker.host import Mirrored
 
 log = structlog.get_logger("worker.metrics")
 T = TypeVar("T")
@@ -45,6 +48,9 @@ LATENCY_BUCKETS = (
 
 class Metrics:
     """The recorders; this base records nothing (the HTTP endpoint is off)."""
+
+    # Whether betas are computed, and why not (the worker's FactorSwitch), once known.
+    factors_state: Callable[[], tuple[bool, str | None]] | None = None
 
     def job_started(self, job: Job) -> None:
         """A job was claimed and starts now."""
@@ -69,6 +75,9 @@ class Metrics:
 
     def database_reconnect(self, connection: str) -> None:
         """A lost database connection (claim, listen) was established again."""
+
+    def host_prices_mirrored(self, source: str, mirrored: "Mirrored") -> None:
+        """One job's bars went into the host's market_data_cache (worker/host.py)."""
 
 
 class PrometheusMetrics(Metrics):
@@ -99,6 +108,8 @@ class PrometheusMetrics(Metrics):
         self.pauses: dict[tuple[str], int] = {}
         self.deferrals: dict[tuple[str], int] = {}
         self.reconnects: dict[tuple[str], int] = {}
+        self.host_rows: dict[tuple[str], int] = {}  # (source,)
+        self.host_refused: dict[tuple[str], int] = {}  # (reason,)
 
     def job_started(self, job: Job) -> None:
         self.in_flight += 1
@@ -135,6 +146,17 @@ class PrometheusMetrics(Metrics):
 
     def database_reconnect(self, connection: str) -> None:
         _add(self.reconnects, (connection,))
+
+    def host_prices_mirrored(self, source: str, mirrored: "Mirrored") -> None:
+        _add(self.host_rows, (source,), mirrored.rows_written)
+        for reason, rows in (
+            ("host_row_kept", mirrored.host_rows_kept),
+            ("host_disagrees", mirrored.host_disagrees),
+            ("volume_stored_null", mirrored.volume_too_large),
+            ("price_out_of_range", mirrored.out_of_range),
+        ):
+            if rows:
+                _add(self.host_refused, (reason,), rows)
 
 
 def _add(series: dict[Any, int], key: Any, amount: int = 1) -> None:
@@ -241,6 +263,28 @@ class _Families(Collector):
             ["connection"],
             m.reconnects,
         )
+        yield _counter(
+            f"{ns}_host_price_rows_written",
+            "Rows inserted or changed in the host's market_data_cache",
+            ["source"],
+            m.host_rows,
+        )
+        yield _counter(
+            f"{ns}_host_price_rows_refused",
+            "Bars the host's market_data_cache did not take as they are, by reason "
+            "(the host's own row kept, it disagrees, volume stored NULL, price out of range)",
+            ["reason"],
+            m.host_refused,
+        )
+        if m.factors_state is not None:
+            available, reason = m.factors_state()
+            gauge = GaugeMetricFamily(
+                f"{ns}_factors_available",
+                "1 when this worker computes factor betas; 0 with the reason why not",
+                labels=["reason"],
+            )
+            gauge.add_metric([reason or ""], 1 if available else 0)
+            yield gauge
 
 
 def _counter(name: str, doc: str, labels: list[str], series: dict[Any, int]) -> CounterMetricFamily:

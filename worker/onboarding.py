@@ -41,6 +41,8 @@ from tenacity import (
 from worker import factors
 from worker.db import Connection
 from worker.errors import ConfigurationError, DatabaseUnavailable, database_errors
+from worker.factors.switch import FactorSwitch
+from worker.host import NO_HOST, HostTables, Mirrored, fill_description
 from worker.logs import redact_text
 from worker.metrics import Metrics
 from worker.prices import (
@@ -96,7 +98,9 @@ async def open_onboarder(
     sources: str | None = None,
     today: Callable[[], date] | None = None,
     metrics: Metrics | None = None,
-    factor_store: factors.FactorStore | None = None,
+    factor_store: "factors.FactorStore | FactorSwitch | None" = None,
+    host: HostTables = NO_HOST,
+    last_session: Callable[[], date] | None = None,
 ) -> AsyncIterator["Onboarder"]:
     """An Onboarder with the resources it needs, released on the way out:
 
@@ -105,7 +109,9 @@ async def open_onboarder(
 
     `sources` overrides settings.price_source (the --source flag); `today` is the UTC date clock
     (tests, benchmarks): the window ends the day before it; `metrics` what the sources and the
-    gate count into (a fresh registry if None); `factor_store` turns on the betas. The chain is checked before anything
+    gate count into (a fresh registry if None); `factor_store` turns on the betas; `host`: the
+    host's tables kept true; `last_session`: the calendar's last completed session (the newest a
+    reference ETF can have). The chain is checked before anything
     is built (SettingsError for one it cannot run); then the HTTP client (only for HTTP sources),
     the log filter that masks the chain's API keys, the rate gate and the sources are built in
     turn, and whatever was built is released again if a later part fails to build."""
@@ -137,6 +143,8 @@ async def open_onboarder(
             today=today,
             metrics=metrics,
             factor_store=factor_store,
+            host=host,
+            last_session=last_session,
         )
 
 
@@ -166,7 +174,9 @@ class Onboarder:
         secrets: Sequence[str] = (),
         today: Callable[[], date] | None = None,
         metrics: Metrics | None = None,
-        factor_store: factors.FactorStore | None = None,
+        factor_store: "factors.FactorStore | FactorSwitch | None" = None,
+        host: HostTables = NO_HOST,
+        last_session: Callable[[], date] | None = None,
     ) -> None:
         """`sources`: the chain, in order, built on `gate`; `secrets`: the values to mask in
         error messages (longest first); `today`: the UTC date clock; `factor_store` (detected
@@ -176,13 +186,24 @@ class Onboarder:
         self._pool = pool
         self._metrics = metrics or Metrics()
         self._today = today or (lambda: datetime.now(UTC).date())
-        self._factors = factor_store
+        self._factors = (
+            FactorSwitch.on(factor_store)
+            if isinstance(factor_store, factors.FactorStore)
+            else factor_store
+        )
+        self._host = host
+        self._last_session = last_session
         self._secrets = list(secrets)
         self._gate = gate
         self.sources = list(sources)
         # Only the HTTP sources are ever paused (rate limits, blocks, the circuit breaker) and
         # counted by the circuit breaker; their pause is checked before each request.
         self._pausable = [s.name for s in self.sources if s.name in HTTP_SOURCES]
+
+    @property
+    def computes_betas(self) -> bool:
+        """Betas are written by this worker's jobs now (FACTORS_ENABLED and the table shape)."""
+        return self._factors is not None and self._factors.available
 
     def window(self) -> Window:
         """The `price_lookback_days` ending yesterday (UTC): today's bar is not final until the
@@ -425,12 +446,18 @@ class Onboarder:
         log: FilteringBoundLogger,
         *,
         replace: bool = False,
+        through: date | None = None,
     ) -> JobResult:
-        """Upsert the bars, mark the symbol active, complete the job and write its betas: one
-        transaction. `replace`: the symbol's stored rows are deleted first, in the same
-        transaction (a refresh that found its history re-adjusted)."""
+        """Upsert the bars, mark the symbol active, complete the job, keep the host's tables
+        true (worker/host.py) and write its betas: one transaction. `replace`: the symbol's
+        stored rows are deleted first, in the same transaction (a refresh that found its history
+        re-adjusted). `through`: the calendar's last completed session (else the onboarder's
+        own clock says)."""
         bars = fetched.bars
         columns = _columns(bars)
+        store = self._factors.store if self._factors is not None else None
+        if through is None and self._last_session is not None:
+            through = self._last_session()
         step: factors.FactorStep | None = None
         async with self._pool.acquire() as conn:
             if source.name in self._pausable and self._settings.source_failures_before_pause > 0:
@@ -438,7 +465,7 @@ class Onboarder:
                 # transaction, so that never waits on the source's state row.
                 await self._gate.reset_failures(conn, source.name)
             async with conn.transaction():
-                if self._factors is not None:
+                if store is not None:
                     await factors.lock_references(conn, job.symbol)  # first: see factors
                 if replace:
                     await conn.execute(sql.DELETE_PRICES, job.symbol)
@@ -447,8 +474,21 @@ class Onboarder:
                 )
                 await self._queue.complete(conn, job)
                 assert stored is not None  # the statement returns one summary row
-                if self._factors is not None:
-                    step = await self._factor_step(conn, job.symbol, stored["last_price_date"], log)
+                mirrored = await self._host.mirror(
+                    conn, job.symbol, source.name, columns, replace=replace
+                )
+                await fill_description(
+                    conn, job.symbol, job.created_at.astimezone(UTC).date(), fetched.asset_type
+                )
+                if store is not None:
+                    step = await self._factor_step(
+                        conn, store, job.symbol, stored["last_price_date"], through, log
+                    )
+                elif self._factors is not None and self._factors.skipping:
+                    await factors.FactorStore.wait_for_references(conn, job.symbol, ())
+                betas = step is not None and step.outcome == "computed"
+                if stored["rows_written"] or replace or betas:
+                    await self._host.invalidate(conn, [job.symbol])
         written, last_price_date = stored["rows_written"], stored["last_price_date"]
         self._metrics.rows_written(source.name, written)
         log.info(
@@ -460,30 +500,51 @@ class Onboarder:
             rows_skipped=fetched.skipped or None,
             last_price_date=last_price_date.isoformat() if last_price_date else None,
         )
+        if mirrored is not None:
+            self._record_mirror(source.name, mirrored, log)
         if step is not None and step.more_waiting:
             await self._resolve_waiting(log)
         return JobResult("completed", rows=len(bars), skipped=fetched.skipped or None)
 
+    def _record_mirror(self, source: str, mirrored: Mirrored, log: FilteringBoundLogger) -> None:
+        self._metrics.host_prices_mirrored(source, mirrored)
+        if mirrored.host_disagrees:
+            log.warning(
+                "host_price_disagrees",
+                rows=mirrored.host_disagrees,
+                host_rows_kept=mirrored.host_rows_kept,
+                examples=mirrored.examples,
+            )
+        if mirrored.volume_too_large or mirrored.out_of_range:
+            log.warning(
+                "host_price_values_refused",
+                volume_stored_null=mirrored.volume_too_large,
+                bars_not_mirrored=mirrored.out_of_range,
+                reason="market_data_cache holds volume as INTEGER and prices as NUMERIC(12,4)",
+            )
+
     async def _factor_step(
         self,
         conn: Connection,
+        store: factors.FactorStore,
         symbol: str,
         last_price_date: date,
+        through: date | None,
         log: FilteringBoundLogger,
     ) -> factors.FactorStep | None:
         """The betas, in a savepoint of the job's transaction: a failure there (a bug, a host
         table changed under us) is logged and rolled back alone, and the prices still land."""
-        assert self._factors is not None
         try:
             async with conn.transaction():
                 return await factors.after_prices_stored(
                     conn,
-                    self._factors,
+                    store,
                     symbol,
                     last_price_date,
-                    max_lag_days=self._settings.factor_reference_max_lag_days,
+                    through=through,
                     history_days=self._settings.factor_history_days,
                     batch_size=self._settings.factor_batch_size,
+                    host=self._host,
                     log=log,
                 )
         except PROPAGATE:
@@ -492,57 +553,69 @@ class Onboarder:
             log.exception("factors_failed", error=f"{type(exc).__name__}: {exc}")
             return None
 
-    async def _reference_ended(self, conn: Connection, job: Job) -> None:
+    async def reference_ended(self, conn: Connection, job: Job) -> None:
         """A reference ETF's job failed for good: the symbols waiting only for it get their
         betas from what is there (its transaction holds the exclusive reference lock)."""
-        if self._factors is None or job.symbol not in factors.REFERENCE_ETFS:
+        store = self._factors.store if self._factors is not None else None
+        if store is None or job.symbol not in factors.REFERENCE_ETFS:
             return
         await factors.resolve_waiting(
             conn,
-            self._factors,
+            store,
             history_days=self._settings.factor_history_days,
             batch_size=self._settings.factor_batch_size,
+            host=self._host,
         )
 
     async def _resolve_waiting(self, log: FilteringBoundLogger) -> None:
         """Follow-up transactions for the waiting symbols a batch limit left; the job is done,
         so a failure is only logged (the housekeeping sweep takes what is left)."""
-        assert self._factors is not None
+        store = self._factors.store if self._factors is not None else None
+        assert store is not None
         try:
             more = True
             while more:
                 async with self._pool.acquire() as conn:  # resolve_waiting's own transaction
                     _, more = await factors.resolve_waiting(
                         conn,
-                        self._factors,
+                        store,
                         history_days=self._settings.factor_history_days,
                         batch_size=self._settings.factor_batch_size,
+                        host=self._host,
                     )
         except Exception as exc:
             log.warning("factors_resolve_deferred", error=f"{type(exc).__name__}: {exc}")
 
+    async def complete_unchanged(self, job: Job) -> None:
+        """Completed with nothing to store (already current, or nothing left to refresh); a
+        reference ETF's job still releases the symbols waiting for it, as any ending does."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self.lock_references(conn, job)
+            await self._queue.complete(conn, job)
+            await self.reference_ended(conn, job)
+
     async def fail(self, job: Job, error: str) -> JobResult:
         """Failed at once; the queue marks a pending symbol `error` in the same statement."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await self._lock_references(conn, job)
+            await self.lock_references(conn, job)
             await self._queue.fail(conn, job, error)
-            await self._reference_ended(conn, job)
+            await self.reference_ended(conn, job)
         return JobResult("failed", error=error)
 
     async def retry_later(self, job: Job, error: str) -> JobResult:
         """Retried with backoff, or failed on the last attempt (the queue then marks a pending
         symbol `error` in the same statement)."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await self._lock_references(conn, job)
+            await self.lock_references(conn, job)
             status = await self._queue.retry_later(conn, job, error)
             if status == "failed":  # that was its last attempt
-                await self._reference_ended(conn, job)
+                await self.reference_ended(conn, job)
         return JobResult("retried" if status == "pending" else "failed", error=error)
 
-    async def _lock_references(self, conn: Connection, job: Job) -> None:
+    async def lock_references(self, conn: Connection, job: Job) -> None:
         """A reference ETF's ending transaction takes the reference lock first (before its job
         row), as its completing one does."""
-        if self._factors is not None and job.symbol in factors.REFERENCE_ETFS:
+        if self.computes_betas and job.symbol in factors.REFERENCE_ETFS:
             await factors.lock_references(conn, job.symbol)
 
 

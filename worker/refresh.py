@@ -143,7 +143,7 @@ class Refresher:
             # Deleted by the host, delisted or errored since the batch: nothing to refresh.
             status = None if target is None else target["status"]
             log.info("refresh_skipped", status=status)
-            await self._queue.complete(self._pool, job)
+            await self._onboarder.complete_unchanged(job)
             return JobResult("completed", rows=0)
         last = target["last_price_date"]
         if last is None:
@@ -152,7 +152,7 @@ class Refresher:
         window = self.window(last)
         if last >= window.end:
             log.info("refresh_up_to_date", last_price_date=last.isoformat())
-            await self._queue.complete(self._pool, job)
+            await self._onboarder.complete_unchanged(job)
             return JobResult("completed", rows=0)
 
         got: Fetched | Unfetched | None = None
@@ -173,7 +173,9 @@ class Refresher:
         changes = price_changes(stored, got.fetched.bars)
         await self._pool.execute(sql.RESET_MISSES, job.symbol)
         if not changes:
-            return await self._onboarder.store(job, got.source, got.fetched, log)
+            return await self._onboarder.store(
+                job, got.source, got.fetched, log, through=window.end
+            )
         return await self._replace(job, changes, log)
 
     async def _replace(
@@ -198,10 +200,13 @@ class Refresher:
                 for c in changes[:MAX_LOGGED_CHANGES]
             ],
         )
-        got = await self._onboarder.fetch_bars(job, self.lookback(), log)
+        lookback = self.lookback()
+        got = await self._onboarder.fetch_bars(job, lookback, log)
         if isinstance(got, Unfetched):
             return await self._onboarder.settle(job, got)
-        return await self._onboarder.store(job, got.source, got.fetched, log, replace=True)
+        return await self._onboarder.store(
+            job, got.source, got.fetched, log, replace=True, through=lookback.end
+        )
 
     async def _unfetched(self, job: Job, got: Unfetched, log: FilteringBoundLogger) -> JobResult:
         """No source served the window. Unknown or no data at every source (and nothing paused)
@@ -217,8 +222,11 @@ class Refresher:
             if delist:
                 await conn.execute(sql.DELIST, job.symbol)
             # Failed, so an operator sees why in `status`; the symbol keeps its status until
-            # the last miss delists it.
+            # the last miss delists it. A reference ETF's end releases the symbols waiting for
+            # it, as any failed end does (Onboarder.fail).
+            await self._onboarder.lock_references(conn, job)
             await self._queue.fail(conn, job, reason)
+            await self._onboarder.reference_ended(conn, job)
         log.warning(
             "symbol_delisted" if delist else "refresh_missed",
             misses=count,

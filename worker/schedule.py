@@ -19,6 +19,7 @@ import asyncpg
 import structlog
 
 from worker.db import Connection
+from worker.factors.betas import REFERENCE_ETFS
 from worker.settings import Settings
 from worker.sql import refresh as sql
 from worker.symbols import normalize_symbol
@@ -52,7 +53,7 @@ async def enqueue_refresh(
     """Enqueue a refresh job for every symbol behind session `through` that has no live job;
     returns how many were created (in the caller's transaction)."""
     names = list(symbols) if symbols is not None else None
-    return len(await conn.fetch(sql.ENQUEUE_REFRESH, through, names))
+    return len(await conn.fetch(sql.ENQUEUE_REFRESH, through, names, list(REFERENCE_ETFS)))
 
 
 @dataclass(frozen=True)

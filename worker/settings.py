@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from worker.errors import ConfigurationError
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+TRUE_WORDS = ("1", "true", "yes", "on")
+BOOLEAN_WORDS = ("1", "true", "yes", "0", "false", "no")
 
 
 class SettingsError(ConfigurationError, ValueError):
@@ -120,19 +122,25 @@ class Settings:
     refresh_bulk: str = _env("REFRESH_BULK", "auto")
     # Windows longer than this many sessions (a symbol far behind) use per-symbol requests.
     refresh_bulk_max_sessions: int = _env("REFRESH_BULK_MAX_SESSIONS", 10)
-    # Factor betas (worker/factors): computed by each onboarding job when on.
-    factors_enabled: bool = _env("FACTORS_ENABLED", True)
+    # Factor betas (worker/factors): "on" computes them in every job that stores prices and
+    # refuses to start where they cannot be written; "auto" computes them where they can be
+    # written and otherwise keeps prices flowing without betas, computing the skipped ones once
+    # the host seeds its factor names (housekeeping notices); "off" never. true/false are on/off.
+    factors_enabled: str = _env("FACTORS_ENABLED", "auto")
     # Calendar days of prices read before the calculation date (180 returns need about 260;
     # the rest absorbs gaps in a series).
     factor_history_days: int = _env("FACTOR_HISTORY_DAYS", 400)
-    # A reference ETF whose latest price is more than this many days older than the symbol's
-    # is onboarded again before the symbol's betas are computed.
-    factor_reference_max_lag_days: int = _env("FACTOR_REFERENCE_MAX_LAG_DAYS", 3)
     # Symbols per transaction in the `factors` command and when waiting symbols are resolved.
     factor_batch_size: int = _env("FACTOR_BATCH_SIZE", 2000)
     # Connections the `factors` command runs batches on at once (one is read by the server while
     # another is solved and written).
     factor_connections: int = _env("FACTOR_CONNECTIONS", 2)
+    # The host's own tables (worker/host.py). "auto" mirrors every stored bar into the host's
+    # market_data_cache where the host owns one; "on" refuses to start without it; "off" never.
+    host_price_mirror: str = _env("HOST_PRICE_MIRROR", "auto")
+    # "auto" deletes the cached analytics of the portfolios holding a symbol whose prices or
+    # betas changed, where the host has a positions table; "off" never.
+    cache_invalidation: str = _env("CACHE_INVALIDATION", "auto")
     # Logs
     log_format: str = _env("LOG_FORMAT", "auto")  # auto | json | console
     log_level: str = _env("LOG_LEVEL", "info")
@@ -185,7 +193,6 @@ class Settings:
                 raise SettingsError(f"{env_name(name)} must be > 0, got {getattr(self, name)!r}")
         non_negative = (
             "idle_in_transaction_timeout_s",
-            "factor_reference_max_lag_days",
             "shutdown_grace_s",
             "refresh_overlap_sessions",
         )
@@ -198,6 +205,17 @@ class Settings:
                 f"got {self.stall_timeout_s} and {self.heartbeat_interval_s}"
             )
         self.schedule_time()
+        for name, allowed in (
+            ("factors_enabled", ("auto", "on", "off", *BOOLEAN_WORDS)),
+            ("host_price_mirror", ("auto", "on", "off")),
+            ("cache_invalidation", ("auto", "off")),
+        ):
+            if str(getattr(self, name)).strip().lower() not in allowed:
+                shown = [a for a in allowed if a not in BOOLEAN_WORDS]
+                raise SettingsError(
+                    f"{env_name(name)} must be {', '.join(shown[:-1])} or {shown[-1]}, "
+                    f"got {getattr(self, name)!r}"
+                )
         if self.refresh_bulk not in ("auto", "off"):
             raise SettingsError(f"REFRESH_BULK must be auto or off, got {self.refresh_bulk!r}")
         if self.http_port is not None and not 0 <= self.http_port <= 65535:
@@ -210,6 +228,14 @@ class Settings:
             raise SettingsError(
                 f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
             )
+
+    @property
+    def factors_mode(self) -> str:
+        """FACTORS_ENABLED as auto, on or off (true/false and the like read as on/off)."""
+        value = str(self.factors_enabled).strip().lower()
+        if value in ("auto", "on", "off"):
+            return value
+        return "on" if value in TRUE_WORDS else "off"
 
     def schedule_time(self) -> tuple[time, ZoneInfo] | None:
         """REFRESH_SCHEDULE_TIME and _TIMEZONE, checked; None when the schedule is off."""

@@ -59,10 +59,10 @@ def chart(timestamps: list[int], zone: str, closes: list[object]) -> bytes:
 def test_yahoo_dates_are_exchange_local_not_utc() -> None:
     # FX is stamped at local midnight: 23:00Z is the next calendar day in London (BST).
     stamp = int(datetime(2023, 6, 1, 23, 0, tzinfo=UTC).timestamp())
-    rows, _ = parse_chart("INR=X", Reply(200, chart([stamp], "Europe/London", [82.5])))
+    rows, *_ = parse_chart("INR=X", Reply(200, chart([stamp], "Europe/London", [82.5])))
     assert rows[0].price_date == date(2023, 6, 2)
     # XETRA bars at 07:00Z; US bars at 14:30Z: both the same calendar day locally.
-    rows, _ = parse_chart(
+    rows, *_ = parse_chart(
         "WSU.DE", Reply(200, body("yahoo/chart-WSU.DE-1d-2023-08-04_2023-08-09-xetra.json"))
     )
     assert [r.price_date for r in rows] == [date(2023, 8, 4), date(2023, 8, 7), date(2023, 8, 8)]

@@ -12,10 +12,13 @@ together:
 - `resolve_waiting(...)`: betas for symbols that were waiting for reference ETFs.
 
 Reference ETFs (SPY, TLT, VTV, VUG, MTUM, QUAL, IWM, USMV) are onboarded through the same queue
-as any symbol. When a job stores a symbol's prices and one of them has no prices, or its latest
-is more than `FACTOR_REFERENCE_MAX_LAG_DAYS` older than the symbol's, the job enqueues it (high
-priority; a live job is reused) and records the symbol in `symbol_factor_waits`; the job still
-completes, so the prices are usable at once, and `last_factor_date` is left as it is. When a
+as any symbol. Betas dated D use every ETF's price of D (the host looks betas up at exactly its
+last completed session). When a job stores a symbol's prices and an ETF lacks the symbol's latest
+session (and the calendar has closed that session, so the ETF can have it), the job enqueues the
+ETF's refresh (its onboarding if it has no prices; high priority; a live job is reused) and
+records the symbol in `symbol_factor_waits`; the job still completes, so the prices are usable at
+once, and `last_factor_date` is left as it is. The daily refresh enqueues the ETFs at high
+priority, so they are usually current before the symbols are claimed. When a
 reference ETF's job ends (completed, or failed for good), its transaction computes the betas of
 every waiting symbol none of whose awaited ETFs has a live job any more, and removes them from
 the waits. The housekeeping sweep does the same every WORKER_HOUSEKEEPING_INTERVAL_S, for what
@@ -48,6 +51,7 @@ from worker.factors.betas import (
     compute_betas,
 )
 from worker.factors.store import FactorStore, ShapeError
+from worker.host import NO_HOST, HostTables
 from worker.settings import Settings
 
 __all__ = [
@@ -115,16 +119,21 @@ async def recompute_factors(
     as_of: date | None = None,
     history_days: int = DEFAULT_HISTORY_DAYS,
     dry_run: bool = False,
+    host: HostTables = NO_HOST,
 ) -> Recomputed:
     """Compute and write the betas of `symbols` as of the latest data (or `as_of`), in one
-    savepoint of the caller's transaction. `store`: detected once by the caller (else here)."""
+    savepoint of the caller's transaction. `store`: detected once by the caller (else here);
+    `host`: whose cached portfolio analytics go stale with the new betas."""
     if not symbols:
         return Recomputed(dry_run=dry_run)
     if store is None:
         store = await FactorStore.detect(conn)
     async with conn.transaction():
         await FactorStore.lock_references(conn, exclusive=False)
-        return await _recompute(conn, store, symbols, as_of, history_days, dry_run)
+        result = await _recompute(conn, store, symbols, as_of, history_days, dry_run)
+        if not dry_run and result.rows_written:
+            await host.invalidate(conn, symbols)
+        return result
 
 
 async def _recompute(
@@ -209,30 +218,43 @@ async def after_prices_stored(
     symbol: str,
     last_price_date: date,
     *,
-    max_lag_days: int,
+    through: date | None,
     history_days: int,
     batch_size: int,
+    host: HostTables = NO_HOST,
     log: structlog.typing.FilteringBoundLogger = log,
 ) -> FactorStep:
     """The job's factor step, inside its write transaction (the caller took lock_references
-    first): betas now if the reference ETFs are ready, else enqueue them and wait; then, for a
-    reference ETF's own job, the waiting symbols it was the last to unblock."""
+    first): betas now if every reference ETF has the symbol's latest session, else bring them
+    current and wait; then, for a reference ETF's own job, the waiting symbols it was the last to
+    unblock. `through`: the last completed session of the calendar (None: unknown), which no ETF
+    can be ahead of: an ETF that has it does not hold a later-dated symbol back."""
     started = time.perf_counter()
     dates, waiting = await FactorStore.reference_dates(conn, symbol)
-    oldest = last_price_date - timedelta(days=max_lag_days)
+    wanted = last_price_date if through is None else min(last_price_date, through)
     stale = tuple(
-        etf for etf, last in dates.items() if etf != symbol and (last is None or last < oldest)
+        etf for etf, last in dates.items() if etf != symbol and (last is None or last < wanted)
     )
     if stale:
         await FactorStore.enqueue_references(conn, stale)
         await FactorStore.wait_for_references(conn, symbol, stale)
         log.info(
             "factors_waiting",
+            session=last_price_date.isoformat(),
             waiting_for=list(stale),
             missing=[e for e in stale if dates[e] is None],
         )
         step = FactorStep("waiting", waiting_for=stale)
     else:
+        behind = {
+            etf: last.isoformat()
+            for etf, last in dates.items()
+            if etf != symbol and last is not None and last < last_price_date
+        }
+        if behind:
+            # A session the calendar has not closed for the ETFs (a foreign listing's day): the
+            # betas are computed from the sessions the ETFs have, and dated accordingly.
+            log.info("factors_references_behind", session=last_price_date.isoformat(), etfs=behind)
         result = await _recompute(conn, store, [symbol], None, history_days)
         if waiting:
             await FactorStore.stop_waiting(conn, [symbol])
@@ -240,7 +262,7 @@ async def after_prices_stored(
         step = FactorStep("computed" if result.computed else "skipped")
     if symbol in REFERENCE_ETFS:
         resolved, more = await resolve_waiting(
-            conn, store, history_days=history_days, batch_size=batch_size
+            conn, store, history_days=history_days, batch_size=batch_size, host=host
         )
         step = FactorStep(step.outcome, step.waiting_for, resolved, more)
     return step
@@ -266,6 +288,7 @@ async def resolve_waiting(
     *,
     history_days: int = DEFAULT_HISTORY_DAYS,
     batch_size: int,
+    host: HostTables = NO_HOST,
 ) -> tuple[int, bool]:
     """Betas for up to `batch_size` waiting symbols whose awaited ETFs have no live job, in the
     caller's transaction (which holds or here takes the exclusive reference lock). Returns how
@@ -278,6 +301,7 @@ async def resolve_waiting(
             return 0, False
         result = await _recompute(conn, store, symbols, None, history_days)
         await FactorStore.stop_waiting(conn, symbols)
+        await host.invalidate(conn, symbols)  # their betas changed
     log.info(
         "factors_waiters_resolved",
         symbols=len(symbols),

@@ -18,6 +18,7 @@ import structlog
 from worker.db import Connection
 from worker.factors import RECENT_DATES, Recomputed, recompute_factors
 from worker.factors.store import FactorStore
+from worker.host import NO_HOST, HostTables
 from worker.settings import Settings
 
 LOG_INTERVAL_S = 10.0
@@ -31,6 +32,7 @@ async def command(
     symbols: Sequence[str] | None,
     as_of: date | None,
     dry_run: bool,
+    host: HostTables = NO_HOST,
 ) -> int:
     """Recompute on `conns` (FACTOR_CONNECTIONS of them): each takes the next batch when it
     has written its last, so one batch is read on the server while another is solved here."""
@@ -54,6 +56,7 @@ async def command(
                     as_of=as_of,
                     history_days=settings.factor_history_days,
                     dry_run=dry_run,
+                    host=host,
                 )
             )
             elapsed = time.monotonic() - started

@@ -77,6 +77,8 @@ class Bars:
 
     bars: list[Bar]
     skipped: dict[str, int] = field(default_factory=dict)
+    # The provider's kind of instrument (Yahoo's instrumentType: EQUITY, ETF ...), if it says.
+    asset_type: str | None = None
 
 
 @dataclass(frozen=True)

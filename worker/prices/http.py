@@ -6,6 +6,7 @@ A source module says only what differs: the request it sends, how it reads a rep
 hooks of `error_for_status` where its provider answers differently."""
 
 import asyncio
+import dataclasses
 import logging
 from abc import abstractmethod
 from collections.abc import Iterable, Mapping
@@ -62,6 +63,7 @@ class Page(NamedTuple):
 
     rows: list[RawBar]
     next: Request | None = None
+    asset_type: str | None = None  # what the provider calls the instrument, if it says
 
 
 class HttpSource(PriceSource):
@@ -105,6 +107,7 @@ class HttpSource(PriceSource):
         asked = provider_symbol(self.name, symbol)
         request = self.request(asked, window)
         rows: list[RawBar] = []
+        asset_type: str | None = None
         for _ in range(self.max_pages):
             reply = await self.get(
                 request.url, params=request.params, headers=request.headers, symbol=symbol
@@ -114,8 +117,10 @@ class HttpSource(PriceSource):
             except SourceError as exc:
                 raise self.scrub(exc) from None
             rows.extend(page.rows)
+            asset_type = asset_type or page.asset_type
             if page.next is None:
-                return normalize(self.name, symbol, rows, window)
+                bars = normalize(self.name, symbol, rows, window)
+                return dataclasses.replace(bars, asset_type=asset_type) if asset_type else bars
             request = page.next
         raise InvalidData(self.name, f"more than {self.max_pages} pages of daily bars for {symbol}")
 

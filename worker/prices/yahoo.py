@@ -6,6 +6,7 @@ the UTC date and never `meta.gmtoffset` (the offset at request time, not at the 
 """
 
 from datetime import UTC, datetime, time, timedelta
+from typing import NamedTuple
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -65,14 +66,22 @@ class YahooSource(HttpSource):
         )
 
     def parse(self, symbol: str, reply: Reply) -> Page:
-        rows, currency = parse_chart(symbol, reply)
+        rows, currency, asset_type = parse_chart(symbol, reply)
         if currency in MINOR_UNIT_CURRENCIES:
             log.warning("price_currency_minor_unit", source=NAME, symbol=symbol, currency=currency)
-        return Page(rows)
+        return Page(rows, asset_type=asset_type)
 
 
-def parse_chart(symbol: str, reply: Reply) -> tuple[list[RawBar], str | None]:
-    """The rows of a chart response and its `meta.currency`, or a classified SourceError."""
+class Chart(NamedTuple):
+    """What a chart response says: its rows, `meta.currency` and `meta.instrumentType`."""
+
+    rows: list[RawBar]
+    currency: str | None
+    asset_type: str | None = None
+
+
+def parse_chart(symbol: str, reply: Reply) -> Chart:
+    """The rows of a chart response and its meta, or a classified SourceError."""
     if reply.status != 429 and not looks_like_html(reply) and reply.body.lstrip()[:1] != b"{":
         text = excerpt(reply.body)
         # Yahoo's rate limit answer is plain text, sometimes with a 200 or a 5xx status.
@@ -101,9 +110,13 @@ def parse_chart(symbol: str, reply: Reply) -> tuple[list[RawBar], str | None]:
     result = expect(NAME, expect(NAME, results, list, "'chart.result'")[0], dict, "result[0]")
     meta = expect(NAME, result.get("meta", {}), dict, "'meta'")
     currency = meta.get("currency") if isinstance(meta.get("currency"), str) else None
+    kind = meta.get("instrumentType")
+    # EQUITY, ETF, INDEX, CURRENCY, CRYPTOCURRENCY ...; the host's asset_type is VARCHAR(20).
+    asset_type = kind.strip()[:20] if isinstance(kind, str) and kind.strip() else None
     timestamps = result.get("timestamp")
     if timestamps is None:
-        return [], currency  # a valid symbol with no bars in the range: no timestamp key at all
+        # A valid symbol with no bars in the range: no timestamp key at all.
+        return Chart([], currency, asset_type)
     timestamps = expect(NAME, timestamps, list, "'timestamp'")
     indicators = expect(NAME, result.get("indicators", {}), dict, "'indicators'")
     quote_block = _first(indicators.get("quote"), "'indicators.quote'")
@@ -120,7 +133,7 @@ def parse_chart(symbol: str, reply: Reply) -> tuple[list[RawBar], str | None]:
         )
     }
     if not timestamps:
-        return [], currency
+        return Chart([], currency, asset_type)
     zone = _zone(meta.get("exchangeTimezoneName"))
     rows = [
         RawBar(
@@ -134,7 +147,7 @@ def parse_chart(symbol: str, reply: Reply) -> tuple[list[RawBar], str | None]:
         )
         for i, stamp in enumerate(timestamps)
     ]
-    return rows, currency
+    return Chart(rows, currency, asset_type)
 
 
 def _error(symbol: str, reply: Reply, error: object) -> SourceError:

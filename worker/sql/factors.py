@@ -49,12 +49,22 @@ SELECT r.symbol::text AS symbol,
 FROM unnest($1::varchar[]) AS r(symbol)
 """
 
-# Onboard reference ETFs ($1) at high priority through the usual enqueue: a live job is reused
-# (and raised to high), so concurrent jobs needing the same ETF enqueue it once.
+# Bring reference ETFs ($1) current at high priority: a refresh for an ETF that has prices (a
+# few sessions, not the year an onboarding fetches), an onboarding for one without; a live job is
+# reused and raised to high (never turned into another kind), so concurrent jobs needing the same
+# ETF enqueue it once. Rows in symbol order, as every enqueue of several symbols, so two such
+# statements cannot deadlock on each other's rows.
 ENQUEUE_REFERENCES = """
-SELECT enqueue_symbol_onboarding(r.symbol, 'high', NULL)
-FROM unnest($1::text[]) AS r(symbol)
+INSERT INTO symbol_onboarding_queue AS q (symbol, kind, priority)
+SELECT r.symbol,
+       CASE WHEN EXISTS (SELECT 1 FROM symbol_prices_daily AS p WHERE p.symbol = r.symbol)
+            THEN 'refresh' ELSE 'onboarding' END,
+       'high'
+FROM unnest($1::varchar[]) AS r(symbol)
 ORDER BY r.symbol
+ON CONFLICT (symbol) WHERE status IN ('pending', 'processing')
+DO UPDATE SET priority = 'high'
+WHERE q.priority <> 'high'
 """
 
 # Symbol $1 waits for reference ETFs $2 (its prices are stored; its betas come when they land).

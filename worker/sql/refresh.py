@@ -72,11 +72,12 @@ WHERE {BEHIND_WHERE}
 """
 
 # Enqueue a refresh job for each symbol behind session $1 (as BEHIND). A symbol with a live job
-# keeps it (one live job per symbol): a pending onboarding already brings it current. Returns
-# one row per job created, oldest data first (that is also their claim order).
+# keeps it (one live job per symbol): a pending onboarding already brings it current. The
+# reference ETFs ($3) at high priority, so they are claimed ahead of the symbols whose betas need
+# their session (worker/factors). Returns one row per job created, oldest data first.
 ENQUEUE_REFRESH = f"""
 INSERT INTO symbol_onboarding_queue (symbol, kind, priority)
-SELECT symbol, 'refresh', 'normal'
+SELECT symbol, 'refresh', CASE WHEN symbol = ANY($3::text[]) THEN 'high' ELSE 'normal' END
 FROM ({BEHIND}) AS behind
 ON CONFLICT (symbol) WHERE status IN ('pending', 'processing') DO NOTHING
 RETURNING id
