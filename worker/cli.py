@@ -750,8 +750,16 @@ async def _factors(args: argparse.Namespace, settings: Settings, url: str) -> in
 
 
 async def _status(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    from worker.factors.switch import FactorSwitch
+
     async with _connection(settings, url) as conn:
-        report = await status.gather(conn, settings)
+        # What a worker with these settings would find (it reads the same tables).
+        switch = await FactorSwitch.detect(
+            conn,
+            "auto" if settings.factors_mode == "on" else settings.factors_mode,
+            log_unavailable=False,
+        )
+        report = await status.gather(conn, settings, factors_unavailable=switch.reason)
     if args.json:
         print(json.dumps(status.report_dict(report), indent=2))
     else:

@@ -207,8 +207,12 @@ class Onboarder:
 
     def window(self) -> Window:
         """The `price_lookback_days` ending yesterday (UTC): today's bar is not final until the
-        close (Yahoo serves it live; Polygon's free plan refuses it before the end of the day)."""
+        close (Yahoo serves it live; Polygon's free plan refuses it before the end of the day);
+        or ending with the calendar's last completed session when that is later (after the
+        close, today's session is final, and it is the one the host asks for)."""
         end = self._today() - timedelta(days=1)
+        if self._last_session is not None:
+            end = max(end, self._last_session())
         return Window(end - timedelta(days=self._settings.price_lookback_days), end)
 
     async def run(self, job: Job) -> JobResult:

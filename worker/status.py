@@ -9,7 +9,7 @@ and JSON carry the same fields, empty groups included. To add a fact: a field on
 its statement in worker/sql/status.py, a line in `gather`, and a section in `format_text`.
 """
 
-from dataclasses import asdict, dataclass, fields, is_dataclass
+from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -18,6 +18,7 @@ import asyncpg
 from worker.models.onboarding_queue import PRIORITIES, STATUSES
 from worker.schedule import ScheduleTimes, next_refresh
 from worker.settings import Settings
+from worker.sql import host as host_sql
 from worker.sql import status as sql
 from worker.trading_calendar import shared_calendar
 
@@ -172,6 +173,16 @@ class FactorFacts:
     without_betas: int  # not yet: waiting, too little history, or never computed
     waiting_for_references: int  # prices stored, betas waiting for reference ETF prices (may
     # have older betas: a refresh that waits keeps the last ones)
+    unavailable: str | None = None  # why this worker writes no betas at all (None: it does)
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """The host's own market_data_cache rows that disagree with the worker's (worker/host.py)."""
+
+    host_price_disagreements: int  # (symbol, date) rows the host wrote whose close differs
+    symbols: int
+    last_seen: datetime | None
 
 
 @dataclass(frozen=True)
@@ -198,6 +209,7 @@ class StatusReport:
     recent_failures: list[FinishedJob]
     refresh: RefreshFacts
     factors: FactorFacts
+    host: HostFacts
 
 
 @dataclass(frozen=True)
@@ -210,8 +222,11 @@ class MinuteCounts:
 # --- gathering -----------------------------------------------------------------------------------
 
 
-async def gather(conn: asyncpg.Connection, settings: Settings) -> StatusReport:
-    """Every status fact, as of one moment."""
+async def gather(
+    conn: asyncpg.Connection, settings: Settings, *, factors_unavailable: str | None = None
+) -> StatusReport:
+    """Every status fact, as of one moment. `factors_unavailable`: why the worker writes no
+    betas (its FactorSwitch's reason), if so."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         now = await conn.fetchval(sql.NOW)
         depth = await _depth(conn, sql.COUNTS, STATUSES)
@@ -223,7 +238,9 @@ async def gather(conn: asyncpg.Connection, settings: Settings) -> StatusReport:
         completed = await conn.fetch(sql.LAST_FINISHED, "completed", 1)
         failures = await conn.fetch(sql.LAST_FINISHED, "failed", RECENT_FAILURES_LIMIT)
         refresh = await _refresh(conn, settings, now)
-        factor_facts = await _factors(conn)
+        factor_facts = await _factors(conn, factors_unavailable)
+        host = await conn.fetchrow(host_sql.DISAGREEMENT_FACTS)
+        assert host is not None  # an aggregate without GROUP BY: always one row
     return StatusReport(
         generated_at=now,
         stall_timeout_s=settings.stall_timeout_s,
@@ -243,6 +260,7 @@ async def gather(conn: asyncpg.Connection, settings: Settings) -> StatusReport:
         recent_failures=[_row(FinishedJob, r) for r in failures],
         refresh=refresh,
         factors=factor_facts,
+        host=_row(HostFacts, host),
     )
 
 
@@ -311,10 +329,10 @@ async def _refresh_counts(conn: asyncpg.Connection, through: date) -> RefreshCou
     return _row(RefreshCounts, facts)
 
 
-async def _factors(conn: asyncpg.Connection) -> FactorFacts:
+async def _factors(conn: asyncpg.Connection, unavailable: str | None = None) -> FactorFacts:
     facts = await conn.fetchrow(sql.FACTOR_FACTS)
     assert facts is not None  # an aggregate without GROUP BY: always one row
-    return _row(FactorFacts, facts)
+    return replace(_row(FactorFacts, facts), unavailable=unavailable)
 
 
 def _breaker(row: asyncpg.Record, threshold: int) -> CircuitBreaker:
@@ -331,8 +349,10 @@ def _breaker(row: asyncpg.Record, threshold: int) -> CircuitBreaker:
 
 
 def _row(cls: type[Fact], row: asyncpg.Record) -> Fact:
-    """A status fact from a row whose columns are named after its fields (others ignored)."""
-    return cls(**{f.name: row[f.name] for f in fields(cls)})
+    """A status fact from a row whose columns are named after its fields (others ignored; a
+    field with a default may have no column)."""
+    columns = set(row.keys())
+    return cls(**{f.name: row[f.name] for f in fields(cls) if f.name in columns})
 
 
 # --- views: JSON and text --------------------------------------------------------------------------
@@ -459,4 +479,13 @@ def format_text(report: StatusReport) -> str:
         + f", {f['without_betas']} without, {f['waiting_for_references']} waiting for"
         " reference ETF prices"
     )
+    if f["unavailable"]:
+        lines.append(f"betas unavailable: {f['unavailable']} (prices still flow)")
+    h = d["host"]
+    if h["host_price_disagreements"]:
+        lines.append(
+            f"host prices: {h['host_price_disagreements']} market_data_cache rows the host wrote"
+            f" disagree with the worker's close ({h['symbols']} symbols, last seen"
+            f" {h['last_seen']}; kept as the host wrote them, see host_price_disagreements)"
+        )
     return "\n".join(lines)

@@ -142,7 +142,18 @@ class StatusServer:
             return _text(503, f"database unreachable: {_describe(exc)}")
         if revision != self._head:
             return _text(503, f"database schema at {revision or 'none'}, expected {self._head}")
+        unavailable = self._factors_unavailable()
+        if unavailable is not None:
+            # Ready all the same: prices flow; the reason is for the operator reading the probe.
+            return _text(200, f"ready; betas unavailable: {unavailable}")
         return _text(200, "ready")
+
+    def _factors_unavailable(self) -> str | None:
+        state = self.metrics.factors_state
+        if state is None:
+            return None
+        available, reason = state()
+        return None if available else reason
 
     # --- metrics and the status page --------------------------------------------------------------
 
@@ -164,7 +175,9 @@ class StatusServer:
     async def status_page(self, _request: web.Request) -> web.Response:
         try:
             async with self._database(PAGE_TIMEOUT_S) as conn:
-                report = await status.gather(conn, self.settings)
+                report = await status.gather(
+                    conn, self.settings, factors_unavailable=self._factors_unavailable()
+                )
                 history = await status.gather_history(conn)
         except Exception as exc:
             body = render_unavailable(f"database unreachable: {_describe(exc)}", self.worker_id)
@@ -365,7 +378,13 @@ def render_page(report: dict[str, Any], history: list[status.MinuteCounts], work
         "<h2>Factor betas</h2>",
         _one(
             r["factors"],
-            ["with_betas", "oldest_last_factor_date", "without_betas", "waiting_for_references"],
+            [
+                "with_betas",
+                "oldest_last_factor_date",
+                "without_betas",
+                "waiting_for_references",
+                "unavailable",
+            ],
         ),
         "</body></html>",
     ]

@@ -110,6 +110,7 @@ async def onboarder_for(
             queue_: Queue | None = None,
             metrics: Metrics | None = None,
             factor_store: FactorStore | None = None,
+            last_session: Callable[[], date] | None = None,
             **overrides: Any,
         ) -> Onboarder:
             return await opened.enter_async_context(
@@ -121,6 +122,7 @@ async def onboarder_for(
                     today=lambda: today,
                     metrics=metrics,
                     factor_store=factor_store,
+                    last_session=last_session,
                 )
             )
 

@@ -35,8 +35,14 @@ async def make_onboarder(
     `await make_onboarder("synthetic", **settings)`."""
     store = await FactorStore.detect(pool)
 
-    async def make(sources: str = "synthetic", **overrides: Any) -> Onboarder:
-        return await onboarder_for(sources, today=TODAY, factor_store=store, **overrides)
+    async def make(
+        sources: str = "synthetic",
+        last_session: Callable[[], date] | None = None,
+        **overrides: Any,
+    ) -> Onboarder:
+        return await onboarder_for(
+            sources, today=TODAY, factor_store=store, last_session=last_session, **overrides
+        )
 
     return make
 
@@ -158,15 +164,38 @@ async def test_a_stale_reference_is_onboarded_again(
     assert (await exposures(pool, "AAA"))["calculation_date"] == LAST_DAY
 
 
-async def test_a_reference_within_the_allowed_lag_is_used_as_it_is(
+async def test_a_reference_without_the_symbols_session_is_refreshed_and_waited_for(
     pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Awaitable[Onboarder]]
 ) -> None:
+    """Betas dated D use every ETF's price of D: ETFs two days behind are brought current
+    first (a refresh at high priority: they have prices), not used as they are."""
     behind = LAST_DAY - timedelta(days=2)  # Monday 2024-12-30
     await seed_references(pool, end=behind)
     await (await make_onboarder()).run(await claim(pool, queue, "AAA"))
+    assert await waits(pool) == {"AAA": sorted(REFERENCE_ETFS)}
+    assert await live_jobs(pool) == dict.fromkeys(REFERENCE_ETFS, "high")
+    kinds = await pool.fetch(
+        "SELECT DISTINCT kind FROM symbol_onboarding_queue WHERE symbol <> 'AAA'"
+    )
+    assert [r[0] for r in kinds] == ["refresh"]
+    assert await exposures(pool, "AAA") is None
+
+
+async def test_references_as_current_as_the_calendar_allows_are_used_as_they_are(
+    pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Awaitable[Onboarder]]
+) -> None:
+    """A symbol with a session the calendar has not closed for the ETFs (a foreign listing's
+    day): the ETFs cannot have it, so the betas come from the sessions they have."""
+    behind = LAST_DAY - timedelta(days=2)
+    await seed_references(pool, end=behind)
+    onboarder = await make_onboarder(last_session=lambda: behind)
+    with capture_logs() as events:
+        await onboarder.run(await claim(pool, queue, "AAA"))
     assert await waits(pool) == {} and await live_jobs(pool) == {}
     assert (await exposures(pool, "AAA"))["calculation_date"] == behind
     assert (await symbol_row(pool, "AAA"))["last_factor_date"] == behind
+    [said] = [e for e in events if e["event"] == "factors_references_behind"]
+    assert said["etfs"] == dict.fromkeys(REFERENCE_ETFS, behind.isoformat())
 
 
 async def test_a_reference_that_fails_for_good_releases_its_waiters(

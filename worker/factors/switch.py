@@ -32,7 +32,9 @@ class FactorSwitch:
         return cls("on", store)
 
     @classmethod
-    async def detect(cls, db: Connection | asyncpg.Pool, mode: str) -> "FactorSwitch":
+    async def detect(
+        cls, db: Connection | asyncpg.Pool, mode: str, *, log_unavailable: bool = True
+    ) -> "FactorSwitch":
         """Read the table shape once at start-up. ConfigurationError (one line) with `on` where
         betas cannot be written; with `auto` a `factors_unavailable` warning instead."""
         if mode == "off":
@@ -44,11 +46,12 @@ class FactorSwitch:
                 raise ConfigurationError(
                     f"cannot write factor betas: {exc} (or set FACTORS_ENABLED=auto or off)"
                 ) from None
-            log.warning(
-                "factors_unavailable",
-                reason=str(exc),
-                hint="prices keep flowing; betas are computed once the names are seeded",
-            )
+            if log_unavailable:
+                log.warning(
+                    "factors_unavailable",
+                    reason=str(exc),
+                    hint="prices keep flowing; betas are computed once the names are seeded",
+                )
             return cls(mode, reason=str(exc))
 
     @property
