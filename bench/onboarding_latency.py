@@ -6,7 +6,10 @@ transaction. The clock ends the window on 2022-01-31 so the recording is inside 
 Baseline in the same run: the same INSERT -> job start with a no-op job (the queue's share).
 Then the same onboarding with the factor betas on (the reference ETFs already stored over the
 recording's dates, so each job computes its twelve betas in its transaction) next to it with
-them off, in alternating rounds so that drift on a shared machine hits both alike.
+them off, in alternating rounds so that drift on a shared machine hits both alike. Last, on an
+adopted host schema (tests/fixtures/deployed/host-schema.sql, upgraded to head), the same
+onboarding with the host price mirror on (each job also upserts its bars into the host's
+market_data_cache and invalidates cached analytics) next to it off, alternating likewise.
 
     python bench/onboarding_latency.py [--samples 100]
 """
@@ -25,10 +28,13 @@ import asyncpg
 from common import describe, drive, throwaway_database
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests import hostdb
 from tests.factordata import business_days, reference_series, store_prices
 from tests.fakeprovider import FakeProvider, recorded
+from worker import migrate
 from worker.db import asyncpg_dsn
 from worker.factors import FactorStore
+from worker.host import NO_HOST, HostTables
 from worker.onboarding import open_onboarder
 from worker.queue import Job, Queue
 from worker.runner import Runner
@@ -43,6 +49,7 @@ SMOKE_OUTPUT = [
     r"^onboarding with betas: INSERT -> completed +median",
     r"^outcomes: \{'completed': 20\}",
     r"^betas: median \+",
+    r"^host price mirror: median [+-]",
 ]
 
 RECORDING = "yahoo/chart-MSFT-1d-2021-02-01_2022-01-31-dividends.json"
@@ -86,6 +93,7 @@ async def measure(
     names,
     *,
     betas: bool = False,
+    host: HostTables = NO_HOST,
 ) -> tuple[list[float], list[str]]:
     dsn = asyncpg_dsn(url)
     settings = Settings(
@@ -105,7 +113,12 @@ async def measure(
             store = await FactorStore.detect(pool) if betas else None
             onboarder = await resources.enter_async_context(
                 open_onboarder(
-                    settings, queue, pool, today=lambda: date(2022, 1, 31), factor_store=store
+                    settings,
+                    queue,
+                    pool,
+                    today=lambda: date(2022, 1, 31),
+                    factor_store=store,
+                    host=host,
                 )
             )
             handler = Stamp(onboarder)
@@ -131,7 +144,7 @@ async def main() -> None:
     rounds = 2
     per_round = args.samples // rounds
     for i in range(args.samples):
-        for prefix in ("Y", "F", "B"):
+        for prefix in ("Y", "F", "B", "H", "M"):
             provider.route(f"/v8/finance/chart/{prefix}{i}", recorded(RECORDING))
     full: list[float] = []
     off: list[float] = []
@@ -163,6 +176,38 @@ async def main() -> None:
                 )
             finally:
                 await conn.close()
+        mirror_off: list[float] = []
+        mirror_on: list[float] = []
+        async with throwaway_database("onboard_latency_host", migrated=False) as url:
+            await hostdb.load_schema(url)
+            await migrate.upgrade(url)
+            conn = await asyncpg.connect(asyncpg_dsn(url))
+            try:
+                host = await HostTables.detect(conn, Settings())
+                assert host.mirror_prices, "the host's market_data_cache was not detected"
+            finally:
+                await conn.close()
+            for r in range(rounds):
+                first = r * per_round
+                latencies, done = await measure(
+                    url, provider, per_round, lambda i, f=first: f"H{f + i}"
+                )
+                mirror_off += latencies
+                latencies, done = await measure(
+                    url, provider, per_round, lambda i, f=first: f"M{f + i}", host=host
+                )
+                mirror_on += latencies
+                assert done == ["completed"] * per_round, done
+            conn = await asyncpg.connect(asyncpg_dsn(url))
+            try:
+                mirrored = await conn.fetchval(
+                    "SELECT count(DISTINCT symbol) FROM market_data_cache WHERE symbol LIKE 'M%'"
+                )
+                leaked = await conn.fetchval(
+                    "SELECT count(*) FROM market_data_cache WHERE symbol LIKE 'H%'"
+                )
+            finally:
+                await conn.close()
     finally:
         await provider.stop()
     print(f"plain-SQL INSERT -> job, {args.samples} samples each, idle worker, concurrency 1")
@@ -177,6 +222,14 @@ async def main() -> None:
     print(
         f"betas: median +{added:.1%} (target: at most +50%); {with_betas} of {len(on)} "
         "symbols got their betas"
+    )
+    print(f"on an adopted host schema, {rounds} alternating rounds of {per_round} each:")
+    print(describe("onboarding, host price mirror off", mirror_off))
+    print(describe("onboarding, host price mirror on", mirror_on))
+    added = statistics.median(mirror_on) / statistics.median(mirror_off) - 1
+    print(
+        f"host price mirror: median {added:+.1%} (target: at most +20%); {mirrored} of "
+        f"{len(mirror_on)} symbols mirrored, {leaked} rows written with the mirror off"
     )
 
 
