@@ -389,7 +389,7 @@ async def _run_worker(
             cache_invalidation=host.invalidate_cache,
             factors=switch.available,
         )
-        metrics.factors_state = lambda: (switch.available, switch.reason)
+        metrics.factors_state = lambda: (switch.available, switch.unavailable)
 
         def last_session() -> date:
             return calendar.last_completed_session(datetime.now(UTC))
@@ -759,7 +759,7 @@ async def _status(args: argparse.Namespace, settings: Settings, url: str) -> int
             "auto" if settings.factors_mode == "on" else settings.factors_mode,
             log_unavailable=False,
         )
-        report = await status.gather(conn, settings, factors_unavailable=switch.reason)
+        report = await status.gather(conn, settings, factors_unavailable=switch.unavailable)
     if args.json:
         print(json.dumps(status.report_dict(report), indent=2))
     else:

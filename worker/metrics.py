@@ -283,7 +283,8 @@ class _Families(Collector):
                 "1 when this worker computes factor betas; 0 with the reason why not",
                 labels=["reason"],
             )
-            gauge.add_metric([reason or ""], 1 if available else 0)
+            off = "" if available else "FACTORS_ENABLED=off"
+            gauge.add_metric([reason or off], 1 if available else 0)
             yield gauge
 
 

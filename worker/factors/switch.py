@@ -59,6 +59,11 @@ class FactorSwitch:
         return self.store is not None
 
     @property
+    def unavailable(self) -> str | None:
+        """Why betas are wanted but cannot be written (None: written, or turned off)."""
+        return self.reason if self.mode == "auto" and self.store is None else None
+
+    @property
     def skipping(self) -> bool:
         """Betas are wanted but cannot be written yet: record the symbols for later."""
         return self.store is None and self.mode == "auto"
