@@ -115,3 +115,35 @@ def test_chart_draws_one_bar_per_busy_minute() -> None:
     assert svg.count('fill="#c62828"') == 1
     assert "0 min ago: 4 completed, 1 failed" in svg and ">5</text>" in svg  # the y-axis peak
     assert "completed in the last hour: 6; failed: 1" in svg
+
+
+async def test_betas_unavailable_are_said_by_readyz_metrics_and_the_page(web) -> None:
+    """FACTORS_ENABLED=auto without the host's factor names: still ready (prices flow), and
+    every view says why there are no betas."""
+    server, client = web
+    server.worker = FakeWorker()
+    reason = "factor_definitions has no factor named Market Beta (90D)"
+    server.metrics.factors_state = lambda: (False, reason)
+    reply = await client.get("/readyz")
+    assert reply.status_code == 200 and reply.text == f"ready; betas unavailable: {reason}\n"
+    metrics = (await client.get("/metrics")).text
+    assert f'symbol_onboarding_factors_available{{reason="{reason}"}} 0.0' in metrics
+    assert reason in (await client.get("/")).text
+    server.metrics.factors_state = lambda: (True, None)
+    assert (await client.get("/readyz")).text == "ready\n"
+    assert (
+        'symbol_onboarding_factors_available{reason=""} 1.0' in (await client.get("/metrics")).text
+    )
+
+
+async def test_status_text_says_why_betas_are_unavailable_and_host_disagreements(conn) -> None:
+    await conn.execute("INSERT INTO symbol_universe (symbol, status) VALUES ('MSFT', 'active')")
+    await conn.execute(
+        "INSERT INTO host_price_disagreements (symbol, price_date, data_source, host_close,"
+        " worker_close) VALUES ('MSFT', '2024-01-02', 'host_batch', 11.5, 10)"
+    )
+    report = await status.gather(conn, Settings(), factors_unavailable="no names")
+    text = status.format_text(report)
+    assert "betas unavailable: no names (prices still flow)" in text
+    assert "host prices: 1 market_data_cache rows the host wrote disagree" in text
+    assert status.report_dict(report)["host"]["host_price_disagreements"] == 1
