@@ -18,6 +18,7 @@ which hands the job back without spending an attempt. A database connection is h
 short statements and the write transaction, never while waiting on a provider.
 """
 
+import asyncio
 import contextlib
 import functools
 import ssl
@@ -39,7 +40,7 @@ from tenacity import (
 )
 
 from worker import factors
-from worker.db import Connection
+from worker.db import Connection, bounded_lock_waits
 from worker.errors import ConfigurationError, DatabaseUnavailable, database_errors
 from worker.logs import redact_text
 from worker.metrics import Metrics
@@ -205,13 +206,26 @@ class Onboarder:
     ) -> JobResult:
         """Run a job's work and settle how it ended, the same way for every kind of job: an
         outage, a lost job or a configuration error propagates (the runner hands the job back
-        or stops); a statement timeout and a bug are retried with backoff."""
+        or stops); a statement timeout, a bug and a job past JOB_TIMEOUT_S are retried with
+        backoff (an attempt spent)."""
+        deadline = asyncio.timeout(self._settings.job_timeout_s)
         try:
             with database_errors():
-                result = await work
+                async with deadline:
+                    result = await work
         except PROPAGATE:
             raise
         except TimeoutError:
+            if deadline.expired():
+                # A slow or dripping provider (each request is bounded at twice
+                # PRICE_HTTP_TIMEOUT_S, each try of the in-process retries again): the slot goes
+                # to other symbols, and the queue's backoff tries this one later.
+                error = (
+                    f"the job hit its deadline of {self._settings.job_timeout_s:g} s "
+                    "(JOB_TIMEOUT_S) and was stopped"
+                )
+                log.warning(f"{kind}_deadline_exceeded", error=error)
+                return await self.retry_later(job, error)
             # A statement unanswered within DATABASE_COMMAND_TIMEOUT_S: not an outage (a
             # statement that always times out must run out of attempts), not a bug either.
             error = (
@@ -437,7 +451,7 @@ class Onboarder:
                 # The source answered: its run of failures (if any) is over. Before the write
                 # transaction, so that never waits on the source's state row.
                 await self._gate.reset_failures(conn, source.name)
-            async with conn.transaction():
+            async with bounded_lock_waits(conn, self._settings.lock_timeout_s):
                 if self._factors is not None:
                     await factors.lock_references(conn, job.symbol)  # first: see factors
                 if replace:
@@ -523,7 +537,10 @@ class Onboarder:
 
     async def fail(self, job: Job, error: str) -> JobResult:
         """Failed at once; the queue marks a pending symbol `error` in the same statement."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with (
+            self._pool.acquire() as conn,
+            bounded_lock_waits(conn, self._settings.lock_timeout_s),
+        ):
             await self._lock_references(conn, job)
             await self._queue.fail(conn, job, error)
             await self._reference_ended(conn, job)
@@ -532,7 +549,10 @@ class Onboarder:
     async def retry_later(self, job: Job, error: str) -> JobResult:
         """Retried with backoff, or failed on the last attempt (the queue then marks a pending
         symbol `error` in the same statement)."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with (
+            self._pool.acquire() as conn,
+            bounded_lock_waits(conn, self._settings.lock_timeout_s),
+        ):
             await self._lock_references(conn, job)
             status = await self._queue.retry_later(conn, job, error)
             if status == "failed":  # that was its last attempt
