@@ -20,6 +20,7 @@ from worker.housekeeping import Housekeeper
 from worker.onboarding import open_onboarder
 from worker.queue import Queue
 from worker.runner import Runner
+from worker.settings import Settings, SettingsError
 
 pytestmark = pytest.mark.slow
 
@@ -124,3 +125,10 @@ async def test_bounded_lock_waits_end_in_a_lock_wait_timeout(database_url, conn)
         assert await other.fetchval("SHOW lock_timeout") == "0"
     finally:
         await other.close()
+
+
+def test_the_lock_timeout_must_be_shorter_than_the_command_timeout() -> None:
+    env = {"DATABASE_LOCK_TIMEOUT_S": "60", "DATABASE_COMMAND_TIMEOUT_S": "60"}
+    with pytest.raises(SettingsError, match="DATABASE_LOCK_TIMEOUT_S must be shorter"):
+        Settings.from_env(env)
+    assert Settings.from_env({}).lock_timeout_s < Settings.from_env({}).command_timeout_s
