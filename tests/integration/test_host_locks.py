@@ -37,9 +37,7 @@ def worker_url(request, database_url: str) -> tuple[str, int]:
     return bouncer.url(database_url), 0
 
 
-async def test_a_host_lock_spends_no_attempt_and_housekeeping_warns_once(
-    worker_url, conn
-) -> None:
+async def test_a_host_lock_spends_no_attempt_and_housekeeping_warns_once(worker_url, conn) -> None:
     url, cache_size = worker_url
     for symbol in SYMBOLS:
         await enqueue(conn, symbol)
@@ -94,7 +92,9 @@ async def test_a_host_lock_spends_no_attempt_and_housekeeping_warns_once(
         "SELECT symbol, status, attempts FROM symbol_onboarding_queue ORDER BY symbol"
     )
     assert [tuple(r) for r in rows] == [(s, "completed", 1) for s in SYMBOLS]
-    statuses = await conn.fetch("SELECT status FROM symbol_universe WHERE symbol = ANY($1)", SYMBOLS)
+    statuses = await conn.fetch(
+        "SELECT status FROM symbol_universe WHERE symbol = ANY($1)", SYMBOLS
+    )
     assert {r["status"] for r in statuses} == {"active"}
     # The lock was met (jobs deferred, not timed out) and nothing was logged as an error.
     deferred = [e for e in events if e["event"] == "job_finished" and e["outcome"] == "deferred"]

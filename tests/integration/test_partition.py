@@ -21,6 +21,7 @@ from structlog.testing import capture_logs
 from tests.fakeprovider import FakeProvider, Reply, fixture
 from tests.integration.test_onboarding import MSFT, MSFT_TODAY
 from worker.db import asyncpg_dsn, connect_options
+from worker.errors import DatabaseUnavailable
 from worker.housekeeping import Housekeeper
 from worker.onboarding import open_onboarder
 from worker.queue import Queue
@@ -240,12 +241,12 @@ async def test_a_cut_off_worker_abandons_its_jobs_and_claims_again_when_healed(
     assert {rows[s]["locked_by"] for s in FIRST} == {"healthy"}
     assert {rows[s]["locked_by"] for s in AFTER} == {cut_id}  # it claims again once healed
     # None duplicated: each symbol's prices written by one transaction, one completion logged.
-    writes = await conn.fetch("SELECT symbol, count(DISTINCT xid) AS n FROM price_writes GROUP BY 1")
+    writes = await conn.fetch(
+        "SELECT symbol, count(DISTINCT xid) AS n FROM price_writes GROUP BY 1"
+    )
     assert {r["symbol"]: r["n"] for r in writes} == dict.fromkeys(FIRST + AFTER, 1)
     finished = [
-        e["symbol"]
-        for e in events
-        if e["event"] == "job_finished" and e["outcome"] == "completed"
+        e["symbol"] for e in events if e["event"] == "job_finished" and e["outcome"] == "completed"
     ]
     assert sorted(finished) == sorted(FIRST + AFTER)
     assert sorted(
@@ -255,3 +256,42 @@ async def test_a_cut_off_worker_abandons_its_jobs_and_claims_again_when_healed(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+class CompletesButLosesTheAnswer:
+    """A handler whose completion commits, then whose connection drops before the answer."""
+
+    def __init__(self, queue: Queue, pool: asyncpg.Pool) -> None:
+        self.queue, self.pool = queue, pool
+
+    async def run(self, job):  # type: ignore[no-untyped-def]
+        await self.queue.complete(self.pool, job)
+        raise DatabaseUnavailable("ConnectionDoesNotExistError: connection was closed")
+
+
+async def test_a_completion_whose_answer_was_lost_is_logged_completed(
+    database_pool, database_url, conn
+) -> None:
+    """The hand-back finds the row completed by this very claim: the log's last word on the
+    job is `completed` (acknowledged=false), not `interrupted`."""
+    await conn.execute("SELECT enqueue_symbol_onboarding('ACKED')")
+    queue = Queue("unacknowledged")
+    settings = Settings(poll_interval_s=0.1, heartbeat_interval_s=0.2, stall_timeout_s=1.0)
+    runner = Runner(
+        settings,
+        database_pool,
+        queue,
+        CompletesButLosesTheAnswer(queue, database_pool),
+        claim_dsn=asyncpg_dsn(database_url),
+        burst=True,
+    )
+    with capture_logs() as events:
+        await asyncio.wait_for(runner.run(), 10)
+    [line] = [e for e in events if e["event"] == "job_finished"]
+    assert (line["outcome"], line["acknowledged"], line["log_level"]) == (
+        "completed",
+        False,
+        "info",
+    )
+    row = await conn.fetchrow("SELECT status, attempts FROM symbol_onboarding_queue")
+    assert tuple(row) == ("completed", 1)
