@@ -5,8 +5,8 @@ and store them, mark the symbol active and complete the job in one transaction.
 - completed: prices upserted, `symbol_universe` active with `last_price_date`, job completed,
   and (with a factor store) the betas written with `last_factor_date`, or the symbol recorded as
   waiting for reference ETFs: all in one transaction (all of it commits or none of it);
-- retried: a transient failure (after the in-process retries) or an unexpected exception (a
-  bug: retried so nothing is lost); `Queue.retry_later` may turn it into failed on the last
+- retried: a transient failure (after the in-process retries), a job past JOB_TIMEOUT_S (a
+  dripping provider), or an unexpected exception (a bug: retried so nothing is lost); `Queue.retry_later` may turn it into failed on the last
   attempt;
 - failed: a permanent failure (unknown symbol, no data, bad key, invalid data) with a message a
   person can act on; a `pending` symbol becomes `error`, an `active` one keeps its status;
@@ -14,7 +14,8 @@ and store them, mark the symbol active and complete the job in one transaction.
   far away: the job is released without spending an attempt.
 It lets cancellation, `JobLost` and `DatabaseUnavailable` (an outage, as worker/errors.py
 decides: driver errors are translated here, where the job's SQL runs) propagate to the runner,
-which hands the job back without spending an attempt. A database connection is held only for
+which hands the job back without spending an attempt (after a delay for a lock wait that
+outlasted DATABASE_LOCK_TIMEOUT_S: the host holds a table). A database connection is held only for
 short statements and the write transaction, never while waiting on a provider.
 """
 

@@ -7,6 +7,11 @@ Shutdown contract: the first SIGTERM/SIGINT stops claiming and lets in-flight jo
 to `shutdown_grace_s`; jobs still running then are cancelled and handed back to pending at once
 (no attempt spent). A second signal skips the grace period. Then connections close and the
 process exits 0.
+
+Cut off from the database: claims and heartbeats are bounded by the heartbeat interval, so a
+silent network shows in seconds; jobs the database has not confirmed (claim or heartbeat) for
+the stall timeout, after which any worker's sweep may take them, are cancelled and left to the
+sweep (`jobs_abandoned_unreachable`, once per episode); claiming resumes when it answers.
 """
 
 import asyncio
