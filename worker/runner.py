@@ -192,7 +192,7 @@ class Runner:
         finally:
             await self._drain()
             if self._abandoned:  # cancelled already; bounded: they may wait on a dead network
-                await asyncio.wait(list(self._abandoned.values()), timeout=5)
+                await asyncio.wait(list(self._abandoned.values()), timeout=1)
             if self._claim_conn is not None:
                 self._claim_conn.terminate()  # no goodbye to wait for on a cut network
             for task in background:
@@ -502,9 +502,11 @@ class Runner:
         episode; claiming goes on trying and resumes when the database answers."""
         now = time.monotonic()
         limit = self.settings.stall_timeout_s
-        stale = [key for key in self._in_flight if now - self._confirmed.get(key, now) >= limit]
-        if not stale:
+        if not any(now - self._confirmed.get(key, now) >= limit for key in self._in_flight):
             return
+        # The database has not answered for a stall timeout: every running job is as lost as
+        # the oldest (they differ by a claim round at most), so they go together, logged once.
+        stale = list(self._in_flight)
         for key in stale:
             task = self._in_flight.pop(key)
             self._abandoned[key] = task

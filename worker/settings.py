@@ -231,8 +231,9 @@ class Settings:
         """The bound on a claim and a heartbeat: statements of milliseconds on one index, so one
         unanswered for a heartbeat interval means the way to the database is gone (noticed in
         seconds, not after DATABASE_COMMAND_TIMEOUT_S); it also keeps a heartbeat from
-        overlapping the next, and two missed beats still fit in the stall timeout."""
-        return min(self.command_timeout_s, self.heartbeat_interval_s)
+        overlapping the next, and two missed beats still fit in the stall timeout. At least 1 s:
+        a busy machine must not turn a slow answer into a cut network."""
+        return min(self.command_timeout_s, max(1.0, self.heartbeat_interval_s))
 
     def schedule_time(self) -> tuple[time, ZoneInfo] | None:
         """REFRESH_SCHEDULE_TIME and _TIMEZONE, checked; None when the schedule is off."""
