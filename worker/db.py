@@ -1,6 +1,8 @@
 """Database URLs and engines: one place that knows how a URL is spelled for each driver."""
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -9,6 +11,7 @@ from asyncpg.pool import PoolConnectionProxy
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from worker.errors import ConfigurationError, translates_database_errors
+from worker.sql import session as sql
 
 if TYPE_CHECKING:
     from worker.settings import Settings
@@ -34,19 +37,46 @@ def connect_options(settings: "Settings") -> dict[str, Any]:
     symbol's rows locked for as long as it is frozen. Both are startup parameters, so only with
     a statement cache: behind a transaction-pooling proxy (cache size 0) statements are unnamed
     and planned each time anyway, the proxy refuses startup parameters, and its own
-    `idle_transaction_timeout` does the second job (see the README).
+    `idle_transaction_timeout` does the second job (see the README). lock_timeout: every
+    statement's lock waits end after DATABASE_LOCK_TIMEOUT_S (a host migration holding a table
+    must not hold our statements until the command timeout); behind a proxy the transactions
+    that touch host tables set it themselves (`bounded_lock_waits`).
     """
     options: dict[str, Any] = {
         "statement_cache_size": settings.statement_cache_size,
         "command_timeout": settings.command_timeout_s,
     }
     if settings.statement_cache_size > 0:
-        server_settings = {"plan_cache_mode": "force_custom_plan"}
+        server_settings = {
+            "plan_cache_mode": "force_custom_plan",
+            "lock_timeout": _milliseconds(settings.lock_timeout_s),
+        }
         if settings.idle_in_transaction_timeout_s > 0:
-            timeout_ms = max(1, round(settings.idle_in_transaction_timeout_s * 1000))
-            server_settings["idle_in_transaction_session_timeout"] = str(timeout_ms)
+            server_settings["idle_in_transaction_session_timeout"] = _milliseconds(
+                settings.idle_in_transaction_timeout_s
+            )
         options["server_settings"] = server_settings
     return options
+
+
+@contextlib.asynccontextmanager
+async def bounded_lock_waits(conn: Connection, lock_timeout_s: float) -> AsyncIterator[None]:
+    """A transaction whose lock waits end after `lock_timeout_s` (SQLSTATE 55P03, translated
+    to LockWaitTimeout): for the work that touches host tables.
+
+    SET LOCAL rather than only the connection's startup parameter: it also holds behind a
+    transaction-pooling proxy, which refuses startup parameters and on which a session SET
+    would stay on a server connection that another client uses next. One round trip more per
+    transaction. Inside a transaction already, it opens a savepoint and sets the rest of the
+    outer transaction."""
+    async with conn.transaction():
+        await conn.execute(sql.SET_LOCK_TIMEOUT, _milliseconds(lock_timeout_s))
+        yield
+
+
+def _milliseconds(seconds: float) -> str:
+    """A duration setting as PostgreSQL takes it: whole milliseconds, at least 1."""
+    return str(max(1, round(seconds * 1000)))
 
 
 def pooler_connect_args() -> dict[str, Any]:

@@ -12,6 +12,10 @@ What is an outage (`is_outage`), decided here once:
   underlying connection is closed" from a transaction's exit after a drop), SQLSTATE class 08,
   the server shutting down, crashing or starting up (57P01-57P03), or full (53300). A job it
   interrupts goes back to pending WITHOUT spending an attempt; loops wait and reconnect.
+- A lock wait that outlasted DATABASE_LOCK_TIMEOUT_S (SQLSTATE 55P03, `LockWaitTimeout`): not
+  an outage, but not the job's fault either (the host holds one of its tables, e.g. for its own
+  migration). Handled like an outage: the job goes back, after a delay, WITHOUT spending an
+  attempt; loops log it and try again next round.
 - Anything else spends an attempt: a statement that times out (asyncpg's `command_timeout`,
   or the server's 57014), a driver fault (`InternalClientError`), a constraint violation, a bug.
   Such a job is retried with backoff and fails at QUEUE_MAX_ATTEMPTS instead of coming back
@@ -53,6 +57,11 @@ class DatabaseUnavailable(WorkerError):
     """The database cannot be reached right now (an outage): try again later, spend no attempt."""
 
 
+class LockWaitTimeout(DatabaseUnavailable):
+    """A lock wait outlasted DATABASE_LOCK_TIMEOUT_S (55P03): someone holds the table; try again
+    after a delay, spend no attempt."""
+
+
 class JobLost(WorkerError, RuntimeError):
     """The job is no longer ours (it was recovered as stalled and may run elsewhere)."""
 
@@ -90,6 +99,8 @@ def translate(exc: BaseException, connection: object = None) -> BaseException:
                 "transaction-pooling proxy such as PgBouncer does): set "
                 "DATABASE_STATEMENT_CACHE_SIZE=0 when DATABASE_URL points at a pooler"
             )
+    if any(isinstance(e, asyncpg.exceptions.LockNotAvailableError) for e in _causes(exc)):
+        return LockWaitTimeout(describe(exc))
     if is_outage(exc) or (
         not isinstance(exc, TimeoutError) and _closed(connection)  # a timeout leaves it open
     ):

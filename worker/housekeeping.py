@@ -14,7 +14,7 @@ import asyncpg
 import structlog
 
 from worker import registry
-from worker.db import Connection
+from worker.db import Connection, bounded_lock_waits
 from worker.errors import translates_database_errors
 from worker.queue import Queue, prune
 from worker.settings import Settings
@@ -66,7 +66,13 @@ class Housekeeper:
 
     @translates_database_errors
     async def recover_stalled(self) -> int:
-        recovered = await self.queue.recover_stalled(self.pool, self.settings.stall_timeout_s)
+        # It also marks symbols in the host's symbol_universe: a host lock there must end the
+        # sweep in DATABASE_LOCK_TIMEOUT_S (LockWaitTimeout), not hold it for the command timeout.
+        async with (
+            self.pool.acquire() as conn,
+            bounded_lock_waits(conn, self.settings.lock_timeout_s),
+        ):
+            recovered = await self.queue.recover_stalled(conn, self.settings.stall_timeout_s)
         for job in recovered:
             log.warning(
                 "job_recovered",
@@ -125,7 +131,7 @@ class Housekeeper:
         total, batches = 0, 0
         batch = self.settings.prune_batch_size
         while max_batches is None or batches < max_batches:
-            async with conn.transaction():
+            async with bounded_lock_waits(conn, self.settings.lock_timeout_s):
                 if not await self._locked(conn):
                     return None if batches == 0 else total
                 deleted = await delete_batch(conn)

@@ -5,8 +5,8 @@ and store them, mark the symbol active and complete the job in one transaction.
 - completed: prices upserted, `symbol_universe` active with `last_price_date`, job completed,
   and (with a factor store) the betas written with `last_factor_date`, or the symbol recorded as
   waiting for reference ETFs: all in one transaction (all of it commits or none of it);
-- retried: a transient failure (after the in-process retries) or an unexpected exception (a
-  bug: retried so nothing is lost); `Queue.retry_later` may turn it into failed on the last
+- retried: a transient failure (after the in-process retries), a job past JOB_TIMEOUT_S (a
+  dripping provider), or an unexpected exception (a bug: retried so nothing is lost); `Queue.retry_later` may turn it into failed on the last
   attempt;
 - failed: a permanent failure (unknown symbol, no data, bad key, invalid data) with a message a
   person can act on; a `pending` symbol becomes `error`, an `active` one keeps its status;
@@ -14,10 +14,12 @@ and store them, mark the symbol active and complete the job in one transaction.
   far away: the job is released without spending an attempt.
 It lets cancellation, `JobLost` and `DatabaseUnavailable` (an outage, as worker/errors.py
 decides: driver errors are translated here, where the job's SQL runs) propagate to the runner,
-which hands the job back without spending an attempt. A database connection is held only for
+which hands the job back without spending an attempt (after a delay for a lock wait that
+outlasted DATABASE_LOCK_TIMEOUT_S: the host holds a table). A database connection is held only for
 short statements and the write transaction, never while waiting on a provider.
 """
 
+import asyncio
 import contextlib
 import functools
 import ssl
@@ -39,7 +41,7 @@ from tenacity import (
 )
 
 from worker import factors
-from worker.db import Connection
+from worker.db import Connection, bounded_lock_waits
 from worker.errors import ConfigurationError, DatabaseUnavailable, database_errors
 from worker.factors.switch import FactorSwitch
 from worker.host import NO_HOST, HostTables, Mirrored, fill_description
@@ -230,13 +232,26 @@ class Onboarder:
     ) -> JobResult:
         """Run a job's work and settle how it ended, the same way for every kind of job: an
         outage, a lost job or a configuration error propagates (the runner hands the job back
-        or stops); a statement timeout and a bug are retried with backoff."""
+        or stops); a statement timeout, a bug and a job past JOB_TIMEOUT_S are retried with
+        backoff (an attempt spent)."""
+        deadline = asyncio.timeout(self._settings.job_timeout_s)
         try:
             with database_errors():
-                result = await work
+                async with deadline:
+                    result = await work
         except PROPAGATE:
             raise
         except TimeoutError:
+            if deadline.expired():
+                # A slow or dripping provider (each request is bounded at twice
+                # PRICE_HTTP_TIMEOUT_S, each try of the in-process retries again): the slot goes
+                # to other symbols, and the queue's backoff tries this one later.
+                error = (
+                    f"the job hit its deadline of {self._settings.job_timeout_s:g} s "
+                    "(JOB_TIMEOUT_S) and was stopped"
+                )
+                log.warning(f"{kind}_deadline_exceeded", error=error)
+                return await self.retry_later(job, error)
             # A statement unanswered within DATABASE_COMMAND_TIMEOUT_S: not an outage (a
             # statement that always times out must run out of attempts), not a bug either.
             error = (
@@ -468,7 +483,7 @@ class Onboarder:
                 # The source answered: its run of failures (if any) is over. Before the write
                 # transaction, so that never waits on the source's state row.
                 await self._gate.reset_failures(conn, source.name)
-            async with conn.transaction():
+            async with bounded_lock_waits(conn, self._settings.lock_timeout_s):
                 if store is not None:
                     await factors.lock_references(conn, job.symbol)  # first: see factors
                 if replace:
@@ -593,14 +608,20 @@ class Onboarder:
     async def complete_unchanged(self, job: Job) -> None:
         """Completed with nothing to store (already current, or nothing left to refresh); a
         reference ETF's job still releases the symbols waiting for it, as any ending does."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with (
+            self._pool.acquire() as conn,
+            bounded_lock_waits(conn, self._settings.lock_timeout_s),
+        ):
             await self.lock_references(conn, job)
             await self._queue.complete(conn, job)
             await self.reference_ended(conn, job)
 
     async def fail(self, job: Job, error: str) -> JobResult:
         """Failed at once; the queue marks a pending symbol `error` in the same statement."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with (
+            self._pool.acquire() as conn,
+            bounded_lock_waits(conn, self._settings.lock_timeout_s),
+        ):
             await self.lock_references(conn, job)
             await self._queue.fail(conn, job, error)
             await self.reference_ended(conn, job)
@@ -609,7 +630,10 @@ class Onboarder:
     async def retry_later(self, job: Job, error: str) -> JobResult:
         """Retried with backoff, or failed on the last attempt (the queue then marks a pending
         symbol `error` in the same statement)."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with (
+            self._pool.acquire() as conn,
+            bounded_lock_waits(conn, self._settings.lock_timeout_s),
+        ):
             await self.lock_references(conn, job)
             status = await self._queue.retry_later(conn, job, error)
             if status == "failed":  # that was its last attempt

@@ -38,11 +38,11 @@ __all__ = ["Job", "JobLost", "Queue", "Recovered", "enqueue_symbol", "enqueue_sy
 
 
 class Executor(Protocol):
-    """An asyncpg Connection or Pool."""
+    """An asyncpg Connection or Pool (`timeout` is asyncpg's own per-statement parameter)."""
 
-    async def execute(self, query: str, *args: Any) -> str: ...
-    async def fetch(self, query: str, *args: Any) -> list[Any]: ...
-    async def fetchval(self, query: str, *args: Any) -> Any: ...
+    async def execute(self, query: str, *args: Any, timeout: float | None = ...) -> str: ...  # noqa: ASYNC109
+    async def fetch(self, query: str, *args: Any, timeout: float | None = ...) -> list[Any]: ...  # noqa: ASYNC109
+    async def fetchval(self, query: str, *args: Any, timeout: float | None = ...) -> Any: ...  # noqa: ASYNC109
 
 
 # The statuses a job ends a claim in (RETRY_LATER), and those pruning deletes.
@@ -103,10 +103,13 @@ class Queue:
         self.retry_max_s = retry_max_s
 
     @translates_database_errors
-    async def claim(self, db: Executor, limit: int = 1) -> list[Job]:
+    async def claim(
+        self, db: Executor, limit: int = 1, *, timeout_s: float | None = None
+    ) -> list[Job]:
         """Claim up to `limit` runnable jobs, in claim order (onboarding high, normal, low, then
-        refresh high, normal, low; oldest first within one)."""
-        rows = await db.fetch(sql.CLAIM, self.worker_id, limit)
+        refresh high, normal, low; oldest first within one); `timeout_s` bounds the statement
+        (TimeoutError), None: the connection's command timeout."""
+        rows = await db.fetch(sql.CLAIM, self.worker_id, limit, timeout=timeout_s)
         rows = sorted(rows, key=lambda r: (r["priority_rank"], r["run_after"]))
         return [
             Job(
@@ -171,9 +174,19 @@ class Queue:
         )
 
     @translates_database_errors
-    async def heartbeat(self, db: Executor, job_ids: Sequence[uuid.UUID]) -> int:
-        """Refresh the heartbeat of the jobs this worker is running; returns how many."""
-        return rows_affected(await db.execute(sql.HEARTBEAT, self.worker_id, list(job_ids)))
+    async def heartbeat(
+        self, db: Executor, job_ids: Sequence[uuid.UUID], *, timeout_s: float | None = None
+    ) -> int:
+        """Refresh the heartbeat of the jobs this worker is running; returns how many.
+        `timeout_s` bounds the statement (TimeoutError), None: the command timeout."""
+        status = await db.execute(sql.HEARTBEAT, self.worker_id, list(job_ids), timeout=timeout_s)
+        return rows_affected(status)
+
+    @translates_database_errors
+    async def completed(self, db: Executor, job: Job) -> bool:
+        """Whether this claim of `job` ended completed (a completion that committed although
+        this worker never got the answer: the connection dropped during its COMMIT)."""
+        return bool(await db.fetchval(sql.CLAIM_COMPLETED, job.id, self.worker_id, job.started_at))
 
     @translates_database_errors
     async def recover_stalled(self, db: Executor, stall_timeout_s: float) -> list[Recovered]:

@@ -26,6 +26,7 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from worker.bulk import BulkDays, Waiting
+from worker.db import bounded_lock_waits
 from worker.onboarding import Fetched, JobResult, Onboarder, Unfetched, _clip
 from worker.prices.base import Bar, NoData, SourcePaused, SymbolNotFound, Window
 from worker.prices.polygon import PolygonSource
@@ -216,7 +217,10 @@ class Refresher:
         if not all(isinstance(f, SymbolNotFound | NoData) for f in got.failures):
             return await self._onboarder.settle(job, got)
         reason = _clip("; ".join(str(f) for f in got.failures))
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with (
+            self._pool.acquire() as conn,
+            bounded_lock_waits(conn, self._settings.lock_timeout_s),
+        ):
             count = await conn.fetchval(sql.RECORD_MISS, job.symbol, reason)
             delist = count >= self._settings.refresh_delist_after
             if delist:

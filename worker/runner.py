@@ -7,6 +7,11 @@ Shutdown contract: the first SIGTERM/SIGINT stops claiming and lets in-flight jo
 to `shutdown_grace_s`; jobs still running then are cancelled and handed back to pending at once
 (no attempt spent). A second signal skips the grace period. Then connections close and the
 process exits 0.
+
+Cut off from the database: claims and heartbeats are bounded by the heartbeat interval, so a
+silent network shows in seconds; jobs the database has not confirmed (claim or heartbeat) for
+the stall timeout, after which any worker's sweep may take them, are cancelled and left to the
+sweep (`jobs_abandoned_unreachable`, once per episode); claiming resumes when it answers.
 """
 
 import asyncio
@@ -21,7 +26,13 @@ import asyncpg
 import structlog
 
 from worker import db, registry
-from worker.errors import DatabaseUnavailable, JobLost, database_errors, describe
+from worker.errors import (
+    DatabaseUnavailable,
+    JobLost,
+    LockWaitTimeout,
+    database_errors,
+    describe,
+)
 from worker.metrics import Metrics
 from worker.queue import Job, Queue
 from worker.settings import Settings
@@ -34,6 +45,10 @@ log = structlog.get_logger("worker.runner")
 
 # How a handler's run of one job ended (worker/onboarding.py describes each).
 Outcome = Literal["completed", "retried", "failed", "deferred"]
+# What a hand-back found: the job is pending again; this claim had completed after all (its
+# COMMIT landed but the answer never came); it is no longer ours; the database did not answer.
+HandBack = Literal["handed_back", "completed", "lost", "unreachable"]
+JobKey = tuple[uuid.UUID, datetime]
 
 
 class JobResultLike(Protocol):
@@ -85,7 +100,14 @@ class Runner:
         self._claim_connects = 0
         # Keyed by claim (id and its started_at token): the same job claimed again after a
         # recovery is another entry, never confused with a stale execution.
-        self._in_flight: dict[tuple[uuid.UUID, datetime], asyncio.Task[None]] = {}
+        self._in_flight: dict[JobKey, asyncio.Task[None]] = {}
+        # When the database last confirmed each running claim (monotonic, taken before the
+        # claim or heartbeat was sent, so never later than the row's heartbeat_at).
+        self._confirmed: dict[JobKey, float] = {}
+        # Jobs given up after QUEUE_STALL_TIMEOUT_S without a heartbeat (another worker may run
+        # them now): cancelled, no longer in flight, awaited on the way out.
+        self._abandoned: dict[JobKey, asyncio.Task[None]] = {}
+        self._unreachable_logged = False
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._abort = asyncio.Event()
@@ -169,8 +191,10 @@ class Runner:
             await self._claim_loop()
         finally:
             await self._drain()
+            if self._abandoned:  # cancelled already; bounded: they may wait on a dead network
+                await asyncio.wait(list(self._abandoned.values()), timeout=1)
             if self._claim_conn is not None:
-                await self._claim_conn.close()
+                self._claim_conn.terminate()  # no goodbye to wait for on a cut network
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
@@ -198,7 +222,12 @@ class Runner:
             jobs: list[Job] = []
             if free > 0:
                 try:
-                    jobs = await self.queue.claim(await self._claim_connection(), free)
+                    sent = time.monotonic()
+                    jobs = await self.queue.claim(
+                        await self._claim_connection(),
+                        free,
+                        timeout_s=self.settings.queue_statement_timeout_s,
+                    )
                 except DatabaseUnavailable as exc:
                     outage_since = outage_since or time.monotonic()
                     self._check_burst_outage(outage_since, exc)
@@ -212,8 +241,9 @@ class Runner:
                     log.info("database_available", after_failures=outage.failures)
                     outage.reset()
                     outage_since = None
+                self._unreachable_logged = False
                 for job in jobs:
-                    self._start(job)
+                    self._start(job, confirmed_at=sent)
             if self.burst and not jobs and not self._in_flight:
                 if not await self._runnable_left():
                     log.info("burst_done")
@@ -247,7 +277,10 @@ class Runner:
         """A connection of its own for claims: no pool hand-off on the latency path."""
         if self._claim_conn is None or self._claim_conn.is_closed():
             self._drop_claim_connection()
-            self._claim_conn = await db.connect(self.claim_dsn, self.settings)
+            # Bounded like the claim: a connect into a cut network must not hang for a minute.
+            self._claim_conn = await db.connect(
+                self.claim_dsn, self.settings, timeout=self.settings.queue_statement_timeout_s
+            )
             self._claim_connects += 1
             if self._claim_connects > 1:
                 self.metrics.database_reconnect("claim")
@@ -258,9 +291,10 @@ class Runner:
             self._claim_conn.terminate()
         self._claim_conn = None
 
-    def _start(self, job: Job) -> None:
+    def _start(self, job: Job, *, confirmed_at: float) -> None:
         task = asyncio.create_task(self._execute(job), name=f"job-{job.symbol}")
         self._in_flight[(job.id, job.started_at)] = task
+        self._confirmed[(job.id, job.started_at)] = confirmed_at
         self.metrics.job_started(job)
 
     async def _execute(self, job: Job) -> None:
@@ -271,6 +305,7 @@ class Runner:
             return round((time.perf_counter() - started) * 1000, 1)
 
         outcome = "crashed"
+        key = (job.id, job.started_at)
         try:
             with database_errors():  # whatever the handler, an outage is named the same way
                 result = await self.handler.run(job)
@@ -286,40 +321,81 @@ class Runner:
                 rows_skipped=getattr(result, "skipped", None),
             )
         except asyncio.CancelledError:
+            if key in self._abandoned:  # given up unreachable: the sweep returns it, not us
+                outcome = "abandoned"
+                bound.warning("job_finished", outcome="abandoned", duration_ms=elapsed_ms())
+                raise
             handed = await asyncio.shield(
                 self._hand_back(job, "worker shut down before the job finished")
             )
-            outcome = "handed_back" if handed else "abandoned"
-            bound.warning(
-                "job_finished",
-                outcome="handed_back" if handed else "abandoned",
-                duration_ms=elapsed_ms(),
+            outcome = {"handed_back": "handed_back", "completed": "completed"}.get(
+                handed, "abandoned"
             )
+            self._log_hand_back(bound, handed, outcome, elapsed_ms())
             raise
         except JobLost as exc:
-            outcome = "lost"
-            bound.warning("job_finished", outcome="lost", duration_ms=elapsed_ms(), error=str(exc))
-        except DatabaseUnavailable as exc:  # an outage: back to pending, no attempt spent
-            outcome = "interrupted"
-            bound.warning(
-                "job_finished",
-                outcome="interrupted",
-                duration_ms=elapsed_ms(),
-                error=str(exc),
+            # Lost, or completed by this very claim although its worker never heard so.
+            outcome = "completed" if await self._completed(job) else "lost"
+            self._log_hand_back(bound, outcome, outcome, elapsed_ms(), error=str(exc))
+        except LockWaitTimeout as exc:  # a table held elsewhere: back later, no attempt spent
+            delay = _jittered(self.settings.retry_base_s)
+            handed = await self._hand_back(
+                job, f"deferred: waited too long for a database lock: {exc}", delay_s=delay
             )
-            await self._hand_back(job, f"interrupted by a database outage: {exc}")
+            outcome = "deferred" if handed == "handed_back" else handed
+            self._log_hand_back(
+                bound, handed, outcome, elapsed_ms(), error=str(exc), retry_in_s=round(delay, 2)
+            )
+        except DatabaseUnavailable as exc:  # an outage: back to pending, no attempt spent
+            handed = await self._hand_back(job, f"interrupted by a database outage: {exc}")
+            outcome = "completed" if handed == "completed" else "interrupted"
+            self._log_hand_back(bound, handed, outcome, elapsed_ms(), error=str(exc))
         except Exception as exc:  # a bug in the handler: keep the job, count the attempt
             bound.exception("job_finished", outcome="crashed", duration_ms=elapsed_ms())
             # retry_later fails it on its last attempt, and marks a pending symbol `error`.
             with contextlib.suppress(JobLost, DatabaseUnavailable):
                 await self.queue.retry_later(self.pool, job, f"worker error: {describe(exc)}")
         finally:
-            self._in_flight.pop((job.id, job.started_at), None)
+            self._in_flight.pop(key, None)
+            self._confirmed.pop(key, None)
+            self._abandoned.pop(key, None)
             self.metrics.job_finished(job, outcome, time.perf_counter() - started)
             self._wake.set()
 
-    async def _hand_back(self, job: Job, reason: str) -> bool:
-        """Return the job to pending now; if the database is away, the stall sweep will.
+    @staticmethod
+    def _log_hand_back(
+        bound: structlog.typing.FilteringBoundLogger,
+        handed: str,
+        outcome: str,
+        duration_ms: float,
+        **details: object,
+    ) -> None:
+        """The job's one outcome line once the hand-back said what became of it: a completion
+        whose acknowledgement was lost is logged as completed (acknowledged=False)."""
+        if handed == "completed":
+            bound.info(
+                "job_finished",
+                outcome="completed",
+                acknowledged=False,
+                duration_ms=duration_ms,
+                **details,
+            )
+        else:
+            bound.warning("job_finished", outcome=outcome, duration_ms=duration_ms, **details)
+
+    async def _completed(self, job: Job) -> bool:
+        """Whether this claim of `job` ended completed (False when the database cannot say)."""
+        try:
+            return await asyncio.wait_for(
+                self.queue.completed(self.pool, job), self.settings.queue_statement_timeout_s
+            )
+        except (DatabaseUnavailable, TimeoutError):
+            return False
+
+    async def _hand_back(self, job: Job, reason: str, *, delay_s: float = 0.0) -> HandBack:
+        """Return the job to pending (runnable after `delay_s`); if the database is away, the
+        stall sweep will. A job no longer ours is checked for a completion of this claim that
+        committed unacknowledged (a connection lost during its COMMIT).
 
         Bounded by the stall timeout, and cut short by an abort (second signal): each attempt
         also has its own timeout, so a silent network cannot hold the shutdown.
@@ -330,17 +406,18 @@ class Runner:
             remaining = deadline - time.monotonic()
             try:
                 await asyncio.wait_for(
-                    self.queue.release(self.pool, job, reason=reason), timeout=min(5.0, remaining)
+                    self.queue.release(self.pool, job, delay_s=delay_s, reason=reason),
+                    timeout=min(5.0, remaining),
                 )
                 log.info("job_handed_back", job_id=str(job.id), symbol=job.symbol)
-                return True
+                return "handed_back"
             except JobLost:
-                return False
+                return "completed" if await self._completed(job) else "lost"
             except (DatabaseUnavailable, TimeoutError) as exc:
                 if time.monotonic() + 0.1 > deadline or self._abort.is_set():
                     # Left processing: once this worker stops heartbeating it, the sweep returns it.
                     log.warning("job_hand_back_failed", job_id=str(job.id), error=describe(exc))
-                    return False
+                    return "unreachable"
                 await self._wait_abort(backoff.next_delay())
 
     async def _wait_abort(self, timeout_s: float) -> None:
@@ -414,7 +491,34 @@ class Runner:
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval_s)
             await self._heartbeat_once()
-            await self._announce()
+            self._abandon_unconfirmed()
+            with contextlib.suppress(TimeoutError):  # a cut network: _announce said nothing yet
+                await asyncio.wait_for(self._announce(), self.settings.queue_statement_timeout_s)
+
+    def _abandon_unconfirmed(self) -> None:
+        """Jobs whose claim the database has not confirmed for QUEUE_STALL_TIMEOUT_S may be
+        running elsewhere by now (any worker's sweep may have taken them): stop them, so that
+        nothing more is fetched for them, and leave them to the sweep. Logged once per
+        episode; claiming goes on trying and resumes when the database answers."""
+        now = time.monotonic()
+        limit = self.settings.stall_timeout_s
+        if not any(now - self._confirmed.get(key, now) >= limit for key in self._in_flight):
+            return
+        # The database has not answered for a stall timeout: every running job is as lost as
+        # the oldest (they differ by a claim round at most), so they go together, logged once.
+        stale = list(self._in_flight)
+        for key in stale:
+            task = self._in_flight.pop(key)
+            self._abandoned[key] = task
+            task.cancel()
+        if not self._unreachable_logged:
+            self._unreachable_logged = True
+            log.warning(
+                "jobs_abandoned_unreachable",
+                jobs=len(stale),
+                job_ids=[str(job_id) for job_id, _ in stale],
+                unconfirmed_for_s=limit,
+            )
 
     async def _announce(self) -> None:
         """Register this worker, or refresh its row in the live-worker registry."""
@@ -439,28 +543,60 @@ class Runner:
             log.warning("worker_deregister_failed", error=describe(exc))
 
     async def _heartbeat_once(self) -> None:
-        if self._in_flight:
-            try:
-                await self.queue.heartbeat(self.pool, [job_id for job_id, _ in self._in_flight])
-            except DatabaseUnavailable as exc:
-                log.warning("heartbeat_failed", error=str(exc))
-            except Exception:  # never let the heartbeat die: live jobs would be taken away
-                log.exception("heartbeat_failed")
+        """One heartbeat of the running jobs, bounded so that a cut network shows in seconds."""
+        if not self._in_flight:
+            return
+        keys = list(self._in_flight)
+        timeout_s = self.settings.queue_statement_timeout_s
+        sent = time.monotonic()
+        try:
+            async with self.pool.acquire(timeout=timeout_s) as conn:
+                await self.queue.heartbeat(
+                    conn, [job_id for job_id, _ in keys], timeout_s=timeout_s
+                )
+        except DatabaseUnavailable as exc:
+            log.warning("heartbeat_failed", error=str(exc))
+        except TimeoutError:
+            log.warning("heartbeat_failed", error=f"no answer within {timeout_s:g} s")
+        except Exception:  # never let the heartbeat die: live jobs would be taken away
+            log.exception("heartbeat_failed")
+        else:
+            self._unreachable_logged = False
+            for key in keys:
+                if key in self._confirmed:
+                    self._confirmed[key] = sent
 
     async def _housekeeping_loop(self) -> None:
         assert self.housekeeping is not None
         interval = min(self.settings.stall_timeout_s / 3, self.settings.housekeeping_interval_s)
+        failing = False  # one warning per episode of an outage or a table held elsewhere
         while True:
             await asyncio.sleep(interval)
             # Our own jobs first, so that after an outage our sweep never takes them from us.
             await self._heartbeat_once()
             try:
                 await self.housekeeping()
-            except DatabaseUnavailable as exc:
-                log.warning("housekeeping_failed", error=str(exc))
+            except (DatabaseUnavailable, TimeoutError) as exc:
+                if not failing:
+                    log.warning(
+                        "housekeeping_failed",
+                        error=describe(exc),
+                        lock_wait=isinstance(exc, LockWaitTimeout),
+                        retry_in_s=round(interval, 2),
+                    )
+                failing = True
             except Exception:  # recovery must keep running: log and try again next round
                 log.exception("housekeeping_failed")
+            else:
+                if failing:
+                    log.info("housekeeping_resumed")
+                failing = False
             self._wake.set()  # recovered jobs are claimable at once
+
+
+def _jittered(delay_s: float) -> float:
+    """Between half and all of `delay_s`, so that jobs handed back together come back spread."""
+    return delay_s / 2 + random.uniform(0, delay_s / 2)
 
 
 class _Backoff:

@@ -44,7 +44,15 @@ class Settings:
     # frozen worker cannot hold a symbol's rows locked (0: off). Direct connections only: behind
     # PgBouncer, set its idle_transaction_timeout.
     idle_in_transaction_timeout_s: float = _env("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_S", 10.0)
+    # A lock wait longer than this ends the statement (SQLSTATE 55P03): the host holding one of
+    # its tables (its own migration) makes a job wait and come back later, without spending an
+    # attempt, instead of timing out at DATABASE_COMMAND_TIMEOUT_S. Our own lock waits (two
+    # workers on one symbol, the factor reference lock) last milliseconds to a few seconds.
+    lock_timeout_s: float = _env("DATABASE_LOCK_TIMEOUT_S", 10.0)
     # Runner
+    # The most one job may take, its fetch and in-process retries included (the host's own bar
+    # for onboarding a symbol is 60 s); then it is retried later with its attempt spent.
+    job_timeout_s: float = _env("JOB_TIMEOUT_S", 60.0)
     concurrency: int = _env("WORKER_CONCURRENCY", 4)
     poll_interval_s: float = _env("WORKER_POLL_INTERVAL_S", 2.0)
     shutdown_grace_s: float = _env("WORKER_SHUTDOWN_GRACE_S", 30.0)
@@ -168,6 +176,8 @@ class Settings:
                 raise SettingsError(f"{env_name(f.name)} must be a finite number, got {value!r}")
         positive = (
             "command_timeout_s",
+            "lock_timeout_s",
+            "job_timeout_s",
             "reconnect_max_wait_s",
             "housekeeping_interval_s",
             "prune_completed_days",
@@ -204,6 +214,11 @@ class Settings:
                 "QUEUE_STALL_TIMEOUT_S must exceed twice QUEUE_HEARTBEAT_INTERVAL_S, "
                 f"got {self.stall_timeout_s} and {self.heartbeat_interval_s}"
             )
+        if self.lock_timeout_s >= self.command_timeout_s:
+            raise SettingsError(
+                "DATABASE_LOCK_TIMEOUT_S must be shorter than DATABASE_COMMAND_TIMEOUT_S, "
+                f"got {self.lock_timeout_s} and {self.command_timeout_s}"
+            )
         self.schedule_time()
         for name, allowed in (
             ("factors_enabled", ("auto", "on", "off", *BOOLEAN_WORDS)),
@@ -236,6 +251,15 @@ class Settings:
         if value in ("auto", "on", "off"):
             return value
         return "on" if value in TRUE_WORDS else "off"
+
+    @property
+    def queue_statement_timeout_s(self) -> float:
+        """The bound on a claim and a heartbeat: statements of milliseconds on one index, so one
+        unanswered for a heartbeat interval means the way to the database is gone (noticed in
+        seconds, not after DATABASE_COMMAND_TIMEOUT_S); it also keeps a heartbeat from
+        overlapping the next, and two missed beats still fit in the stall timeout. At least 1 s:
+        a busy machine must not turn a slow answer into a cut network."""
+        return min(self.command_timeout_s, max(1.0, self.heartbeat_interval_s))
 
     def schedule_time(self) -> tuple[time, ZoneInfo] | None:
         """REFRESH_SCHEDULE_TIME and _TIMEZONE, checked; None when the schedule is off."""

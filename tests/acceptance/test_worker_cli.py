@@ -217,7 +217,9 @@ async def test_logs_are_json_and_hold_no_secret(database_url, conn, provider) ->
         await worker.kill()
     # A database that cannot be reached: the URL (with its password) is in what gets logged.
     unreachable = f"postgresql://postgres:{password}@127.0.0.1:1/postgres"
-    waiting = await start_worker(worker_env(unreachable, DATABASE_COMMAND_TIMEOUT_S="5"))
+    waiting = await start_worker(
+        worker_env(unreachable, DATABASE_COMMAND_TIMEOUT_S="5", DATABASE_LOCK_TIMEOUT_S="2")
+    )
     try:
         await waiting.wait_for("database_unavailable")
         waiting.proc.send_signal(signal.SIGTERM)

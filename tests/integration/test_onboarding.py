@@ -915,3 +915,31 @@ async def test_fetch_retries_log_their_try_apart_from_the_job_attempt(
     retries = [e for e in events if e["event"] == "price_fetch_retry"]
     assert [e["fetch_attempt"] for e in retries] == [1, 2]
     assert all(e["attempt"] == 2 for e in retries)  # the job's attempt, as on every job line
+
+
+async def test_a_dripping_provider_is_stopped_at_the_job_deadline(
+    provider, pool, queue, onboarder_for
+) -> None:
+    """Issue 22.3: headers at once, then a piece of the body every 0.5 s (10 s in all): every
+    read is in time and each request's own bound (2 x PRICE_HTTP_TIMEOUT_S = 10 s) is far off.
+    JOB_TIMEOUT_S stops the job; the queue's backoff retries it, its attempt spent."""
+    provider.route(MSFT_PATH, Reply(body=fixture(MSFT), drip_s=0.5))
+    job = await claim(pool, queue, "MSFT")
+    onboarder = await onboarder_for("yahoo", today=MSFT_TODAY, job_timeout_s=1.0, http_retries=3)
+    started = asyncio.get_running_loop().time()
+    with capture_logs() as events:
+        result = await onboarder.run(job)
+    elapsed = asyncio.get_running_loop().time() - started
+
+    assert result.outcome == "retried"
+    assert "hit its deadline of 1 s (JOB_TIMEOUT_S)" in (result.error or "")
+    row = await job_row(pool, job)
+    assert (row["status"], row["attempts"], row["error_message"]) == ("pending", 1, result.error)
+    assert await pool.fetchval("SELECT run_after > now() FROM symbol_onboarding_queue") is True
+    assert await stored(pool, "MSFT") == []
+    # Ended by the deadline: one request, cut before its own bound, no in-process retry.
+    assert len(provider.hits(MSFT_PATH)) == 1
+    assert elapsed < 2 * 5.0
+    assert [e["log_level"] for e in events if e["event"] == "onboarding_deadline_exceeded"] == [
+        "warning"
+    ]

@@ -98,6 +98,15 @@ marked AS (
 SELECT count(*) FROM failed
 """
 
+# Whether claim ($1, $2, $3) ended completed: COMPLETE keeps locked_by and started_at, so the
+# row still names the claim that completed it (asked when a hand-back finds the job gone).
+CLAIM_COMPLETED = """
+SELECT EXISTS (
+    SELECT 1 FROM symbol_onboarding_queue
+    WHERE id = $1 AND locked_by = $2 AND started_at = $3 AND status = 'completed'
+)
+"""
+
 # Hand a job back without spending an attempt (shutdown, an outage, or its price source is
 # paused): runnable again after $3 seconds. With no delay it keeps its run_after, so its place
 # in the claim order (it was runnable when claimed). $4, when not NULL, replaces error_message.
