@@ -187,4 +187,3 @@ def start_replica(cluster: Cluster) -> None:
     """Copy the primary into the replica and start it streaming."""
     cluster.base_backup()
     cluster.start(cluster.replica)
-

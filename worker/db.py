@@ -160,7 +160,9 @@ def parse_hosts(url: str) -> Hosts:
             "or one per host"
         )
     if ports:
-        specs = [(host, ports[0] if len(ports) == 1 else ports[i]) for i, (host, _) in enumerate(specs)]
+        specs = [
+            (host, ports[0] if len(ports) == 1 else ports[i]) for i, (host, _) in enumerate(specs)
+        ]
     return Hosts(
         hosts=[(host, DEFAULT_PORT if port is None else port) for host, port in specs],
         auth=auth + at,

@@ -137,7 +137,9 @@ async def test_a_worker_follows_a_promoted_replica_and_runs_every_job_once_in_ef
         assert all(w["bars"] == BARS for w in writes), writes
         # The completion and the prices are one transaction: the job's row and its symbol's
         # bars carry the same xmin, so no completion stands without its own prices.
-        assert {w["symbol"]: w["xmins"][0] for w in writes} == {q["symbol"]: q["xmin"] for q in queue}
+        assert {w["symbol"]: w["xmins"][0] for w in writes} == {
+            q["symbol"]: q["xmin"] for q in queue
+        }
         assert dict(universe) == {"active": JOBS}
         assert len(runs) == JOBS and figures["reruns"] >= 0, figures
         # The worker followed the promotion by itself: jobs completed by this one process after

@@ -74,7 +74,7 @@ async def test_every_command_takes_a_url_with_several_hosts(
         code, _, err = await run_cli(env, "backfill", "--symbols", "IBM")
         assert code == 0, err
         assert await prices_of(conn, "IBM") == 2
-        code, out, err = await run_cli(env, "migrate", "--downgrade", "base")
+        code, _, err = await run_cli(env, "migrate", "--downgrade", "base")
         assert code == 0, err
         assert await conn.fetchval("SELECT to_regclass('symbol_onboarding_queue')") is None
     finally:
@@ -98,9 +98,10 @@ async def test_the_python_helpers_take_a_url_with_several_hosts(
 
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
-        assert await conn.fetchval(
-            "SELECT symbol FROM symbol_onboarding_queue WHERE id = $1", job_id
-        ) == "BRK.B"
+        assert (
+            await conn.fetchval("SELECT symbol FROM symbol_onboarding_queue WHERE id = $1", job_id)
+            == "BRK.B"
+        )
         await conn.execute(CACHE_ROWS)
         summary = await backfill(url, symbols=["IBM"])
         assert summary.rows_inserted == 2

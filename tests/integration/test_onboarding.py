@@ -396,7 +396,10 @@ async def test_database_source_reads_yahoos_short_fx_spelling_as_written(
     assert (await onboarder.run(job)).outcome == "completed"
 
     closes = [(r[0], r[4]) for r in await stored(pool, "INR=X")]
-    assert closes == [(date(2023, 1, 3), Decimal("82.5000")), (date(2023, 1, 4), Decimal("82.7000"))]
+    assert closes == [
+        (date(2023, 1, 3), Decimal("82.5000")),
+        (date(2023, 1, 4), Decimal("82.7000")),
+    ]
 
 
 async def test_csv_source_reads_the_file_named_as_enqueued_first(

@@ -81,7 +81,10 @@ def test_a_host_without_a_port_is_on_5432_and_one_port_serves_every_host() -> No
 
 def test_unix_sockets_and_ipv6_addresses_in_a_list_of_hosts() -> None:
     url = "postgresql://u@/x?host=/run/pg1,/run/pg2&port=5432,5433"
-    assert asyncpg_arguments(asyncpg_dsn(url))[0] == ["/run/pg1/.s.PGSQL.5432", "/run/pg2/.s.PGSQL.5433"]
+    assert asyncpg_arguments(asyncpg_dsn(url))[0] == [
+        "/run/pg1/.s.PGSQL.5432",
+        "/run/pg2/.s.PGSQL.5433",
+    ]
     assert sqlalchemy_arguments(sqlalchemy_url(url))["host"] == ["/run/pg1", "/run/pg2"]
 
     ipv6 = "postgresql://u@[::1]:5432,[fe80::2]:5433/x"
