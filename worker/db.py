@@ -3,8 +3,8 @@
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from worker.settings import Settings
 
 _SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
+DEFAULT_PORT = 5432
 
 
 # A connection of our own or one acquired from a pool: the statements take either.
@@ -112,13 +113,122 @@ async def create_pool(url: str, settings: "Settings", **kwargs: Any) -> asyncpg.
 
 
 def sqlalchemy_url(url: str) -> str:
-    """`postgresql://` or `postgresql+asyncpg://` -> the SQLAlchemy asyncpg form."""
-    return f"postgresql+asyncpg://{_split(url)}"
+    """`postgresql://` or `postgresql+asyncpg://` -> the SQLAlchemy asyncpg form.
+
+    Several hosts (a primary and its replicas, in any spelling `parse_hosts` accepts) become
+    SQLAlchemy's own `?host=h1:p1&host=h2:p2`: it cannot read libpq's `h1:p1,h2:p2` (it takes
+    `p1,h2:p2` for the first port), and its asyncpg dialect hands the list to asyncpg, which
+    tries the hosts in order and keeps the first that `target_session_attrs` accepts.
+    """
+    many = _many_hosts(url)
+    if many is None:
+        return f"postgresql+asyncpg://{_split(url)}"
+    for host, _port in many.hosts:
+        if ":" in host:
+            raise DatabaseUrlError(
+                f"IPv6 address {host} in a list of several hosts: SQLAlchemy cannot read it "
+                "there (it splits host:port at the colon); use a host name"
+            )
+    hosts = [("host", f"{host}:{port}") for host, port in many.hosts]
+    return _render("postgresql+asyncpg", many, hosts)
 
 
 def asyncpg_dsn(url: str) -> str:
-    """Any accepted spelling -> the plain `postgresql://` DSN that asyncpg.connect takes."""
-    return f"postgresql://{_split(url)}"
+    """Any accepted spelling -> the plain `postgresql://` DSN that asyncpg.connect takes.
+
+    Several hosts become `?host=h1,h2&port=p1,p2`, which asyncpg reads for unix sockets and
+    IPv6 addresses alike (and, unlike a repeated `host=`, of which it keeps only the last).
+    """
+    many = _many_hosts(url)
+    if many is None:
+        return f"postgresql://{_split(url)}"
+    hosts = [
+        ("host", ",".join(f"[{h}]" if ":" in h else h for h, _ in many.hosts)),
+        ("port", ",".join(str(port) for _, port in many.hosts)),
+    ]
+    return _render("postgresql", many, hosts)
+
+
+class Hosts(NamedTuple):
+    """A URL's servers, and the rest of it as written: for a URL naming several hosts."""
+
+    hosts: list[tuple[str, int]]  # (host, port) in the order given, each port filled in
+    auth: str  # `user:password@` as written (percent-escapes kept), or ""
+    path: str  # `/dbname` as written
+    query: list[tuple[str, str]]  # every parameter but host and port, in order
+
+
+def parse_hosts(url: str) -> Hosts:
+    """The servers `url` names, in either libpq spelling: `h1:p1,h2:p2` after the `@`, or
+    `?host=h1,h2&port=p1,p2` (also SQLAlchemy's `?host=h1:p1&host=h2:p2`). A host without a
+    port is on 5432; a port list of one applies to every host. DatabaseUrlError when the two
+    spellings are mixed, a port is not a number, or the ports do not match the hosts."""
+    rest = _split(url)
+    rest, _, _fragment = rest.partition("#")
+    location, _, raw_query = rest.partition("?")
+    netloc, slash, dbname = location.partition("/")
+    auth, at, hostlist = netloc.rpartition("@")
+    query = parse_qsl(raw_query, keep_blank_values=True)
+    query_hosts = [h for key, value in query if key == "host" for h in value.split(",") if h]
+    query_ports = [p for key, value in query if key == "port" for p in value.split(",") if p]
+    if hostlist and query_hosts:
+        raise DatabaseUrlError(
+            "database URL names hosts twice (after the @ and in ?host=): use one of the two"
+        )
+    if hostlist:
+        specs = [_host_port(unquote(spec)) for spec in hostlist.split(",")]
+    else:
+        specs = [_host_port(spec) for spec in query_hosts]
+    ports = [_port(p) for p in query_ports]
+    if ports and any(port is not None for _, port in specs):
+        raise DatabaseUrlError(
+            "database URL gives ports twice (host:port and ?port=): use one of the two"
+        )
+    if ports and len(ports) not in (1, len(specs)):
+        raise DatabaseUrlError(
+            f"database URL lists {len(specs)} hosts and {len(ports)} ports: give one port, "
+            "or one per host"
+        )
+    if ports:
+        specs = [
+            (host, ports[0] if len(ports) == 1 else ports[i]) for i, (host, _) in enumerate(specs)
+        ]
+    return Hosts(
+        hosts=[(host, DEFAULT_PORT if port is None else port) for host, port in specs],
+        auth=auth + at,
+        path=slash + dbname,
+        query=[(key, value) for key, value in query if key not in ("host", "port")],
+    )
+
+
+def _many_hosts(url: str) -> Hosts | None:
+    """`url`'s hosts when it names several; None for one (such a URL is passed on as it is)."""
+    parsed = parse_hosts(url)
+    return parsed if len(parsed.hosts) > 1 else None
+
+
+def _host_port(spec: str) -> tuple[str, int | None]:
+    """`host`, `host:port`, `[v6]`, `[v6]:port` or a unix socket directory -> (host, port)."""
+    if spec.startswith("["):
+        host, bracket, port = spec[1:].partition("]")
+        if not bracket or (port and not port.startswith(":")):
+            raise DatabaseUrlError(f"invalid IPv6 address {spec!r} in the database URL")
+        return host, _port(port[1:]) if port else None
+    if spec.startswith("/"):
+        return spec, None  # a unix socket directory: its port comes from ?port=
+    host, colon, port = spec.partition(":")
+    return host, _port(port) if colon else None
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise DatabaseUrlError(f"port {text!r} in the database URL is not a port number")
+    return int(text)
+
+
+def _render(scheme: str, parsed: Hosts, hosts: list[tuple[str, str]]) -> str:
+    query = urlencode([*hosts, *parsed.query], quote_via=quote, safe="/,:[]")
+    return f"{scheme}://{parsed.auth}{parsed.path}?{query}"
 
 
 def redact(url: str) -> str:

@@ -10,7 +10,9 @@ What is an outage (`is_outage`), decided here once:
   closed under us (any OSError but a timeout, such as a unix socket missing while the server is
   down) (asyncpg's `ConnectionDoesNotExistError`, and its `InterfaceError` "the
   underlying connection is closed" from a transaction's exit after a drop), SQLSTATE class 08,
-  the server shutting down, crashing or starting up (57P01-57P03), or full (53300). A job it
+  the server shutting down, crashing or starting up (57P01-57P03), or full (53300), or no host
+  of a multi-host URL that `target_session_attrs` accepts (a failover under way: the old
+  primary answers as a standby, or the replica is not promoted yet). A job it
   interrupts goes back to pending WITHOUT spending an attempt; loops wait and reconnect.
 - A lock wait that outlasted DATABASE_LOCK_TIMEOUT_S (SQLSTATE 55P03, `LockWaitTimeout`): not
   an outage, but not the job's fault either (the host holds one of its tables, e.g. for its own
@@ -71,6 +73,8 @@ def is_outage(exc: BaseException) -> bool:
     for error in _causes(exc):
         if isinstance(error, DatabaseUnavailable):
             return True
+        if isinstance(error, asyncpg.exceptions.TargetServerAttributeNotMatched):
+            return True  # no writable primary among the hosts right now: it comes back
         if isinstance(error, TimeoutError | asyncpg.exceptions.InternalClientError):
             return False  # no answer in time, or a driver fault: the job's own failure
         if _network_error(error) or isinstance(error, _OUTAGE_SQLSTATE_ERRORS):

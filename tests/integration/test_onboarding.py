@@ -379,6 +379,46 @@ async def test_database_source_finds_the_hosts_spelling_of_a_class_share(
     assert closes == [(date(2023, 1, 3), Decimal("1.5000")), (date(2023, 1, 4), expected_jan_4)]
 
 
+async def test_database_source_reads_yahoos_short_fx_spelling_as_written(
+    pool, queue, onboarder_for
+) -> None:
+    # INR=X is Yahoo's own spelling of USD/INR; another loader stored its alias USDINR=X.
+    await pool.execute(
+        """
+        INSERT INTO market_data_cache (symbol, date, open, high, low, close, volume, data_source)
+        VALUES ('INR=X', '2023-01-03', 82, 83, 81, 82.5, 0, 'yahoo'),
+               ('USDINR=X', '2023-01-03', 82, 83, 81, 99.9, 0, 'other'),
+               ('USDINR=X', '2023-01-04', 82, 83, 81, 82.7, 0, 'other')
+        """
+    )
+    job = await claim(pool, queue, "INR=X")
+    onboarder = await onboarder_for("database", today=date(2023, 1, 11), price_lookback_days=30)
+    assert (await onboarder.run(job)).outcome == "completed"
+
+    closes = [(r[0], r[4]) for r in await stored(pool, "INR=X")]
+    assert closes == [
+        (date(2023, 1, 3), Decimal("82.5000")),
+        (date(2023, 1, 4), Decimal("82.7000")),
+    ]
+
+
+async def test_csv_source_reads_the_file_named_as_enqueued_first(
+    pool, queue, onboarder_for, tmp_path: Path
+) -> None:
+    header = "Date,Open,High,Low,Close,Adj Close,Volume\n"
+    (tmp_path / "INR=X.csv").write_text(header + "2023-01-03,82,83,81,82.5,82.5,0\n")
+    (tmp_path / "USDINR=X.csv").write_text(header + "2023-01-03,82,83,81,99.9,99.9,0\n")
+    onboarder = await onboarder_for("csv", today=date(2023, 1, 11), price_csv_dir=tmp_path)
+    assert (await onboarder.run(await claim(pool, queue, "INR=X"))).outcome == "completed"
+    assert [r[4] for r in await stored(pool, "INR=X")] == [Decimal("82.5000")]
+    # The alias finds its own file first, and Yahoo's short form when it has none.
+    assert (await onboarder.run(await claim(pool, queue, "USDINR=X"))).outcome == "completed"
+    assert [r[4] for r in await stored(pool, "USDINR=X")] == [Decimal("99.9000")]
+    (tmp_path / "USDINR=X.csv").unlink()
+    assert (await onboarder.run(await claim(pool, queue, "USD/INR"))).outcome == "completed"
+    assert [r[4] for r in await stored(pool, "USD/INR")] == [Decimal("82.5000")]
+
+
 async def test_database_then_yahoo_uses_yahoo_when_the_cache_lacks_the_symbol(
     provider, pool, queue, onboarder_for
 ) -> None:

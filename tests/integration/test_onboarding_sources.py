@@ -764,6 +764,9 @@ POLYGON_RANGE = "range/1/day/2023-01-01/2023-01-10"
 SPELLED = [
     Spelled("yahoo", "BRK.B", "/v8/finance/chart/BRK-B", "BRK-B", fixture(MSFT), CASES[0]),
     Spelled("yahoo", "BRK/B", "/v8/finance/chart/BRK-B", "BRK-B", fixture(MSFT), CASES[0]),
+    # Yahoo's own spelling of USD/INR is asked as written, not as its alias USDINR=X.
+    Spelled("yahoo", "INR=X", "/v8/finance/chart/INR=X", "INR=X", fixture(MSFT), CASES[0]),
+    Spelled("yahoo", "USD/INR", "/v8/finance/chart/USDINR=X", "USDINR=X", fixture(MSFT), CASES[0]),
     Spelled(
         "polygon",
         "BRK-B",
@@ -785,6 +788,14 @@ SPELLED = [
         "EURUSD=X",
         f"/v2/aggs/ticker/C:EURUSD/{POLYGON_RANGE}",
         "C:EURUSD",
+        POLYGON_BODY,
+        POLYGON_CASE,
+    ),
+    Spelled(
+        "polygon",
+        "INR=X",
+        f"/v2/aggs/ticker/C:USDINR/{POLYGON_RANGE}",
+        "C:USDINR",
         POLYGON_BODY,
         POLYGON_CASE,
     ),
@@ -812,6 +823,14 @@ SPELLED = [
         "/stable/historical-price-eod/full",
         "EURUSD",
         FMP_BODY.replace(b'"AAPL"', b'"EURUSD"'),
+        FMP_CASE,
+    ),
+    Spelled(
+        "fmp",
+        "INR=X",
+        "/stable/historical-price-eod/full",
+        "USDINR",
+        FMP_BODY.replace(b'"AAPL"', b'"USDINR"'),
         FMP_CASE,
     ),
 ]
@@ -844,6 +863,7 @@ async def test_tiingo_refuses_what_its_daily_endpoint_does_not_serve_without_ask
     for symbol, what in (
         ("^GSPC", "an index"),
         ("EURUSD=X", "a currency pair"),
+        ("INR=X", "a currency pair"),
         ("BTC-USD", "a crypto pair"),
     ):
         job = await claim(pool, queue, symbol)

@@ -56,6 +56,10 @@ OUTAGES = [
     asyncpg.InterfaceError("connection is closed"),
     sqlalchemy_wrapped(asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed")),
     DatabaseUnavailable("already translated"),
+    # A multi-host URL with target_session_attrs=read-write while no host is a primary yet.
+    asyncpg.exceptions.TargetServerAttributeNotMatched(
+        "None of the hosts match the target attribute requirement <SessionAttribute.read_write>"
+    ),
 ]
 
 SPEND_AN_ATTEMPT = [

@@ -17,6 +17,7 @@ from worker.prices.spelling import Security, host_spellings, parse, provider_sym
         ("^GSPC", Security("index", "GSPC")),
         ("EURUSD=X", Security("fx", "EUR", "USD")),
         ("JPY=X", Security("fx", "USD", "JPY")),
+        ("INR=X", Security("fx", "USD", "INR")),
         ("EUR/USD", Security("fx", "EUR", "USD")),
         ("BTC-USD", Security("crypto", "BTC", "USD")),
         ("BTC/USDT", Security("crypto", "BTC", "USDT")),
@@ -45,10 +46,17 @@ SPELLINGS = {
     "^DJI": ("^DJI", "I:DJI", None, "^DJI"),
     "EURUSD=X": ("EURUSD=X", "C:EURUSD", None, "EURUSD"),
     "EUR/USD": ("EURUSD=X", "C:EURUSD", None, "EURUSD"),
-    "JPY=X": ("USDJPY=X", "C:USDJPY", None, "USDJPY"),
+    # Yahoo's own short form of USD/INR is asked as written, never as its alias USDINR=X.
+    "INR=X": ("INR=X", "C:USDINR", None, "USDINR"),
+    "JPY=X": ("JPY=X", "C:USDJPY", None, "USDJPY"),
+    "USDINR=X": ("USDINR=X", "C:USDINR", None, "USDINR"),
+    "USD/INR": ("USDINR=X", "C:USDINR", None, "USDINR"),
     "BTC-USD": ("BTC-USD", "X:BTCUSD", None, "BTCUSD"),
     "BTC/USD": ("BTC-USD", "X:BTCUSD", None, "BTCUSD"),
 }
+
+
+SOURCES = ("yahoo", "polygon", "tiingo", "fmp")
 
 
 @pytest.mark.parametrize("symbol", SPELLINGS)
@@ -65,6 +73,19 @@ def test_each_provider_gets_its_own_spelling(symbol: str) -> None:
         assert provider_symbol(source, symbol) == symbol
 
 
+@pytest.mark.parametrize("source", ["yahoo", "polygon", "tiingo", "fmp"])
+def test_a_symbol_in_the_providers_own_spelling_is_asked_as_written(source: str) -> None:
+    """Only what the provider does not accept is mapped: its own spellings (every answer of
+    provider_symbol that a host may enqueue, and Yahoo's short FX form) come back unchanged."""
+    own = {asked for row in SPELLINGS.values() if (asked := row[SOURCES.index(source)])}
+    if source == "yahoo":
+        assert {"INR=X", "JPY=X", "EURUSD=X", "BTC-USD", "^GSPC", "BRK-B"} <= own
+    for asked in sorted(own):
+        if ":" in asked:
+            continue  # Polygon's prefixes (C:EURUSD) are not a symbol a host can enqueue
+        assert provider_symbol(source, asked) == asked
+
+
 @pytest.mark.parametrize(
     ("symbol", "expected"),
     [
@@ -73,6 +94,7 @@ def test_each_provider_gets_its_own_spelling(symbol: str) -> None:
         ("BRK-B", ["BRK-B", "BRK.B", "BRK/B"]),
         ("EURUSD=X", ["EURUSD=X", "EUR/USD"]),
         ("JPY=X", ["JPY=X", "USDJPY=X", "USD/JPY"]),
+        ("INR=X", ["INR=X", "USDINR=X", "USD/INR"]),
         ("BTC/USD", ["BTC/USD", "BTC-USD"]),
         ("^GSPC", ["^GSPC"]),
     ],

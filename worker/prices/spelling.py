@@ -17,9 +17,13 @@ Provider spellings (`provider_symbol`):
 |---|---|---|---|---|
 | class share | `BRK-B` | `BRK.B` | `BRK-B` | `BRK-B` |
 | index | `^GSPC` | `I:SPX` | not served | `^GSPC` |
-| currency pair | `EURUSD=X` | `C:EURUSD` | not served | `EURUSD` |
+| currency pair | `EURUSD=X` (`INR=X` as written) | `C:EURUSD` | not served | `EURUSD` |
 | crypto pair | `BTC-USD` | `X:BTCUSD` | not served | `BTCUSD` |
 
+A symbol already in the provider's own spelling is asked exactly as written: `spelling.py` maps
+only what the provider does not accept. Yahoo's short form `INR=X` (USD/INR) stays `INR=X`, not
+`USDINR=X`: Yahoo treats such aliases inconsistently (it sometimes answers a request for one
+spelling under the other), so the host's choice of the two is the one to ask.
 Tiingo's end-of-day endpoint serves stocks, ETFs and funds only (indices, FX and crypto have
 endpoints of their own), so those are refused before any request. Anything else is sent as is.
 The way back, for an answer that names its symbols (Polygon's grouped daily), is
@@ -105,7 +109,10 @@ def provider_symbol(source: str, symbol: str) -> str:
         if kind == "index":
             return f"^{base}"
         if source == "yahoo":
-            return f"{base}{quote}=X" if kind == "fx" else f"{base}-{quote}"
+            if kind == "fx":
+                # EURUSD=X and JPY=X are Yahoo's own: kept; EUR/USD is not: EURUSD=X.
+                return symbol if symbol.endswith("=X") else f"{base}{quote}=X"
+            return f"{base}-{quote}"
         return f"{base}{quote}"
     return symbol
 
