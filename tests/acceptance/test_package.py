@@ -67,7 +67,9 @@ def test_the_build_warns_about_nothing_and_keeps_the_mit_license(wheel: Path) ->
     # Issue 22.6: the table form of `project.license` printed a deprecation warning per build step.
     log = (wheel.parent / "build.log").read_text()
     assert "project.license" not in log and "deprecated" not in log, log
-    (metadata,) = [n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".dist-info/METADATA")]
+    (metadata,) = [
+        n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".dist-info/METADATA")
+    ]
     headers = zipfile.ZipFile(wheel).read(metadata).decode().split("\n\n")[0].splitlines()
     assert "License-Expression: MIT" in headers
 

@@ -257,7 +257,8 @@ async def test_operator_commands(database_url, conn) -> None:
     assert code == 1 and "invalid symbol 'bad symbol'" in err
     stranger = "00000000-0000-4000-8000-000000000001"
     code, _, err = await run_cli(env, "enqueue", "msft", "--requested-by", stranger)
-    assert code == 1 and err.strip() == f"error: --requested-by {stranger}: no such user"
+    assert code == 1
+    assert err.strip() == f"error: --requested-by {stranger}: no such user; nothing was enqueued"
     assert await conn.fetchval("SELECT count(*) FROM symbol_onboarding_queue") == 2
 
     await conn.execute(

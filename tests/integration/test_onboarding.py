@@ -541,12 +541,16 @@ async def test_a_source_that_never_replaces_keeps_rows_written_meanwhile(pool) -
 @pytest.mark.parametrize(
     ("sources", "overrides", "message"),
     [
-        ("yahoo,bloomberg", {}, "unknown price source 'bloomberg' in 'yahoo,bloomberg'"),
+        ("yahoo,bloomberg", {}, "--source: expected one or more of yahoo, polygon, tiingo, fmp,"),
         ("polygon", {"polygon_api_key": None}, "price source polygon needs POLYGON_API_KEY"),
         ("csv", {"price_csv_dir": None}, "price source csv needs PRICE_CSV_DIR"),
-        ("yahoo", {"rate_limit_yahoo": "fast"}, "PRICE_RATE_LIMIT_YAHOO='fast' is not a rate"),
-        ("yahoo,yahoo", {}, "names a source twice"),
-        ("yahoo", {"yahoo_base_url": "ftp://x"}, "YAHOO_BASE_URL='ftp://x' is not an http(s) URL"),
+        ("yahoo", {"rate_limit_yahoo": "fast"}, "PRICE_RATE_LIMIT_YAHOO: expected a rate"),
+        ("yahoo,yahoo", {}, "got 'yahoo,yahoo' (a source named twice)"),
+        (
+            "yahoo",
+            {"yahoo_base_url": "ftp://x"},
+            "YAHOO_BASE_URL: expected an http(s) URL, got 'ftp://x'",
+        ),
     ],
 )
 async def test_configuration_errors_are_caught_at_construction(

@@ -35,4 +35,6 @@ def test_make_run_burst_prints_no_status_page_url(args: str) -> None:
 
 def test_make_run_prints_the_status_page_url() -> None:
     assert URL_LINE in make_run_dry()
-    assert URL_LINE + "${WORKER_HTTP_HOST:-127.0.0.1}:9000/" in make_run_dry("WORKER_HTTP_PORT=9000")
+    assert URL_LINE + "${WORKER_HTTP_HOST:-127.0.0.1}:9000/" in make_run_dry(
+        "WORKER_HTTP_PORT=9000"
+    )

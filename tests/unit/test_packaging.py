@@ -23,5 +23,8 @@ def test_the_license_is_an_spdx_string_that_setuptools_takes_without_a_warning()
     setuptools 77, in the build requirements and in the test extra that builds the wheel."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert config["project"]["license"] == "MIT"
-    floors = [*config["build-system"]["requires"], *config["project"]["optional-dependencies"]["test"]]
+    floors = [
+        *config["build-system"]["requires"],
+        *config["project"]["optional-dependencies"]["test"],
+    ]
     assert [r for r in floors if r.startswith("setuptools")] == ["setuptools>=77.0.1"] * 2
