@@ -480,6 +480,19 @@ async def test_synthetic_source_stores_known_values_for_any_window(
     assert all(again[r[0]] == r for r in first)
 
 
+async def test_synthetic_source_warns_once_per_process_not_once_per_symbol(
+    pool, queue, onboarder_for
+) -> None:
+    # Issue 22.6: the quick start's 10 jobs logged 10 identical warnings between its lines.
+    with capture_logs() as events:
+        onboarder = await onboarder_for("synthetic", today=date(2024, 6, 29))
+        for symbol in ("ONE", "TWO", "THREE"):
+            assert (await onboarder.run(await claim(pool, queue, symbol))).outcome == "completed"
+    warnings = [e for e in events if e["event"] == "synthetic_prices_not_real"]
+    assert len(warnings) == 1 and warnings[0]["log_level"] == "warning"
+    assert "never use them for analytics" in warnings[0]["note"]
+
+
 async def test_synthetic_source_never_writes_over_real_prices(
     provider, pool, queue, onboarder_for
 ) -> None:

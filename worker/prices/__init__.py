@@ -12,7 +12,6 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
-import structlog
 
 from worker.metrics import Metrics
 from worker.prices.base import PriceSource
@@ -25,8 +24,6 @@ from worker.prices.synthetic import SyntheticSource
 from worker.prices.tiingo import TiingoSource
 from worker.prices.yahoo import YahooSource
 from worker.settings import Settings, SettingsError, env_name
-
-log = structlog.get_logger()
 
 SOURCE_NAMES = ("yahoo", "polygon", "tiingo", "fmp", "database", "csv", "synthetic")
 HTTP_SOURCES = {
@@ -131,12 +128,7 @@ def build_sources(
             assert settings.price_csv_dir is not None
             sources.append(CsvSource(settings.price_csv_dir))
         elif name == "synthetic":
-            log.warning(
-                "synthetic_source_configured",
-                source=name,
-                note="prices will be generated, not real market data",
-            )
-            sources.append(SyntheticSource(pool))
+            sources.append(SyntheticSource(pool))  # it warns that its prices are not real
     return sources
 
 
