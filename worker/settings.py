@@ -194,9 +194,9 @@ class Settings:
     def validate(self, names: Collection[str] | None = None) -> None:
         """Check the fields `names` (default: all); SettingsError for the first bad one."""
         names = {f.name for f in fields(self)} if names is None else names
-        for name in names:
-            if not _acceptable(name, getattr(self, name)):
-                raise bad_setting(name, getattr(self, name))
+        for f in fields(self):  # in field order: the same first error at every run
+            if f.name in names and not _acceptable(f.name, getattr(self, f.name)):
+                raise bad_setting(f.name, getattr(self, f.name))
         if {"stall_timeout_s", "heartbeat_interval_s"} <= set(names) and (
             self.stall_timeout_s <= 2 * self.heartbeat_interval_s
         ):
