@@ -24,8 +24,9 @@ test: $(VENV)/.installed-test
 # `make run` serves the status page, probes and metrics; `make run WORKER_HTTP_PORT=9000` moves it.
 WORKER_HTTP_PORT ?= 8087
 
+# Not with --burst: that process exits once the queue is empty, so its URL would lead nowhere.
 run: $(VENV)/.installed-run
-	@echo "status page, /healthz, /readyz, /metrics: http://$${WORKER_HTTP_HOST:-127.0.0.1}:$(WORKER_HTTP_PORT)/"
+	$(if $(filter --burst,$(ARGS)),,@echo "status page, /healthz, /readyz, /metrics: http://$${WORKER_HTTP_HOST:-127.0.0.1}:$(WORKER_HTTP_PORT)/")
 	WORKER_HTTP_PORT=$(WORKER_HTTP_PORT) exec $(BIN)/python -m worker run $(ARGS)
 
 lint: $(VENV)/.installed-test

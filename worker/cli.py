@@ -47,7 +47,7 @@ from worker.errors import ConfigurationError, DatabaseUnavailable, WorkerError
 from worker.host import NO_HOST, HostTables
 from worker.housekeeping import Housekeeper
 from worker.models.onboarding_queue import PRIORITIES
-from worker.settings import Settings
+from worker.settings import WHOLE_NUMBER_ABOVE_ZERO, Settings
 from worker.sql import prices as prices_sql
 from worker.symbols import (
     InvalidPriorityError,
@@ -77,6 +77,58 @@ class FatalError(WorkerError):
     """Stop with exit code 1 and this one-line message."""
 
 
+# The settings each command reads: only these are checked before it starts, so a bad value of a
+# setting a command never reads does not stop it (`WORKER_CONCURRENCY=abc` no longer blocks
+# `enqueue`). None: every setting (`run` reads nearly all of them). tests/integration/
+# test_command_settings.py runs each command and fails when it reads a setting not listed here.
+_CONNECTION = frozenset(
+    {
+        # the database, or the embedded server when DATABASE_URL is unset
+        "database_url",
+        "embedded_pgdata",
+        "statement_cache_size",
+        "command_timeout_s",
+        "idle_in_transaction_timeout_s",
+        # the logs, which mask every secret
+        "log_format",
+        "log_level",
+        "listen_database_url",
+        "polygon_api_key",
+        "tiingo_api_key",
+        "fmp_api_key",
+    }
+)
+COMMAND_SETTINGS: dict[str, frozenset[str] | None] = {
+    "run": None,
+    "health": _CONNECTION,
+    "migrate": _CONNECTION,
+    "enqueue": _CONNECTION,
+    "retry": _CONNECTION,
+    "prices": _CONNECTION,
+    "backfill": _CONNECTION,
+    "status": _CONNECTION
+    | {
+        "refresh_calendar",
+        "refresh_schedule_time",
+        "refresh_schedule_timezone",
+        "stall_timeout_s",
+        "source_failures_before_pause",
+    },
+    "prune": _CONNECTION
+    | {
+        "concurrency",  # the pool's size
+        "stall_timeout_s",
+        "dead_worker_retention_s",
+        "housekeeping_interval_s",
+        "prune_batch_size",
+        "prune_completed_days",
+        "prune_failed_days",
+    },
+    "refresh": None,
+    "factors": None,
+}
+
+
 DESCRIPTION = """\
 Onboard stock symbols: a PostgreSQL job queue whose worker loads about a year of daily prices
 for each enqueued symbol and marks it active.
@@ -100,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     writer: logs.LineWriter | None = None
     try:
         settings = Settings.from_env(
+            uses=COMMAND_SETTINGS[args.command],
             concurrency=getattr(args, "concurrency", None),
             price_source=getattr(args, "source", None),
         )
@@ -274,7 +327,7 @@ def _positive_int(raw: str) -> int:
     except ValueError:
         value = 0
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number > 0, got {raw!r}")
+        raise argparse.ArgumentTypeError(f"expected {WHOLE_NUMBER_ABOVE_ZERO}, got {raw!r}")
     return value
 
 
@@ -299,6 +352,12 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "refresh": _refresh,
         "factors": _factors,
     }
+    if args.command == "run":
+        # The price sources are checked before the embedded server starts (seconds) or the
+        # database is reached: a typo in --source or PRICE_SOURCE fails at once.
+        from worker.prices import check_source_config
+
+        check_source_config(settings, args.source)
     # The embedded server is the worker's own: every command but `migrate` brings it to head
     # first, so a first `health` or `enqueue` works before any `run`.
     async with _database(settings, migrate_embedded=args.command != "migrate") as url:
@@ -665,12 +724,16 @@ async def _enqueue(args: argparse.Namespace, settings: Settings, url: str) -> in
             ids = await queue_ops.enqueue_symbols(
                 connection, args.symbols, priority=args.priority, requested_by=args.requested_by
             )
+    # The batch is one transaction, and every symbol is checked before any is written: a refused
+    # batch leaves the queue as it was, which the message says.
     except (InvalidSymbolError, InvalidPriorityError) as exc:
-        raise FatalError(str(exc)) from None
+        raise FatalError(f"{exc}; nothing was enqueued") from None
     except UnknownRequesterError:
-        raise FatalError(f"--requested-by {args.requested_by}: no such user") from None
+        raise FatalError(
+            f"--requested-by {args.requested_by}: no such user; nothing was enqueued"
+        ) from None
     except IntegrityError as exc:
-        raise FatalError(str(exc.orig).splitlines()[0]) from None
+        raise FatalError(f"{str(exc.orig).splitlines()[0]}; nothing was enqueued") from None
     finally:
         await engine.dispose()
     for symbol, job_id in zip(args.symbols, ids, strict=True):

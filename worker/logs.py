@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import structlog
 
-from worker.settings import LOG_LEVELS, Settings, SettingsError
+from worker.settings import LOG_LEVELS, Settings, bad_setting
 
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
 _QUERY_SECRET = re.compile(r"(?i)\b(apikey|api_key|token|key|password)=([^&\s\"']+)")
@@ -155,9 +155,7 @@ def configure(settings: Settings, *, stream: Any = None) -> LineWriter | None:
         settings.log_format == "auto" and not stream.isatty()
     )
     if settings.log_level.lower() not in LOG_LEVELS:  # never silently another level
-        raise SettingsError(
-            f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {settings.log_level!r}"
-        )
+        raise bad_setting("log_level", settings.log_level)
     level = logging.getLevelNamesMapping()[settings.log_level.upper()]
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,

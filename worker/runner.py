@@ -440,7 +440,12 @@ class Runner:
             return
         if not self._abort.is_set():
             grace = self.settings.shutdown_grace_s
-            log.info("shutdown_waiting", in_flight=len(tasks), grace_s=grace)
+            log.info(
+                "shutdown_waiting",
+                in_flight=len(tasks),
+                grace_s=grace,
+                hint="a second SIGTERM or Ctrl-C hands the jobs back now, without waiting",
+            )
             abort = asyncio.create_task(self._abort.wait())
             finished = asyncio.ensure_future(asyncio.wait(tasks))
             await asyncio.wait(

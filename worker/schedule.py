@@ -150,17 +150,16 @@ class DailySchedule:
         return outcome
 
 
-async def next_refresh(
-    conn: Connection, times: ScheduleTimes | None, now: datetime
-) -> datetime | None:
-    """When the scheduled refresh runs next: `now` when a due batch is not enqueued yet (a worker
-    does it within a housekeeping round), None when the schedule is off."""
+async def catch_up_day(conn: Connection, times: ScheduleTimes | None, now: datetime) -> date | None:
+    """The due trading day whose batch is not enqueued yet (a running worker enqueues it at its
+    next housekeeping round), or None. Not "the next refresh is now": status said so, a new
+    time at every call, before a worker's first schedule round."""
     if times is None:
         return None
     day = times.due_day(now)
     if day is not None and not await conn.fetchval(sql.SCHEDULE_DONE, day):
-        return now
-    return times.next_after(now)
+        return day
+    return None
 
 
 # --- python -m worker refresh ----------------------------------------------------------------

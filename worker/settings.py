@@ -1,11 +1,13 @@
 """Every setting, read from the environment once into a frozen dataclass.
 
-Each field names its environment variable; the README lists them all with their defaults.
+Each field names its environment variable; the README lists them all with their defaults. A bad
+value is reported in one style wherever it comes from (an environment variable, a value set in
+code, a command-line flag): `NAME: expected WHAT, got VALUE`.
 """
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import time
 from pathlib import Path
@@ -19,8 +21,30 @@ TRUE_WORDS = ("1", "true", "yes", "on")
 BOOLEAN_WORDS = ("1", "true", "yes", "0", "false", "no")
 
 
+# What a whole-number flag or setting that must be positive accepts (the CLI's flags say it too).
+WHOLE_NUMBER_ABOVE_ZERO = "a whole number > 0"
+# What the settings that are neither plain numbers nor free text accept.
+_CHOICES = {
+    "listen_enabled": "on or off (1, true, yes, on / 0, false, no, off)",
+    "factors_enabled": "auto, on or off (1, true, yes / 0, false, no read as on / off)",
+    "host_price_mirror": "auto, on or off",
+    "cache_invalidation": "auto or off",
+    "http_port": "a port number 0-65535",
+    "refresh_bulk": "auto or off",
+    "refresh_schedule_time": "HH:MM or off",
+    "refresh_schedule_timezone": "an IANA time zone, e.g. America/New_York",
+    "log_format": "auto, json or console",
+    "log_level": f"one of {', '.join(LOG_LEVELS)}",
+}
+
+
 class SettingsError(ConfigurationError, ValueError):
     """A setting has a value the worker cannot use."""
+
+
+def bad_setting(field_name: str, value: object) -> SettingsError:
+    """The one error style: the variable, what it accepts, and the value it got."""
+    return SettingsError(f"{env_name(field_name)}: expected {expected(field_name)}, got {value!r}")
 
 
 def _env(name: str, default: Any, *, secret: bool = False) -> Any:
@@ -154,26 +178,63 @@ class Settings:
     log_level: str = _env("LOG_LEVEL", "info")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
-        """Read every field from `environ` (default: os.environ); `overrides` win (CLI flags)."""
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        uses: Collection[str] | None = None,
+        **overrides: Any,
+    ) -> "Settings":
+        """Read every field from `environ` (default: os.environ); `overrides` win (CLI flags).
+
+        `uses`: the fields the caller reads (default: all), the only ones checked. A bad value
+        of any other setting is not an error (its default stands in, unread): a command fails
+        only for the settings it uses.
+        """
         environ = os.environ if environ is None else environ
+        checked = {f.name for f in fields(cls)} if uses is None else set(uses)
+        overrides = {k: v for k, v in overrides.items() if v is not None}
         values: dict[str, Any] = {}
         for f in fields(cls):
-            name = f.metadata["env"]
-            raw = environ.get(name)
-            if raw is not None and raw.strip() != "":
-                values[f.name] = _parse(name, raw.strip(), f.default)
-        values.update({k: v for k, v in overrides.items() if v is not None})
+            raw = environ.get(f.metadata["env"])
+            if raw is None or raw.strip() == "" or f.name in overrides:  # a flag wins, unread
+                continue
+            try:
+                values[f.name] = _parse(f.name, raw.strip(), f.default)
+            except SettingsError:
+                if f.name in checked:
+                    raise
+        values.update(overrides)
         settings = cls(**values)
-        settings.validate()
+        settings.validate(checked)
         return settings
 
-    def validate(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            # nan and inf would pass every comparison below (nan compares False to anything).
-            if isinstance(value, float) and not math.isfinite(value):
-                raise SettingsError(f"{env_name(f.name)} must be a finite number, got {value!r}")
+    def validate(self, names: Collection[str] | None = None) -> None:
+        """Check the fields `names` (default: all); SettingsError for the first bad one."""
+        names = {f.name for f in fields(self)} if names is None else names
+        for f in fields(self):  # in field order: the same first error at every run
+            if f.name in names and not _acceptable(f.name, getattr(self, f.name)):
+                raise bad_setting(f.name, getattr(self, f.name))
+        if {"stall_timeout_s", "heartbeat_interval_s"} <= set(names) and (
+            self.stall_timeout_s <= 2 * self.heartbeat_interval_s
+        ):
+            raise SettingsError(
+                "QUEUE_STALL_TIMEOUT_S: expected more than twice QUEUE_HEARTBEAT_INTERVAL_S "
+                f"({self.heartbeat_interval_s!r}), got {self.stall_timeout_s!r}"
+            )
+        if {"lock_timeout_s", "command_timeout_s"} <= set(names) and (
+            self.lock_timeout_s >= self.command_timeout_s
+        ):
+            raise SettingsError(
+                "DATABASE_LOCK_TIMEOUT_S: expected less than DATABASE_COMMAND_TIMEOUT_S "
+                f"({self.command_timeout_s!r}), got {self.lock_timeout_s!r}"
+            )
+        if "refresh_schedule_time" in names or "refresh_schedule_timezone" in names:
+            self.schedule_time()
+
+    @staticmethod
+    def bounds() -> dict[str, str]:
+        """The numeric settings with a lower bound: field name -> "> 0" or ">= 0"."""
         positive = (
             "command_timeout_s",
             "lock_timeout_s",
@@ -197,52 +258,21 @@ class Settings:
             "factor_history_days",
             "factor_batch_size",
             "factor_connections",
+            "rate_limit_pause_s",
+            "blocked_pause_s",
+            "source_failure_pause_s",
         )
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise SettingsError(f"{env_name(name)} must be > 0, got {getattr(self, name)!r}")
         non_negative = (
             "idle_in_transaction_timeout_s",
             "shutdown_grace_s",
             "refresh_overlap_sessions",
+            "http_retries",
+            "http_retry_wait_s",
+            "http_retry_max_wait_s",
+            "rate_limit_max_wait_s",
+            "source_failures_before_pause",
         )
-        for name in non_negative:
-            if getattr(self, name) < 0:
-                raise SettingsError(f"{env_name(name)} must be >= 0, got {getattr(self, name)!r}")
-        if self.stall_timeout_s <= 2 * self.heartbeat_interval_s:
-            raise SettingsError(
-                "QUEUE_STALL_TIMEOUT_S must exceed twice QUEUE_HEARTBEAT_INTERVAL_S, "
-                f"got {self.stall_timeout_s} and {self.heartbeat_interval_s}"
-            )
-        if self.lock_timeout_s >= self.command_timeout_s:
-            raise SettingsError(
-                "DATABASE_LOCK_TIMEOUT_S must be shorter than DATABASE_COMMAND_TIMEOUT_S, "
-                f"got {self.lock_timeout_s} and {self.command_timeout_s}"
-            )
-        self.schedule_time()
-        for name, allowed in (
-            ("factors_enabled", ("auto", "on", "off", *BOOLEAN_WORDS)),
-            ("host_price_mirror", ("auto", "on", "off")),
-            ("cache_invalidation", ("auto", "off")),
-        ):
-            if str(getattr(self, name)).strip().lower() not in allowed:
-                shown = [a for a in allowed if a not in BOOLEAN_WORDS]
-                raise SettingsError(
-                    f"{env_name(name)} must be {', '.join(shown[:-1])} or {shown[-1]}, "
-                    f"got {getattr(self, name)!r}"
-                )
-        if self.refresh_bulk not in ("auto", "off"):
-            raise SettingsError(f"REFRESH_BULK must be auto or off, got {self.refresh_bulk!r}")
-        if self.http_port is not None and not 0 <= self.http_port <= 65535:
-            raise SettingsError(f"WORKER_HTTP_PORT must be 0-65535, got {self.http_port}")
-        if self.log_format not in ("auto", "json", "console"):
-            raise SettingsError(
-                f"LOG_FORMAT must be auto, json or console, got {self.log_format!r}"
-            )
-        if self.log_level.lower() not in LOG_LEVELS:
-            raise SettingsError(
-                f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
-            )
+        return {**dict.fromkeys(positive, "> 0"), **dict.fromkeys(non_negative, ">= 0")}
 
     @property
     def factors_mode(self) -> str:
@@ -268,16 +298,11 @@ class Settings:
         try:
             at = time.fromisoformat(self.refresh_schedule_time.strip())
         except ValueError:
-            raise SettingsError(
-                f"REFRESH_SCHEDULE_TIME={self.refresh_schedule_time!r} is not HH:MM (or off)"
-            ) from None
+            raise bad_setting("refresh_schedule_time", self.refresh_schedule_time) from None
         try:
             zone = ZoneInfo(self.refresh_schedule_timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise SettingsError(
-                f"REFRESH_SCHEDULE_TIMEZONE={self.refresh_schedule_timezone!r} is not an IANA "
-                "time zone (e.g. America/New_York)"
-            ) from None
+            raise bad_setting("refresh_schedule_timezone", self.refresh_schedule_timezone) from None
         return at, zone
 
 
@@ -286,7 +311,48 @@ def env_name(field_name: str) -> str:
     return next(str(f.metadata["env"]) for f in fields(Settings) if f.name == field_name)
 
 
-def _parse(name: str, raw: str, default: Any) -> Any:
+def expected(field_name: str) -> str:
+    """What a setting accepts, in words: "a whole number > 0", "auto or off", ..."""
+    if field_name in _CHOICES:
+        return _CHOICES[field_name]
+    default = next(f.default for f in fields(Settings) if f.name == field_name)
+    kind = (
+        "a whole number"
+        if isinstance(default, int)
+        else "a finite number"
+        if isinstance(default, float)
+        else "a path"
+        if isinstance(default, Path) or field_name.endswith("_dir")
+        else "text"
+    )
+    bound = Settings.bounds().get(field_name)
+    return f"{kind} {bound}" if bound else kind
+
+
+def _acceptable(field_name: str, value: Any) -> bool:
+    # nan and inf would pass every comparison below (nan compares False to anything).
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    bound = Settings.bounds().get(field_name)
+    if bound is not None:
+        return bool(value > 0 if bound == "> 0" else value >= 0)
+    if field_name == "http_port":
+        return value is None or 0 <= value <= 65535
+    if field_name in ("refresh_bulk", "cache_invalidation"):
+        return value in ("auto", "off")
+    if field_name == "host_price_mirror":
+        return value in ("auto", "on", "off")
+    if field_name == "factors_enabled":
+        return str(value).strip().lower() in ("auto", "on", "off", *BOOLEAN_WORDS)
+    if field_name == "log_format":
+        return value in ("auto", "json", "console")
+    if field_name == "log_level":
+        return str(value).lower() in LOG_LEVELS
+    return True
+
+
+def _parse(field_name: str, raw: str, default: Any) -> Any:
+    """`raw` as the field's type, checked; the error names the variable and the raw text."""
     try:
         if isinstance(default, bool):
             lowered = raw.lower()
@@ -295,24 +361,16 @@ def _parse(name: str, raw: str, default: Any) -> Any:
             if lowered in ("0", "false", "no", "off"):
                 return False
             raise ValueError(raw)
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float):
+        if isinstance(default, int) or field_name == "http_port":
+            value: Any = int(raw)
+        elif isinstance(default, float):
             value = float(raw)
-            if math.isfinite(value):
-                return value
-            raise ValueError(raw)
-        if name.endswith("_PORT"):
-            return int(raw)
-        if isinstance(default, Path) or name.endswith("_DIR"):
+        elif isinstance(default, Path) or field_name.endswith("_dir"):
             return Path(raw)
+        else:
+            value = raw
     except ValueError:
-        kind = (
-            "port number"
-            if name.endswith("_PORT")
-            else "finite number"
-            if isinstance(default, float)
-            else type(default).__name__
-        )
-        raise SettingsError(f"{name}={raw!r} is not a valid {kind}") from None
-    return raw
+        raise bad_setting(field_name, raw) from None
+    if not _acceptable(field_name, value):
+        raise bad_setting(field_name, raw)
+    return value

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import asyncpg
 
 from worker.models.onboarding_queue import PRIORITIES, STATUSES
-from worker.schedule import ScheduleTimes, next_refresh
+from worker.schedule import ScheduleTimes, catch_up_day
 from worker.settings import Settings
 from worker.sql import host as host_sql
 from worker.sql import status as sql
@@ -161,7 +161,10 @@ class RefreshFacts:
     delisted: int
     refresh_jobs_live: int  # pending or processing
     last_batch: RefreshBatch | None
-    next_scheduled_refresh: datetime | None  # None: REFRESH_SCHEDULE_TIME=off
+    next_scheduled_refresh: datetime | None  # the next scheduled time; None: schedule off
+    # A due day whose batch is not enqueued yet: a running worker enqueues it (catch-up).
+    catch_up_trading_day: date | None
+    catch_up_scheduled_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -314,12 +317,17 @@ async def _refresh(conn: asyncpg.Connection, settings: Settings, now: datetime) 
     counts = await _refresh_counts(conn, through)
     last = await conn.fetchrow(sql.LAST_SCHEDULE_RUN)
     times = ScheduleTimes.from_settings(settings, calendar)
+    catch_up = await catch_up_day(conn, times, now)
     return RefreshFacts(
         calendar=calendar.name,
         through_session=through,
         **asdict(counts),
         last_batch=None if last is None else _row(RefreshBatch, last),
-        next_scheduled_refresh=await next_refresh(conn, times, now),
+        next_scheduled_refresh=None if times is None else times.next_after(now),
+        catch_up_trading_day=catch_up,
+        catch_up_scheduled_at=(
+            None if times is None or catch_up is None else times.scheduled_at(catch_up)
+        ),
     )
 
 
@@ -468,6 +476,12 @@ def format_text(report: StatusReport) -> str:
     lines.append(
         f"next scheduled refresh: {r['next_scheduled_refresh'] or 'off (REFRESH_SCHEDULE_TIME)'}"
     )
+    if r["catch_up_trading_day"]:
+        lines.append(
+            f"refresh batch of {r['catch_up_trading_day']} (scheduled"
+            f" {r['catch_up_scheduled_at']}) not enqueued yet: a running worker enqueues it at"
+            " its next housekeeping round"
+        )
     f = d["factors"]
     lines.append(
         f"betas: {f['with_betas']} active symbols with betas"

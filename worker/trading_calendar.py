@@ -40,8 +40,8 @@ class TradingCalendar:
                 )
         except exchange_calendars.errors.InvalidCalendarName:
             raise SettingsError(
-                f"REFRESH_CALENDAR={self.name!r} is not an exchange calendar "
-                "(an ISO 10383 MIC such as XNYS, XLON, XETR)"
+                "REFRESH_CALENDAR: expected an exchange calendar (an ISO 10383 MIC such as XNYS,"
+                f" XLON, XETR), got {self.name!r}"
             ) from None
         self._sessions: list[date] = [ts.date() for ts in calendar.sessions]
         self._closes: list[datetime] = [ts.to_pydatetime() for ts in calendar.closes]

@@ -373,6 +373,7 @@ def render_page(report: dict[str, Any], history: list[status.MinuteCounts], work
                 "delisted",
                 "refresh_jobs_live",
                 "next_scheduled_refresh",
+                "catch_up_trading_day",
             ],
         ),
         "<h2>Factor betas</h2>",

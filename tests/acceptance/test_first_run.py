@@ -1,6 +1,7 @@
 """A new user's first commands (issue 11.16-19): the wrong Python, the embedded server before any
 `run`, the README's offline quick start exactly as written, and one-line errors from backfill."""
 
+import json
 import os
 import re
 import shlex
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +35,18 @@ def test_a_python_without_the_dependencies_says_which_python_to_use() -> None:
     [line] = proc.stderr.splitlines()
     assert line.startswith("error: No module named ")
     assert ".venv/bin/python -m worker" in line and ". .venv/bin/activate" in line
+
+
+def README() -> str:
+    return (ROOT / "README.md").read_text()
+
+
+def log_events(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def finished_jobs(stdout: str) -> list[dict[str, Any]]:
+    return [e for e in log_events(stdout) if e["event"] == "job_finished"]
 
 
 def quick_start() -> list[list[str]]:
@@ -60,8 +74,9 @@ def test_the_readme_quick_start_runs_offline_on_a_fresh_embedded_server() -> Non
     env.update(PYTHONPATH=str(ROOT), EMBEDDED_PGDATA=str(pgdata), LOG_FORMAT="json")
     try:
         outputs = []
-        # `health` and `enqueue` first on a server no `run` has migrated yet (issue 11.17).
-        for args in [["health"], *commands[1:2], *commands]:
+        # `health` first on a server no `run` has migrated yet (issue 11.17), then the README's
+        # commands as written, so the jobs its `run` line promises are the jobs counted.
+        for args in [["health"], *commands]:
             proc = subprocess.run(
                 [sys.executable, "-m", "worker", *args],
                 cwd=ROOT,
@@ -76,7 +91,15 @@ def test_the_readme_quick_start_runs_offline_on_a_fresh_embedded_server() -> Non
     finally:
         shutil.rmtree(pgdata, ignore_errors=True)
     assert outputs[0].startswith("ok: database")
-    assert re.fullmatch(r"[0-9a-f-]{36}\tAAPL\n[0-9a-f-]{36}\tMSFT\n", outputs[1])
+    assert finished_jobs(outputs[1]) == []  # nothing queued yet
+    assert re.fullmatch(r"[0-9a-f-]{36}\tAAPL\n[0-9a-f-]{36}\tMSFT\n", outputs[2])
+    # The README says how many jobs its `run` line runs (issue 22.6: "onboards both" ran 10).
+    [promised] = re.findall(r"run --burst --source synthetic +# (\d+) jobs", README())
+    jobs = finished_jobs(outputs[3])
+    assert len(jobs) == int(promised) and all(j["outcome"] == "completed" for j in jobs)
+    assert {"AAPL", "MSFT", "SPY"} <= {j["symbol"] for j in jobs}
+    # One warning that the prices are generated, not one per job.
+    assert [e["event"] for e in log_events(outputs[3])].count("synthetic_prices_not_real") == 1
     assert re.match(
         r"AAPL: active, \d{3} daily bars stored, the newest \d{4}-\d\d-\d\d\n", outputs[-1]
     )

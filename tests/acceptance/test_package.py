@@ -51,15 +51,27 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # stale build/ there could carry deleted modules into the wheel.
     source = out / "source"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*COPY_IGNORE))
-    _run(
+    built_by = _run(
         [
             *(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"),
             *("--no-build-isolation", "--no-index", "--wheel-dir", str(out), str(source)),
         ],
         cwd=out,
     )
+    (out / "build.log").write_text(built_by.stdout + built_by.stderr)
     (built,) = out.glob("symbol_onboarding_worker-*.whl")
     return built
+
+
+def test_the_build_warns_about_nothing_and_keeps_the_mit_license(wheel: Path) -> None:
+    # Issue 22.6: the table form of `project.license` printed a deprecation warning per build step.
+    log = (wheel.parent / "build.log").read_text()
+    assert "project.license" not in log and "deprecated" not in log, log
+    (metadata,) = [
+        n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".dist-info/METADATA")
+    ]
+    headers = zipfile.ZipFile(wheel).read(metadata).decode().split("\n\n")[0].splitlines()
+    assert "License-Expression: MIT" in headers
 
 
 @pytest.fixture(scope="module")

@@ -73,7 +73,11 @@ async def test_second_signal_aborts_and_hands_the_job_back(database_url, conn, p
         await conn.execute("INSERT INTO symbol_onboarding_queue (symbol) VALUES ('STUCK')")
         await wait_for_status(conn, {"STUCK"}, "processing")
         worker.proc.send_signal(signal.SIGTERM)
-        await worker.wait_for("shutdown_waiting")
+        waiting = await worker.wait_for("shutdown_waiting")
+        # The first signal's line tells the user what a second one does (issue 22.6).
+        assert waiting["hint"] == (
+            "a second SIGTERM or Ctrl-C hands the jobs back now, without waiting"
+        )
         worker.proc.send_signal(signal.SIGINT)
         assert await worker.finish(timeout_s=10) == 0
     finally:
@@ -259,7 +263,8 @@ async def test_operator_commands(database_url, conn) -> None:
     assert code == 1 and "invalid symbol 'bad symbol'" in err
     stranger = "00000000-0000-4000-8000-000000000001"
     code, _, err = await run_cli(env, "enqueue", "msft", "--requested-by", stranger)
-    assert code == 1 and err.strip() == f"error: --requested-by {stranger}: no such user"
+    assert code == 1
+    assert err.strip() == f"error: --requested-by {stranger}: no such user; nothing was enqueued"
     assert await conn.fetchval("SELECT count(*) FROM symbol_onboarding_queue") == 2
 
     await conn.execute(

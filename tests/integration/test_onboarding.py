@@ -520,6 +520,19 @@ async def test_synthetic_source_stores_known_values_for_any_window(
     assert all(again[r[0]] == r for r in first)
 
 
+async def test_synthetic_source_warns_once_per_process_not_once_per_symbol(
+    pool, queue, onboarder_for
+) -> None:
+    # Issue 22.6: the quick start's 10 jobs logged 10 identical warnings between its lines.
+    with capture_logs() as events:
+        onboarder = await onboarder_for("synthetic", today=date(2024, 6, 29))
+        for symbol in ("ONE", "TWO", "THREE"):
+            assert (await onboarder.run(await claim(pool, queue, symbol))).outcome == "completed"
+    warnings = [e for e in events if e["event"] == "synthetic_prices_not_real"]
+    assert len(warnings) == 1 and warnings[0]["log_level"] == "warning"
+    assert "never use them for analytics" in warnings[0]["note"]
+
+
 async def test_synthetic_source_never_writes_over_real_prices(
     provider, pool, queue, onboarder_for
 ) -> None:
@@ -581,12 +594,16 @@ async def test_a_source_that_never_replaces_keeps_rows_written_meanwhile(pool) -
 @pytest.mark.parametrize(
     ("sources", "overrides", "message"),
     [
-        ("yahoo,bloomberg", {}, "unknown price source 'bloomberg' in 'yahoo,bloomberg'"),
+        ("yahoo,bloomberg", {}, "--source: expected one or more of yahoo, polygon, tiingo, fmp,"),
         ("polygon", {"polygon_api_key": None}, "price source polygon needs POLYGON_API_KEY"),
         ("csv", {"price_csv_dir": None}, "price source csv needs PRICE_CSV_DIR"),
-        ("yahoo", {"rate_limit_yahoo": "fast"}, "PRICE_RATE_LIMIT_YAHOO='fast' is not a rate"),
-        ("yahoo,yahoo", {}, "names a source twice"),
-        ("yahoo", {"yahoo_base_url": "ftp://x"}, "YAHOO_BASE_URL='ftp://x' is not an http(s) URL"),
+        ("yahoo", {"rate_limit_yahoo": "fast"}, "PRICE_RATE_LIMIT_YAHOO: expected a rate"),
+        ("yahoo,yahoo", {}, "got 'yahoo,yahoo' (a source named twice)"),
+        (
+            "yahoo",
+            {"yahoo_base_url": "ftp://x"},
+            "YAHOO_BASE_URL: expected an http(s) URL, got 'ftp://x'",
+        ),
     ],
 )
 async def test_configuration_errors_are_caught_at_construction(

@@ -12,7 +12,7 @@ import pytest
 
 from worker import status
 from worker.db import asyncpg_dsn
-from worker.schedule import DailySchedule, ScheduleTimes, command, next_refresh
+from worker.schedule import DailySchedule, ScheduleTimes, catch_up_day, command
 from worker.settings import Settings
 from worker.trading_calendar import TradingCalendar
 
@@ -123,16 +123,51 @@ async def test_weekends_and_holidays_have_no_schedule_of_their_own(pools) -> Non
     assert await refresh_jobs(pools[0]) == 0
 
 
-async def test_next_refresh_is_now_while_a_due_batch_is_missing(pools) -> None:
+async def test_a_due_batch_not_enqueued_yet_is_a_catch_up_day(pools) -> None:
     async with pools[0].acquire() as c:
-        # Monday's batch not enqueued yet: due now; once it is, Tuesday 18:00.
-        assert await next_refresh(c, TIMES, at(TUESDAY, 17, 0)) == at(TUESDAY, 17, 0)
+        # Monday's batch not enqueued yet: a catch-up for the next worker round; once it is, none.
+        assert await catch_up_day(c, TIMES, at(TUESDAY, 17, 0)) == date(2023, 11, 27)
         await c.execute(
             "INSERT INTO refresh_schedule_runs (trading_day, through_session, jobs, worker_id)"
             " VALUES ('2023-11-27', '2023-11-27', 0, 'monday')"
         )
-        assert await next_refresh(c, TIMES, at(TUESDAY, 17, 0)) == at(TUESDAY, 18, 0)
-        assert await next_refresh(c, None, at(TUESDAY, 17, 0)) is None
+        assert await catch_up_day(c, TIMES, at(TUESDAY, 17, 0)) is None
+        assert await catch_up_day(c, None, at(TUESDAY, 17, 0)) is None
+    assert TIMES.next_after(at(TUESDAY, 17, 0)) == at(TUESDAY, 18, 0)
+
+
+async def test_status_shows_the_real_next_scheduled_time_before_any_schedule_round(
+    pools,
+) -> None:
+    """Issue 22.6: before a worker's first schedule round, status said "next scheduled refresh:
+    <now>" (a different time at every call); it shows the next scheduled time, and the missed
+    day's batch as a catch-up of its own."""
+    settings = Settings(refresh_schedule_time="18:00", refresh_schedule_timezone="America/New_York")
+    async with pools[0].acquire() as c:
+        report = await status.gather(c, settings)
+    facts = report.refresh
+    assert facts.next_scheduled_refresh is not None
+    assert facts.next_scheduled_refresh > report.generated_at
+    local = facts.next_scheduled_refresh.astimezone(NEW_YORK)
+    assert (local.hour, local.minute) == (18, 0)
+    assert facts.next_scheduled_refresh - report.generated_at <= timedelta(days=5)
+    # No batch was ever enqueued: the latest due session's is the catch-up, scheduled before now.
+    assert facts.catch_up_trading_day is not None and facts.catch_up_scheduled_at is not None
+    assert facts.catch_up_scheduled_at <= report.generated_at
+    text = status.format_text(report)
+    assert f"next scheduled refresh: {facts.next_scheduled_refresh.isoformat()}" in text
+    assert f"refresh batch of {facts.catch_up_trading_day.isoformat()} (scheduled" in text
+    assert f"next scheduled refresh: {report.generated_at.isoformat()}" not in text
+
+    await pools[0].execute(
+        "INSERT INTO refresh_schedule_runs (trading_day, through_session, jobs, worker_id)"
+        " VALUES ($1, $1, 0, 'w1')",
+        facts.catch_up_trading_day,
+    )
+    async with pools[0].acquire() as c:
+        after = (await status.gather(c, settings)).refresh
+    assert after.catch_up_trading_day is None and after.catch_up_scheduled_at is None
+    assert after.next_scheduled_refresh == facts.next_scheduled_refresh
 
 
 async def test_status_shows_the_refresh_facts(pools) -> None:
@@ -154,7 +189,7 @@ async def test_status_shows_the_refresh_facts(pools) -> None:
     assert (facts.current, facts.behind, facts.without_prices, facts.delisted) == (0, 52, 1, 1)
     assert facts.oldest_last_price_date == date(2023, 11, 1)
     assert facts.last_batch is not None and facts.last_batch.jobs == 50
-    assert facts.next_scheduled_refresh is None
+    assert facts.next_scheduled_refresh is None and facts.catch_up_trading_day is None
     text = status.format_text(report)
     assert "0 current, 52 behind (oldest last_price_date 2023-11-01), 1 without prices" in text
     assert "last refresh batch: 2023-11-28 (50 jobs through session 2023-11-28" in text

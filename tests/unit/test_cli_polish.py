@@ -62,7 +62,9 @@ def test_every_option_and_argument_has_help_text() -> None:
 
 
 def test_a_bad_log_level_is_refused_not_replaced_by_info() -> None:
-    with pytest.raises(SettingsError, match="LOG_LEVEL must be one of debug, info, warning, error"):
+    with pytest.raises(
+        SettingsError, match="LOG_LEVEL: expected one of debug, info, warning, error, got 'loud'"
+    ):
         Settings.from_env({"LOG_LEVEL": "loud"})
     assert Settings.from_env({"LOG_LEVEL": "WARNING"}).log_level == "WARNING"
     with pytest.raises(SettingsError, match="LOG_LEVEL"):
@@ -74,7 +76,7 @@ def test_a_bad_log_level_is_refused_not_replaced_by_info() -> None:
     "name", ["QUEUE_STALL_TIMEOUT_S", "QUEUE_HEARTBEAT_INTERVAL_S", "PRICE_HTTP_TIMEOUT_S"]
 )
 def test_non_finite_numbers_are_refused(name: str, raw: str) -> None:
-    with pytest.raises(SettingsError, match=f"{name}='{raw}' is not a valid finite number"):
+    with pytest.raises(SettingsError, match=f"{name}: expected a finite number > 0, got '{raw}'"):
         Settings.from_env({name: raw})
 
 
@@ -88,7 +90,7 @@ def test_non_finite_numbers_are_refused(name: str, raw: str) -> None:
     ],
 )
 def test_validate_refuses_non_finite_values_set_in_code(overrides: dict[str, float]) -> None:
-    with pytest.raises(SettingsError, match="must be a finite number"):
+    with pytest.raises(SettingsError, match="expected a finite number"):
         Settings(**overrides).validate()  # type: ignore[arg-type]
 
 

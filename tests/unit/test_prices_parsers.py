@@ -415,9 +415,11 @@ def test_check_source_config(tmp_path: Path) -> None:
     settings = Settings(price_csv_dir=tmp_path, polygon_api_key="k")
     assert check_source_config(settings, "csv,polygon,synthetic") == ("csv", "polygon", "synthetic")
     assert check_source_config(settings) == ("yahoo",)  # PRICE_SOURCE's default
-    with pytest.raises(SettingsError, match="is not a directory"):
+    with pytest.raises(SettingsError, match="PRICE_CSV_DIR: expected a directory, got"):
         check_source_config(Settings(price_csv_dir=tmp_path / "nope"), "csv")
-    with pytest.raises(SettingsError, match="PRICE_HTTP_RETRIES must be >= 0"):
+    with pytest.raises(
+        SettingsError, match="PRICE_HTTP_RETRIES: expected a whole number >= 0, got -1"
+    ):
         check_source_config(Settings(http_retries=-1), "yahoo")
     with pytest.raises(SettingsError, match="FMP_API_KEY"):
         check_source_config(Settings(), "fmp")

@@ -51,7 +51,9 @@ def test_a_calendar_far_from_the_clock_it_was_built_for_is_rebuilt() -> None:
 
 
 def test_an_unknown_calendar_is_a_settings_error() -> None:
-    with pytest.raises(SettingsError, match="REFRESH_CALENDAR='XXXX' is not an exchange calendar"):
+    with pytest.raises(
+        SettingsError, match=r"REFRESH_CALENDAR: expected an exchange calendar .*, got 'XXXX'"
+    ):
         TradingCalendar("XXXX")
 
 
@@ -87,12 +89,27 @@ def test_split_ratio(changes: list[PriceChange], ratio: str | None) -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"REFRESH_SCHEDULE_TIME": "6pm"}, "REFRESH_SCHEDULE_TIME='6pm' is not HH:MM"),
-        ({"REFRESH_SCHEDULE_TIMEZONE": "New York"}, "is not an IANA time zone"),
-        ({"REFRESH_OVERLAP_SESSIONS": "-1"}, "REFRESH_OVERLAP_SESSIONS must be >= 0"),
-        ({"REFRESH_DELIST_AFTER": "0"}, "REFRESH_DELIST_AFTER must be > 0"),
-        ({"REFRESH_BULK": "always"}, "REFRESH_BULK must be auto or off"),
-        ({"REFRESH_BULK_MAX_SESSIONS": "0"}, "REFRESH_BULK_MAX_SESSIONS must be > 0"),
+        (
+            {"REFRESH_SCHEDULE_TIME": "6pm"},
+            "REFRESH_SCHEDULE_TIME: expected HH:MM or off, got '6pm'",
+        ),
+        (
+            {"REFRESH_SCHEDULE_TIMEZONE": "New York"},
+            "REFRESH_SCHEDULE_TIMEZONE: expected an IANA time zone",
+        ),
+        (
+            {"REFRESH_OVERLAP_SESSIONS": "-1"},
+            "REFRESH_OVERLAP_SESSIONS: expected a whole number >= 0, got '-1'",
+        ),
+        (
+            {"REFRESH_DELIST_AFTER": "0"},
+            "REFRESH_DELIST_AFTER: expected a whole number > 0, got '0'",
+        ),
+        ({"REFRESH_BULK": "always"}, "REFRESH_BULK: expected auto or off, got 'always'"),
+        (
+            {"REFRESH_BULK_MAX_SESSIONS": "0"},
+            "REFRESH_BULK_MAX_SESSIONS: expected a whole number > 0",
+        ),
     ],
 )
 def test_refresh_settings_are_checked(env: dict[str, str], message: str) -> None:

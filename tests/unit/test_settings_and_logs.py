@@ -34,11 +34,14 @@ def test_values_are_parsed_and_flags_win() -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"WORKER_CONCURRENCY": "many"}, "WORKER_CONCURRENCY='many' is not a valid int"),
-        ({"WORKER_CONCURRENCY": "0"}, "WORKER_CONCURRENCY must be > 0"),
-        ({"WORKER_LISTEN": "maybe"}, "WORKER_LISTEN='maybe'"),
-        ({"QUEUE_STALL_TIMEOUT_S": "5"}, "QUEUE_STALL_TIMEOUT_S must exceed twice"),
-        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be"),
+        (
+            {"WORKER_CONCURRENCY": "many"},
+            "WORKER_CONCURRENCY: expected a whole number > 0, got 'many'",
+        ),
+        ({"WORKER_CONCURRENCY": "0"}, "WORKER_CONCURRENCY: expected a whole number > 0, got '0'"),
+        ({"WORKER_LISTEN": "maybe"}, "WORKER_LISTEN: expected on or off .*, got 'maybe'"),
+        ({"QUEUE_STALL_TIMEOUT_S": "5"}, "QUEUE_STALL_TIMEOUT_S: expected more than twice"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT: expected auto, json or console, got 'xml'"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:

@@ -12,7 +12,6 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
-import structlog
 
 from worker.metrics import Metrics
 from worker.prices.base import PriceSource
@@ -26,8 +25,6 @@ from worker.prices.tiingo import TiingoSource
 from worker.prices.yahoo import YahooSource
 from worker.settings import Settings, SettingsError, env_name
 
-log = structlog.get_logger()
-
 SOURCE_NAMES = ("yahoo", "polygon", "tiingo", "fmp", "database", "csv", "synthetic")
 HTTP_SOURCES = {
     # name: (class, base URL field, API key field or None, rate limit field)
@@ -38,33 +35,36 @@ HTTP_SOURCES = {
 }
 
 
-def parse_source_names(spec: str) -> tuple[str, ...]:
-    """`"database, yahoo"` -> ("database", "yahoo"); raises SettingsError."""
+def parse_source_names(spec: str, origin: str = "PRICE_SOURCE") -> tuple[str, ...]:
+    """`"database, yahoo"` -> ("database", "yahoo"); raises SettingsError naming `origin`."""
     names = tuple(part.strip().lower() for part in spec.split(","))
-    if not spec.strip() or "" in names:
+    problem = (
+        "an empty entry"
+        if not spec.strip() or "" in names
+        else next((f"unknown source {n!r}" for n in names if n not in SOURCE_NAMES), None)
+        or ("a source named twice" if len(set(names)) != len(names) else None)
+    )
+    if problem is not None:
         raise SettingsError(
-            f"price source list {spec!r} is empty or has an empty entry: "
-            f"name one or more of {', '.join(SOURCE_NAMES)}, comma-separated"
+            f"{origin}: expected one or more of {', '.join(SOURCE_NAMES)}, comma-separated, each"
+            f" once, got {spec!r} ({problem})"
         )
-    for name in names:
-        if name not in SOURCE_NAMES:
-            raise SettingsError(
-                f"unknown price source {name!r} in {spec!r}: expected {', '.join(SOURCE_NAMES)}"
-            )
-    if len(set(names)) != len(names):
-        raise SettingsError(f"price source list {spec!r} names a source twice")
     return names
 
 
 def check_source_config(settings: Settings, sources: str | None = None) -> tuple[str, ...]:
-    """The source chain (`sources`, else PRICE_SOURCE), checked; raises SettingsError."""
-    names = parse_source_names(sources if sources is not None else settings.price_source)
+    """The source chain (`sources`: the --source flag, else PRICE_SOURCE), checked; raises
+    SettingsError."""
+    if sources is None:
+        names = parse_source_names(settings.price_source)
+    else:
+        names = parse_source_names(sources, origin="--source")
     for name in names:
         if name in HTTP_SOURCES:
             _, url_field, key_field, rate_field = HTTP_SOURCES[name]
             url = getattr(settings, url_field)
             if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
-                raise SettingsError(f"{env_name(url_field)}={url!r} is not an http(s) URL")
+                raise SettingsError(f"{env_name(url_field)}: expected an http(s) URL, got {url!r}")
             if key_field is not None and not getattr(settings, key_field):
                 raise SettingsError(
                     f"price source {name} needs {env_name(key_field)}, which is not set"
@@ -75,7 +75,7 @@ def check_source_config(settings: Settings, sources: str | None = None) -> tuple
             if directory is None:
                 raise SettingsError("price source csv needs PRICE_CSV_DIR, which is not set")
             if not directory.is_dir():
-                raise SettingsError(f"PRICE_CSV_DIR={str(directory)!r} is not a directory")
+                raise SettingsError(f"PRICE_CSV_DIR: expected a directory, got {str(directory)!r}")
     _check_numbers(settings)
     return names
 
@@ -128,26 +128,22 @@ def build_sources(
             assert settings.price_csv_dir is not None
             sources.append(CsvSource(settings.price_csv_dir))
         elif name == "synthetic":
-            log.warning(
-                "synthetic_source_configured",
-                source=name,
-                note="prices will be generated, not real market data",
-            )
-            sources.append(SyntheticSource(pool))
+            sources.append(SyntheticSource(pool))  # it warns that its prices are not real
     return sources
 
 
 def _check_numbers(settings: Settings) -> None:
-    if settings.http_retries < 0:
-        raise SettingsError(f"PRICE_HTTP_RETRIES must be >= 0, got {settings.http_retries}")
-    for field in ("http_retry_wait_s", "http_retry_max_wait_s", "rate_limit_max_wait_s"):
-        if getattr(settings, field) < 0:
-            raise SettingsError(f"{env_name(field)} must be >= 0, got {getattr(settings, field)}")
-    if settings.source_failures_before_pause < 0:
-        raise SettingsError(
-            "PRICE_SOURCE_FAILURES_BEFORE_PAUSE must be >= 0 (0: off), "
-            f"got {settings.source_failures_before_pause}"
+    # Settings built in code skip from_env's checks: the chain's own numbers are checked here.
+    settings.validate(
+        (
+            "http_retries",
+            "http_retry_wait_s",
+            "http_retry_max_wait_s",
+            "http_timeout_s",
+            "rate_limit_max_wait_s",
+            "source_failures_before_pause",
+            "rate_limit_pause_s",
+            "blocked_pause_s",
+            "source_failure_pause_s",
         )
-    for field in ("rate_limit_pause_s", "blocked_pause_s", "source_failure_pause_s"):
-        if getattr(settings, field) <= 0:
-            raise SettingsError(f"{env_name(field)} must be > 0, got {getattr(settings, field)}")
+    )

@@ -59,8 +59,8 @@ def parse_rate(env_name: str, text: str) -> Rate | None:
     match = _RATE.match(text.lower())
     if match is None or int(match.group(1)) <= 0:
         raise SettingsError(
-            f"{env_name}={text!r} is not a rate: expected N/second, N/minute, N/hour or N/day "
-            "(e.g. 2000/hour), or off"
+            f"{env_name}: expected a rate, N/second, N/minute, N/hour or N/day (e.g. 2000/hour),"
+            f" or off, got {text!r}"
         )
     return Rate(int(match.group(1)), match.group(2))
 

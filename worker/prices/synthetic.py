@@ -1,8 +1,9 @@
 """Generated prices for demos and benchmarks only: NOT market data.
 
 Deterministic: the bar of a symbol on a date depends on nothing else (not on the window, not on
-the run), so repeated onboarding stores the same values. One bar per weekday. Every fetch logs a
-warning saying the data is not real.
+the run), so repeated onboarding stores the same values. One bar per weekday. The source logs one
+warning saying the data is not real when it is built: once per worker process (its chain is built
+once and shared by every job), not once per symbol, which buried the worker's other lines.
 
 Generated data never replaces real data: a symbol with any stored price that is not exactly its
 generated bar (real prices from a provider or the backfill) is refused with a clear, permanent
@@ -33,14 +34,14 @@ class SyntheticSource(PriceSource):
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-
-    async def fetch(self, symbol: str, window: Window) -> Bars:
         log.warning(
             "synthetic_prices_not_real",
             source=NAME,
-            symbol=symbol,
-            note="generated prices for demos and benchmarks; never use them for analytics",
+            note="every price this worker stores from this source is generated, for demos and"
+            " benchmarks; never use them for analytics",
         )
+
+    async def fetch(self, symbol: str, window: Window) -> Bars:
         await self._refuse_real_data(symbol)
         return normalize(NAME, symbol, generate(symbol, window), window)
 
