@@ -88,6 +88,7 @@ _CONNECTION = frozenset(
         "embedded_pgdata",
         "statement_cache_size",
         "command_timeout_s",
+        "lock_timeout_s",
         "idle_in_transaction_timeout_s",
         # the logs, which mask every secret
         "log_format",
@@ -113,6 +114,7 @@ COMMAND_SETTINGS: dict[str, frozenset[str] | None] = {
         "refresh_schedule_timezone",
         "stall_timeout_s",
         "source_failures_before_pause",
+        "factors_enabled",  # says why betas are unavailable
     },
     "prune": _CONNECTION
     | {
