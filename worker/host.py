@@ -113,23 +113,22 @@ class HostTables:
         *,
         replace: bool = False,
     ) -> Mirrored | None:
-        """The bars (STORE_PRICES' column arrays) into market_data_cache (see
-        sql.MIRROR_PRICES); None when not mirrored. `replace`: the worker's own rows of the
-        symbol go first (a replaced history)."""
+        """The bars just stored (STORE_PRICES' column arrays say which dates) into
+        market_data_cache (see sql.MIRROR_PRICES); None when not mirrored. Call it after
+        STORE_PRICES, in its transaction. `replace`: the worker's own rows of the symbol go
+        first (a replaced history)."""
         if not self.mirrors(source):
             return None
         if replace:
             await conn.execute(sql.DELETE_MIRRORED, symbol, list(MIRROR_NAMES))
-        dates, opens, highs, lows, closes, _adj_closes, volumes = columns
+        dates = columns[0]
+        if not dates:
+            return None
         row = await conn.fetchrow(
             sql.MIRROR_PRICES,
             symbol,
-            dates,
-            opens,
-            highs,
-            lows,
-            closes,
-            volumes,
+            min(dates),
+            max(dates),
             host_source_name(source),
             list(MIRROR_NAMES),
         )

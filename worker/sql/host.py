@@ -25,25 +25,26 @@ FROM pg_attribute
 WHERE attrelid = to_regclass('positions') AND attnum > 0 AND NOT attisdropped
 """
 
-# The worker's bars of symbol $1 (parallel arrays: dates $2, prices in ten-thousandths $3..$6,
-# volume $7) into the host's table under data_source $8, in one statement:
+# The worker's stored bars of symbol $1 from $2 to $3 (the batch the job just stored, read back
+# in its transaction: the rows as the worker now holds them, without sending the arrays twice)
+# into the host's table under data_source $4, in one statement:
 # - `fitting`: what the host's columns can hold. NUMERIC(12,4) holds under 10^8: a bar whose close
 #   does not fit is left out (counted), an open/high/low that does not is stored NULL; volume is
 #   INTEGER there, so a volume above 2^31-1 is stored NULL (counted), never wrapped;
 # - `written`: upsert on the host's UNIQUE (symbol, date), a new id and timestamps for new rows.
-#   Only rows written under one of the worker's data_source names ($9) are updated: a row the
-#   host wrote itself is left as it is. An unchanged row is not rewritten. A value the serving
-#   source lacks (NULL) keeps the stored one, as in symbol_prices_daily;
+#   Only rows written under one of the worker's data_source names ($5) are updated: a row the
+#   host wrote itself is left as it is. An unchanged row is not rewritten. A value the worker
+#   lacks (NULL) keeps the stored one;
 # - `disagreeing`: the host's own rows of these dates whose close differs from the worker's by
 #   more than a tick (read from the statement's snapshot, before the upsert), recorded in
 #   host_price_disagreements; dates of this batch that agree again are removed from it.
 # Returns what was written, kept and refused, and up to three disagreeing examples.
 MIRROR_PRICES = """
 WITH incoming AS (
-    SELECT price_date, open_ticks * 0.0001 AS open, high_ticks * 0.0001 AS high,
-           low_ticks * 0.0001 AS low, close_ticks * 0.0001 AS close, volume
-    FROM unnest($2::date[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])
-         AS t(price_date, open_ticks, high_ticks, low_ticks, close_ticks, volume)
+    SELECT price_date, open_price AS open, high_price AS high, low_price AS low,
+           close_price AS close, volume
+    FROM symbol_prices_daily
+    WHERE symbol = $1::varchar AND price_date BETWEEN $2::date AND $3::date
 ), fitting AS (
     SELECT price_date,
            CASE WHEN abs(open) < 1e8 THEN open END AS open,
@@ -57,12 +58,12 @@ WITH incoming AS (
 ), host_rows AS (
     SELECT m.date, m.close, m.data_source
     FROM market_data_cache AS m
-    WHERE m.symbol = $1::varchar AND m.date = ANY($2::date[])
-      AND NOT m.data_source = ANY($9::text[])
+    WHERE m.symbol = $1::varchar AND m.date BETWEEN $2::date AND $3::date
+      AND NOT m.data_source = ANY($5::text[])
 ), written AS (
     INSERT INTO market_data_cache AS m
         (id, symbol, date, open, high, low, close, volume, data_source, created_at, updated_at)
-    SELECT gen_random_uuid(), $1::varchar, price_date, open, high, low, close, volume, $8::varchar,
+    SELECT gen_random_uuid(), $1::varchar, price_date, open, high, low, close, volume, $4::varchar,
            now(), now()
     FROM fitting
     ON CONFLICT (symbol, date) DO UPDATE
@@ -70,7 +71,7 @@ WITH incoming AS (
         low = coalesce(EXCLUDED.low, m.low), close = EXCLUDED.close,
         volume = coalesce(EXCLUDED.volume, m.volume), data_source = EXCLUDED.data_source,
         updated_at = now()
-    WHERE m.data_source = ANY($9::text[])
+    WHERE m.data_source = ANY($5::text[])
       AND (m.open, m.high, m.low, m.close, m.volume, m.data_source)
           IS DISTINCT FROM
           (coalesce(EXCLUDED.open, m.open), coalesce(EXCLUDED.high, m.high),
@@ -93,7 +94,7 @@ WITH incoming AS (
     RETURNING 1
 ), agreeing AS (
     DELETE FROM host_price_disagreements AS d
-    WHERE d.symbol = $1::varchar AND d.price_date = ANY($2::date[])
+    WHERE d.symbol = $1::varchar AND d.price_date BETWEEN $2::date AND $3::date
       AND NOT EXISTS (SELECT 1 FROM disagreeing AS x WHERE x.date = d.price_date)
     RETURNING 1
 )
