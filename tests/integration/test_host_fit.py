@@ -28,6 +28,7 @@ from structlog.testing import capture_logs
 
 from tests.fakeprovider import FakeProvider, Reply
 from worker import migrate
+from worker.backfill import backfill
 from worker.cli import _sweep_factor_waits
 from worker.db import asyncpg_dsn
 from worker.errors import ConfigurationError
@@ -578,4 +579,30 @@ async def sweep(conn: asyncpg.Connection, factors: FactorSwitch) -> int:
     """The worker's housekeeping sweep of the factor waits, as `run` registers it."""
     return await _sweep_factor_waits(
         conn, 100, factors=factors, host=HostTables(), settings=Settings()
+    )
+
+
+async def test_backfilled_rows_are_not_written_back_and_downgrade_keeps_mirrored_rows(
+    provider: FakeProvider, host_pool: asyncpg.Pool, worker_for: WorkerFor, host_database_url: str
+) -> None:
+    """The backfill reads market_data_cache into symbol_prices_daily and never writes there; a
+    downgrade leaves the mirrored rows (valid prices in a host table)."""
+    cache = (
+        "SELECT symbol, date, close, data_source, updated_at FROM market_data_cache ORDER BY 1, 2"
+    )
+    before = [tuple(r) for r in await host_pool.fetch(cache)]
+    summary = await backfill(host_database_url)
+    assert summary.rows_inserted > 0
+    assert [tuple(r) for r in await host_pool.fetch(cache)] == before
+    serve(provider, DAY1)
+    await host_pool.execute("SELECT enqueue_symbol_onboarding('ZION')")
+    await drain(host_pool, await worker_for(NOW1, factors_enabled="off"))
+    mirrored = await host_pool.fetchval(
+        "SELECT count(*) FROM market_data_cache WHERE symbol = 'ZION' AND data_source = 'yfinance'"
+    )
+    assert mirrored > 200
+    await migrate.downgrade(host_database_url, "base")
+    assert (
+        await host_pool.fetchval("SELECT count(*) FROM market_data_cache WHERE symbol = 'ZION'")
+        == mirrored
     )
