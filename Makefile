@@ -35,7 +35,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m tests.typecheck  # mypy, strict, on the installed layout
 	$(BIN)/python -m tools.settings_doc --check  # the generated settings page is current
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet  # a broken link or a page missing from the nav fails
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict  # a broken link or a page missing from the nav fails (not --quiet: it hides the warnings strict counts)
 
 # The docs site at http://127.0.0.1:8000/, rebuilt on every edit; the settings page regenerated first.
 docs: $(VENV)/.installed-test
