@@ -3,15 +3,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: test run lint bench clean
+.PHONY: test run lint docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# The bench extras too: the bench smoke test runs every baseline (tests/acceptance/test_bench_scripts.py).
+# The bench extras too: the bench smoke test runs every baseline (tests/acceptance/test_bench_scripts.py);
+# the docs extras for `make lint`'s docs build.
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet -e '.[test,bench,docs]'
 	touch $@
 
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
@@ -33,9 +34,16 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m tests.typecheck  # mypy, strict, on the installed layout
+	$(BIN)/python -m tools.settings_doc --check  # the generated settings page is current
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict  # a broken link or a page missing from the nav fails (not --quiet: it hides the warnings strict counts)
+
+# The docs site at http://127.0.0.1:8000/, rebuilt on every edit; the settings page regenerated first.
+docs: $(VENV)/.installed-test
+	$(BIN)/python -m tools.settings_doc
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 bench: $(VENV)/.installed-test
 	PYTHONPATH=. $(BIN)/python bench/queue_throughput.py
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache
+	rm -rf $(VENV) .data .pytest_cache site

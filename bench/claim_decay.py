@@ -250,7 +250,14 @@ class Recorder:
         self.calls.append((query, args))
         return "UPDATE 1"
 
-    async def fetch(self, query: str, *args: object, timeout: float | None = None) -> list[object]:
+    # asyncpg's own signature (the queue passes the claim's statement timeout), not a timeout
+    # this stand-in implements.
+    async def fetch(
+        self,
+        query: str,
+        *args: object,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> list[object]:
         self.calls.append((query, args))
         return []
 

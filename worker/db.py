@@ -38,10 +38,10 @@ def connect_options(settings: "Settings") -> dict[str, Any]:
     symbol's rows locked for as long as it is frozen. Both are startup parameters, so only with
     a statement cache: behind a transaction-pooling proxy (cache size 0) statements are unnamed
     and planned each time anyway, the proxy refuses startup parameters, and its own
-    `idle_transaction_timeout` does the second job (see the README). lock_timeout: every
-    statement's lock waits end after DATABASE_LOCK_TIMEOUT_S (a host migration holding a table
-    must not hold our statements until the command timeout); behind a proxy the transactions
-    that touch host tables set it themselves (`bounded_lock_waits`).
+    `idle_transaction_timeout` does the second job (see docs/operations/pgbouncer.md).
+    lock_timeout: every statement's lock waits end after DATABASE_LOCK_TIMEOUT_S (a host
+    migration holding a table must not hold our statements until the command timeout); behind a
+    proxy the transactions that touch host tables set it themselves (`bounded_lock_waits`).
     """
     options: dict[str, Any] = {
         "statement_cache_size": settings.statement_cache_size,

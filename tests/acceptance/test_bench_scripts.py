@@ -1,7 +1,7 @@
 """Every benchmark script in bench/ runs, at a small size, against the test server.
 
-The figures in the README come from these scripts; this keeps them from rotting. It asserts that
-each one exits 0 and prints its result lines, never anything about speed.
+The figures in docs/benchmarks.md come from these scripts; this keeps them from rotting. It asserts
+that each one exits 0 and prints its result lines, never anything about speed.
 
 The convention for a bench script (a new one is picked up without editing this test):
 - A script is a `bench/*.py` file with an `if __name__ == "__main__":` block; the others
@@ -14,9 +14,9 @@ The convention for a bench script (a new one is picked up without editing this t
                                             # rows, a second or less per measurement, one round
       SMOKE_OUTPUT = [r"^ours +each", ...]  # regexes; each must match a line of its stdout
 
-  Its argument defaults stay the full size used for the README's figures. A script that cannot
-  run small defines `SMOKE_SKIP = "why"` instead, and the test reports it as skipped with that
-  reason.
+  Its argument defaults stay the full size used for the figures in docs/benchmarks.md. A script
+  that cannot run small defines `SMOKE_SKIP = "why"` instead, and the test reports it as skipped
+  with that reason.
 - It uses the server in `TEST_DATABASE_URL` (here: the test session's own server, whatever its
   kind), in throwaway databases it drops; it exits non-zero on any failure.
 - An optional baseline that is not installed (`.[bench]`: procrastinate, pgqueuer) is reported
@@ -102,7 +102,7 @@ def bench_env(pg_server: PgServer) -> dict[str, str]:
 
 def test_discovery_finds_the_scripts() -> None:
     names = {path.name for path in scripts()}
-    # The scripts behind the README's figures, and never the shared library.
+    # The scripts behind the docs' benchmark figures, and never the shared library.
     assert {"claim_decay.py", "onboarding_throughput.py", "queue_throughput.py"} <= names
     assert "common.py" not in names
 

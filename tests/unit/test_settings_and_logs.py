@@ -3,16 +3,12 @@
 import io
 import json
 import logging
-from dataclasses import fields
-from pathlib import Path
 
 import pytest
 import structlog
 
 from worker import logs
 from worker.settings import Settings, SettingsError
-
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 def test_defaults_need_no_environment() -> None:
@@ -54,12 +50,6 @@ def test_secrets_stay_out_of_repr() -> None:
         {"DATABASE_URL": "postgresql://u:topsecret@h/db", "POLYGON_API_KEY": "pk_abcdef"}
     )
     assert "topsecret" not in repr(settings) and "pk_abcdef" not in repr(settings)
-
-
-def test_every_setting_has_a_line_in_the_readme() -> None:
-    for f in fields(Settings):
-        name = f.metadata["env"]
-        assert f"`{name}`" in README, f"{name} is not documented in README.md"
 
 
 def test_log_lines_are_json_without_secrets() -> None:

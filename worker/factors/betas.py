@@ -1,6 +1,6 @@
 """Factor betas: the math, as pure numpy functions over arrays (no I/O, no SQL).
 
-The definitions are the host's (see README, "Factor betas"):
+The definitions are the host's (see docs/factors.md, "Factor betas"):
 - a price series is the adjusted close, or the close where none is stored (the store picks it);
 - for each regression, the dates on which the symbol and every ETF in that regression have a
   price, ascending, up to the calculation date; simple returns between consecutive such dates;

@@ -1,6 +1,6 @@
 """Validation and normalisation of provider rows: the one place that decides what gets stored.
 
-Rules (the README repeats them):
+Rules (docs/prices.md repeats them):
 - Numbers are read as `Decimal` (JSON with `parse_float=Decimal`, CSV text straight to Decimal),
   never through a binary float. Text must be plain ASCII decimal notation (`-12.5`, `1.5e+08`):
   `Decimal()` alone would also take `1_000`, Arabic-Indic or full-width digits and `NaN`.
