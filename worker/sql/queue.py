@@ -47,8 +47,9 @@ RETURNING q.id, q.symbol, q.priority, q.priority_rank, q.attempts, q.requested_b
 #   processing until the stall sweep, which must not hold a replica up. Scaling down is safe
 #   while they run: the HPA waits out its stabilization window (300 s) and a stopped worker
 #   finishes or hands back its jobs (the shutdown contract).
-# - It walks idx_queue_claim (partial on status = 'pending', ordered by run_after within a
-#   rank), the index the claim uses: no scan of the finished rows.
+# - The planner reads one of the partial indexes on the live rows (idx_queue_claim,
+#   idx_queue_pending_symbol): KEDA asks every 15 s, and the finished rows, up to millions, are
+#   never scanned (tests/acceptance/test_deploy.py checks the plan).
 PENDING_FOR_SCALING = """
 SELECT count(*) AS runnable_pending
 FROM symbol_onboarding_queue
