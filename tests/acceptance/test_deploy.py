@@ -297,7 +297,11 @@ def test_the_deployment_probes_the_worker_and_outlasts_its_shutdown_grace() -> N
 
 def test_the_disruption_budget_and_the_scaler_target_the_deployment() -> None:
     found = manifests()
-    deployment, budget, scaler = found["Deployment"], found["PodDisruptionBudget"], found["ScaledObject"]
+    deployment, budget, scaler = (
+        found["Deployment"],
+        found["PodDisruptionBudget"],
+        found["ScaledObject"],
+    )
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
     # At the floor of one replica a minAvailable of 1 would block every node drain.
