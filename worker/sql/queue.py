@@ -38,6 +38,24 @@ RETURNING q.id, q.symbol, q.priority, q.priority_rank, q.attempts, q.requested_b
           q.created_at, q.run_after, q.started_at, q.kind
 """
 
+# The work waiting for a worker, for an autoscaler (KEDA's PostgreSQL trigger in
+# deploy/kubernetes/scaledobject.yaml carries this text; tests/acceptance/test_deploy.py checks
+# they agree): exactly the rows CLAIM could take now, so the same WHERE.
+# - run_after <= now(): a job in retry backoff, or deferred behind a paused or rate-limited
+#   source, cannot run yet; more workers would only poll it, so it does not count.
+# - processing jobs do not count: their workers exist already, and a job of a dead worker stays
+#   processing until the stall sweep, which must not hold a replica up. Scaling down is safe
+#   while they run: the HPA waits out its stabilization window (300 s) and a stopped worker
+#   finishes or hands back its jobs (the shutdown contract).
+# - The planner reads one of the partial indexes on the live rows (idx_queue_claim,
+#   idx_queue_pending_symbol): KEDA asks every 15 s, and the finished rows, up to millions, are
+#   never scanned (tests/acceptance/test_deploy.py checks the plan).
+PENDING_FOR_SCALING = """
+SELECT count(*) AS runnable_pending
+FROM symbol_onboarding_queue
+WHERE status = 'pending' AND run_after <= now()
+"""
+
 # Every statement that ends a claim is fenced on (id, locked_by, started_at, status): a worker
 # whose job was recovered from it (it was presumed dead) changes nothing and learns it lost the
 # job, even if it has since claimed the same job again (started_at differs per claim).
