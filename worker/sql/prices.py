@@ -97,7 +97,8 @@ WHERE source = ANY($1::text[]) AND paused_until > now()
 """
 
 # Pause source $1 for $2 seconds because of $3. A longer pause already recorded wins (with its
-# reason): several workers hitting the same limit must not shorten each other's pauses.
+# reason, and who made it: an operator's, worker/sql/control.py): several workers hitting the same
+# limit must not shorten each other's pauses, nor an operator's.
 PAUSE_SOURCE = """
 INSERT INTO price_source_state AS s (source, paused_until, pause_reason, updated_at)
 VALUES ($1, now() + make_interval(secs => $2), $3, now())
@@ -105,13 +106,16 @@ ON CONFLICT (source) DO UPDATE
 SET paused_until = greatest(s.paused_until, EXCLUDED.paused_until),
     pause_reason = CASE WHEN s.paused_until > EXCLUDED.paused_until
                         THEN s.pause_reason ELSE EXCLUDED.pause_reason END,
+    paused_by = CASE WHEN s.paused_until > EXCLUDED.paused_until THEN s.paused_by END,
+    paused_at = CASE WHEN s.paused_until > EXCLUDED.paused_until THEN s.paused_at ELSE now() END,
     updated_at = now()
 RETURNING extract(epoch FROM paused_until - now())::float8 AS paused_s, pause_reason
 """
 
 RESUME_SOURCE = """
 UPDATE price_source_state
-SET paused_until = NULL, pause_reason = NULL, updated_at = now()
+SET paused_until = NULL, pause_reason = NULL, paused_by = NULL, paused_at = NULL,
+    updated_at = now()
 WHERE source = $1 AND paused_until > now()
 RETURNING source
 """
