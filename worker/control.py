@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from worker.db import Connection
 from worker.errors import WorkerError, translates_database_errors
 from worker.sql import control as sql
 from worker.symbols import InvalidSymbolError, normalize_symbol
@@ -130,7 +131,7 @@ async def wait_for_cancelled(
 
 @translates_database_errors
 async def cancel_requested(
-    db: asyncpg.Pool | asyncpg.Connection, job_ids: Sequence[uuid.UUID], worker_id: str
+    db: asyncpg.Pool | Connection, job_ids: Sequence[uuid.UUID], worker_id: str
 ) -> set[uuid.UUID]:
     """Which of this worker's running jobs an operator asked to cancel."""
     rows = await db.fetch(sql.CANCEL_REQUESTED, list(job_ids), worker_id)
@@ -139,7 +140,7 @@ async def cancel_requested(
 
 @translates_database_errors
 async def finish_cancelled(
-    db: asyncpg.Pool | asyncpg.Connection,
+    db: asyncpg.Pool | Connection,
     job_id: uuid.UUID,
     worker_id: str,
     started_at: datetime,
@@ -240,14 +241,17 @@ class ControlFacts:
         return [s for s in self.sources if s.paused]
 
 
-async def gather(conn: asyncpg.Connection | asyncpg.Pool) -> ControlFacts:
-    """The pauses and the latest cancellations (run inside status's snapshot when it has one)."""
+async def gather(
+    conn: asyncpg.Connection | asyncpg.Pool, *, sources: bool = True
+) -> ControlFacts:
+    """The pauses and the latest cancellations (run inside status's snapshot when it has one).
+    `sources=False`: no per-source list (status shows source pauses with its own facts)."""
     queue_pause = await conn.fetchrow(sql.QUEUE_PAUSE)
-    sources = await conn.fetch(sql.SOURCE_PAUSES)
+    source_rows = await conn.fetch(sql.SOURCE_PAUSES) if sources else []
     cancelled = await conn.fetch(sql.LAST_CANCELLED, RECENT_CANCELLED_LIMIT)
     return ControlFacts(
         queue_pause=None if queue_pause is None else _row(QueuePause, queue_pause),
-        sources=[_row(SourcePause, r) for r in sources],
+        sources=[_row(SourcePause, r) for r in source_rows],
         recent_cancelled=[_row(CancelledJob, r) for r in cancelled],
     )
 
@@ -262,23 +266,29 @@ def describe_until(paused_until: datetime | None, until_resumed: bool) -> str:
     return f"until {paused_until.isoformat(timespec='seconds')}" if paused_until else ""
 
 
-def format_text(facts: ControlFacts) -> list[str]:
-    """The lines `status` prints: the queue's pause and the latest cancellations (source pauses,
-    the operator's and the worker's, are in status's `paused sources`)."""
-    q = facts.queue_pause
-    lines = [
-        "queue: claiming"
-        if q is None
-        else f"queue: PAUSED {describe_until(q.paused_until, q.until_resumed)} by {q.paused_by}"
-        f" (since {q.paused_at.isoformat(timespec='seconds')}): {q.reason or 'no reason given'}"
-        "; enqueueing goes on, `python -m worker resume --queue` ends it"
-    ]
-    lines.append(f"recent cancellations: {len(facts.recent_cancelled)}")
-    for c in facts.recent_cancelled:
+def format_text(facts: dict[str, Any]) -> list[str]:
+    """The lines `status` prints from the JSON view of ControlFacts (same values): the queue's
+    pause and the latest cancellations (source pauses, the operator's and the worker's, are in
+    status's `paused sources`)."""
+    q = facts["queue_pause"]
+    if q is None:
+        lines = ["queue: claiming"]
+    else:
+        until = (
+            "until resumed"
+            if q["until_resumed"]
+            else f"until {q['paused_until']} ({q['remaining_s']} s left)"
+        )
+        lines = [
+            f"queue {q['queue']}: PAUSED {until} by {q['paused_by']} (since {q['paused_at']}):"
+            f" {q['reason'] or 'no reason given'}; enqueueing goes on,"
+            " `python -m worker resume --queue` ends it"
+        ]
+    lines.append(f"recent cancellations: {len(facts['recent_cancelled'])}")
+    for c in facts["recent_cancelled"]:
         lines.append(
-            f"  {c.symbol:<12} {c.job_id}  {c.kind}  by {c.cancelled_by or 'unknown'}"
-            f"  at {c.cancelled_at.isoformat(timespec='seconds')} ({c.ago_s:.0f} s ago)"
-            f"  {c.detail or ''}"
+            f"  {c['symbol']:<12} {c['job_id']}  {c['kind']}  by {c['cancelled_by'] or 'unknown'}"
+            f"  at {c['cancelled_at']} ({c['ago_s']} s ago)  {c['detail'] or ''}"
         )
     return lines
 
@@ -373,8 +383,8 @@ async def cancel_command(args: argparse.Namespace, conn: asyncpg.Connection) -> 
         print(f"{o.job_id}\t{o.symbol or '-'}\t{_say(o.result)}")
     for symbol in missing:
         print(f"-\t{symbol}\tno pending or running job")
-    bad = missing or [o for o in outcomes if o.result in ("not found", "cancelling")]
-    return 1 if bad else 0
+    unfinished = [o for o in outcomes if o.result in ("not found", "cancelling")]
+    return 1 if missing or unfinished else 0
 
 
 def _say(result: str) -> str:

@@ -249,7 +249,7 @@ async def gather(
         factor_facts = await _factors(conn, factors_unavailable)
         host = await conn.fetchrow(host_sql.DISAGREEMENT_FACTS)
         assert host is not None  # an aggregate without GROUP BY: always one row
-        control_facts = await control.gather(conn)
+        control_facts = await control.gather(conn, sources=False)
     return StatusReport(
         generated_at=now,
         stall_timeout_s=settings.stall_timeout_s,
@@ -439,7 +439,7 @@ def format_text(report: StatusReport) -> str:
             f"  {s['source']:<10} {until} by {s['paused_by'] or 'the worker (automatic)'}: "
             f"{s['reason'] or 'no reason recorded'}"
         )
-    lines.extend(control.format_text(report.control))
+    lines.extend(control.format_text(d["control"]))
     lines.append(f"circuit breakers: {len(d['circuit_breakers'])}")
     for b in d["circuit_breakers"]:
         lines.append(

@@ -89,9 +89,12 @@ WHERE symbol = ANY($1::varchar[]) AND date BETWEEN $2 AND $3
 ORDER BY date, array_position($1::varchar[], symbol) DESC
 """
 
-# The paused sources among $1, with the seconds left.
+# The paused sources among $1, with the seconds left, at most a day: a job deferred behind a long
+# operator pause (or one until resumed, worker/sql/control.py) looks again daily, whatever
+# happens to the resume's wake-up, and the deferral stays a sane interval.
 PAUSED_SOURCES = """
-SELECT source, extract(epoch FROM paused_until - now())::float8 AS paused_s, pause_reason
+SELECT source, least(extract(epoch FROM paused_until - now()), 86400)::float8 AS paused_s,
+       pause_reason
 FROM price_source_state
 WHERE source = ANY($1::text[]) AND paused_until > now()
 """
@@ -151,7 +154,7 @@ RETURNING extract(epoch FROM s.next_request_at - now())::float8 - $2 AS wait_s
 
 # Why RESERVE_REQUEST refused: the pause left, and the wait for the next slot, in seconds.
 SOURCE_STATE = """
-SELECT greatest(extract(epoch FROM paused_until - now()), 0)::float8 AS paused_s,
+SELECT least(greatest(extract(epoch FROM paused_until - now()), 0), 86400)::float8 AS paused_s,
        pause_reason,
        greatest(extract(epoch FROM next_request_at - now()), 0)::float8 AS wait_s
 FROM price_source_state
