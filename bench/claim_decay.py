@@ -250,7 +250,7 @@ class Recorder:
         self.calls.append((query, args))
         return "UPDATE 1"
 
-    async def fetch(self, query: str, *args: object, timeout: float | None = None) -> list[object]:
+    async def fetch(self, query: str, *args: object, timeout: float | None = None) -> list[object]:  # noqa: ASYNC109
         self.calls.append((query, args))
         return []
 

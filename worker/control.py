@@ -241,9 +241,7 @@ class ControlFacts:
         return [s for s in self.sources if s.paused]
 
 
-async def gather(
-    conn: asyncpg.Connection | asyncpg.Pool, *, sources: bool = True
-) -> ControlFacts:
+async def gather(conn: asyncpg.Connection | asyncpg.Pool, *, sources: bool = True) -> ControlFacts:
     """The pauses and the latest cancellations (run inside status's snapshot when it has one).
     `sources=False`: no per-source list (status shows source pauses with its own facts)."""
     queue_pause = await conn.fetchrow(sql.QUEUE_PAUSE)
@@ -438,4 +436,3 @@ def _check_source(raw: str, known: Collection[str]) -> str:
             " (only HTTP sources are rate limited and paused)"
         )
     return source
-

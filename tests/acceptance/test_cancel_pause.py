@@ -87,7 +87,8 @@ async def test_cancel_of_a_running_job_rolls_it_back(database_url, conn, provide
         code, out, _ = await run_cli(env, "enqueue", "SLOW")
         job_id = out.split("\t")[0]
         await wait_until(
-            conn, "SELECT status = 'processing' FROM symbol_onboarding_queue WHERE id = $1::uuid",
+            conn,
+            "SELECT status = 'processing' FROM symbol_onboarding_queue WHERE id = $1::uuid",
             job_id,
         )
         await wait_until(conn, "SELECT $1 > 0", len(provider.hits("/v8/finance/chart/SLOW")))
@@ -184,10 +185,7 @@ async def test_pause_and_resume_of_a_source_across_two_workers(
             " WHERE status = 'pending' AND run_after > now() + interval '1 hour' AND attempts = 0",
         )
         deferring = {
-            e["worker_id"]
-            for w in workers
-            for e in w.events
-            if e.get("event") == "worker_started"
+            e["worker_id"] for w in workers for e in w.events if e.get("event") == "worker_started"
         }
         assert len(deferring) == 2
         assert all(any(e.get("outcome") == "deferred" for e in w.events) for w in workers) or (
@@ -266,10 +264,7 @@ async def test_pause_and_resume_of_the_queue_across_two_workers(
         for w in workers:
             await w.kill()
     owners = {
-        e["worker_id"]
-        for w in workers
-        for e in w.events
-        if e.get("event") == "worker_started"
+        e["worker_id"] for w in workers for e in w.events if e.get("event") == "worker_started"
     }
     assert len(owners) == 2
 
@@ -303,4 +298,3 @@ async def test_timed_pauses_end_by_themselves(database_url, conn, provider) -> N
         "QQ": "completed",
         "SS": "completed",
     }
-
