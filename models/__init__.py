@@ -5,7 +5,7 @@ from worker.models.adoption import BaselineTable
 from worker.models.analytics_cache import PortfolioAnalyticsCache
 from worker.models.base import Base
 from worker.models.onboarding_queue import SymbolOnboardingQueue
-from worker.models.price_sources import PriceSourceState
+from worker.models.price_sources import PriceSourceState, SymbolOnboardingQueuePause
 from worker.models.refresh import (
     PriceBulkBar,
     PriceBulkDay,
@@ -36,6 +36,7 @@ __all__ = [
     "SymbolFactorExposure",
     "SymbolFactorWait",
     "SymbolOnboardingQueue",
+    "SymbolOnboardingQueuePause",
     "SymbolOnboardingWorker",
     "SymbolPricesDaily",
     "SymbolRefreshState",

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from worker.models.base import Base
 
 # The values the CHECK constraints below allow, as types for the code that reads and writes them.
-Status = Literal["pending", "processing", "completed", "failed"]
+Status = Literal["pending", "processing", "completed", "failed", "cancelled"]
 Priority = Literal["high", "normal", "low"]  # claim order
 STATUSES: tuple[Status, ...] = get_args(Status)
 PRIORITIES: tuple[Priority, ...] = get_args(Priority)
@@ -34,7 +34,8 @@ class SymbolOnboardingQueue(Base):
     __tablename__ = "symbol_onboarding_queue"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('pending', 'processing', 'completed', 'failed')", name="status"
+            "status IN ('pending', 'processing', 'completed', 'failed', 'cancelled')",
+            name="status",
         ),
         CheckConstraint("priority IN ('high', 'normal', 'low')", name="priority"),
         CheckConstraint(f"symbol ~ '{SYMBOL_PATTERN}'", name="symbol"),
@@ -66,7 +67,7 @@ class SymbolOnboardingQueue(Base):
             "idx_queue_finished",
             "status",
             "completed_at",
-            postgresql_where=text("status IN ('completed', 'failed')"),
+            postgresql_where=text("status IN ('completed', 'failed', 'cancelled')"),
         ),
     )
 
@@ -102,3 +103,7 @@ class SymbolOnboardingQueue(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Added by the refresh-jobs revision: a user's onboarding, or a scheduled refresh (see KINDS).
     kind: Mapped[str] = mapped_column(String(20), server_default=text("'onboarding'"))
+    # Added by the operator-controls revision: an operator asked to cancel this running job
+    # (worker/control.py); its worker records `cancelled` once the job has stopped.
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancel_requested_by: Mapped[str | None] = mapped_column(Text)

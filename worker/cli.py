@@ -33,6 +33,7 @@ from tenacity import (
 from worker import (
     analytics_cache,
     backfill,
+    control,
     db,
     embedded,
     logs,
@@ -128,6 +129,9 @@ COMMAND_SETTINGS: dict[str, frozenset[str] | None] = {
     },
     "refresh": None,
     "factors": None,
+    "cancel": _CONNECTION,
+    "pause": _CONNECTION,
+    "resume": _CONNECTION,
 }
 
 
@@ -306,6 +310,17 @@ def _parser() -> argparse.ArgumentParser:
     factors.add_argument(
         "--dry-run", action="store_true", help="write nothing; report what would be computed"
     )
+    # Operator controls (worker/control.py; docs/operations/cancel-and-pause.md).
+    control.add_cancel_arguments(
+        sub.add_parser("cancel", help="cancel jobs, pending or running; says what became of each")
+    )
+    control.add_pause_arguments(
+        sub.add_parser("pause", help="pause a price source, or --queue: no worker claims"),
+        resume=False,
+    )
+    control.add_pause_arguments(
+        sub.add_parser("resume", help="end a pause of a price source, or --queue"), resume=True
+    )
     return parser
 
 
@@ -353,6 +368,9 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "backfill": _backfill,
         "refresh": _refresh,
         "factors": _factors,
+        "cancel": _control,
+        "pause": _control,
+        "resume": _control,
     }
     if args.command == "run":
         # The price sources are checked before the embedded server starts (seconds) or the
@@ -812,6 +830,19 @@ async def _factors(args: argparse.Namespace, settings: Settings, url: str) -> in
         return await command(
             conns, store, settings, args.symbols, args.as_of, args.dry_run, host=host
         )
+
+
+async def _control(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    from worker.prices import HTTP_SOURCES
+
+    try:
+        async with _connection(settings, url) as conn:
+            if args.command == "cancel":
+                return await control.cancel_command(args, conn)
+            command = control.pause_command if args.command == "pause" else control.resume_command
+            return await command(args, conn, HTTP_SOURCES)
+    except control.ControlError as exc:
+        raise FatalError(str(exc)) from None
 
 
 async def _status(args: argparse.Namespace, settings: Settings, url: str) -> int:

@@ -100,6 +100,14 @@ class Housekeeper:
                 conn, lambda c: prune(c, "failed", settings.prune_failed_days, batch), max_batches
             )
             extra: dict[str, int] = {}
+            # Cancelled jobs are kept as long as failed ones: both ended without completing.
+            cancelled = await self._batches(
+                conn,
+                lambda c: prune(c, "cancelled", settings.prune_failed_days, batch),
+                max_batches,
+            )
+            if cancelled is not None:
+                extra["cancelled_jobs"] = cancelled
             for name, sweep in self.extra_sweeps.items():
                 swept = await self._batches(conn, _one_batch(sweep, batch), max_batches)
                 if swept is not None:

@@ -24,6 +24,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from worker.control import ControlFacts
 from worker.queue import Job
 from worker.status import QueueDepth, UniverseFacts
 
@@ -93,9 +94,11 @@ class PrometheusMetrics(Metrics):
         self.worker_id, self.version = worker_id, version
         self.queue = QueueCollector()
         self.universe = UniverseCollector()
+        self.control = ControlCollector()
         self.registry.register(_Families(self))
         self.registry.register(self.queue)
         self.registry.register(self.universe)
+        self.registry.register(self.control)
         ProcessCollector(registry=self.registry)
         self.in_flight = 0
         self.finished: dict[tuple[str, str], int] = {}  # (outcome, priority)
@@ -388,3 +391,37 @@ class UniverseCollector(_ScrapeRead[UniverseFacts], Collector):
             gauge = GaugeMetricFamily(f"{NAMESPACE}_{name}", doc)
             gauge.add_metric([], values[name])
             yield gauge
+
+
+class ControlCollector(_ScrapeRead[ControlFacts], Collector):
+    """The operator's pauses (worker/control.py) as gauges, read at most every DEPTH_CACHE_S:
+    the queue's, and each source's (the worker's own automatic pauses included); absent while
+    the last read failed."""
+
+    def __init__(self) -> None:
+        super().__init__("control", DEPTH_CACHE_S)
+
+    def collect(self) -> Iterator[Metric]:
+        if self.value is None:
+            return
+        queue = GaugeMetricFamily(
+            f"{NAMESPACE}_queue_paused", "1 while the queue is paused (no worker claims)"
+        )
+        queue.add_metric([], 1.0 if self.value.queue_pause is not None else 0.0)
+        yield queue
+        paused = GaugeMetricFamily(
+            f"{NAMESPACE}_source_paused",
+            "1 while a price source is paused (by an operator or automatically)",
+            labels=["source"],
+        )
+        remaining = GaugeMetricFamily(
+            f"{NAMESPACE}_source_pause_remaining_seconds",
+            "Seconds until a source's pause ends by itself (0: not paused; +Inf: until resumed)",
+            labels=["source"],
+        )
+        for s in self.value.sources:
+            paused.add_metric([s.source], 1.0 if s.paused else 0.0)
+            left = float("inf") if s.paused and s.until_resumed else s.remaining_s
+            remaining.add_metric([s.source], left if s.paused else 0.0)
+        yield paused
+        yield remaining

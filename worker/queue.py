@@ -47,7 +47,7 @@ class Executor(Protocol):
 
 # The statuses a job ends a claim in (RETRY_LATER), and those pruning deletes.
 RetryStatus = Literal["pending", "failed"]
-FinishedStatus = Literal["completed", "failed"]
+FinishedStatus = Literal["completed", "failed", "cancelled"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,8 @@ class Job:
 class Recovered:
     id: uuid.UUID
     symbol: str
-    status: RetryStatus  # pending again, or failed when that was its last attempt
+    # pending again, failed when that was its last attempt, cancelled when an operator asked
+    status: Literal["pending", "failed", "cancelled"]
     attempts: int
 
 

@@ -25,7 +25,7 @@ from typing import Literal, Protocol
 import asyncpg
 import structlog
 
-from worker import db, registry
+from worker import control, db, registry
 from worker.errors import (
     DatabaseUnavailable,
     JobLost,
@@ -107,6 +107,9 @@ class Runner:
         # Jobs given up after QUEUE_STALL_TIMEOUT_S without a heartbeat (another worker may run
         # them now): cancelled, no longer in flight, awaited on the way out.
         self._abandoned: dict[JobKey, asyncio.Task[None]] = {}
+        # Running jobs an operator cancelled (worker/control.py): their task was cancelled and
+        # records `cancelled` instead of handing the job back.
+        self._cancelling: set[JobKey] = set()
         self._unreachable_logged = False
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -321,6 +324,10 @@ class Runner:
                 rows_skipped=getattr(result, "skipped", None),
             )
         except asyncio.CancelledError:
+            if key in self._cancelling:  # an operator's cancel: the job's writes rolled back
+                outcome = await asyncio.shield(self._record_cancelled(job))
+                self._log_hand_back(bound, outcome, outcome, elapsed_ms())
+                raise
             if key in self._abandoned:  # given up unreachable: the sweep returns it, not us
                 outcome = "abandoned"
                 bound.warning("job_finished", outcome="abandoned", duration_ms=elapsed_ms())
@@ -334,8 +341,9 @@ class Runner:
             self._log_hand_back(bound, handed, outcome, elapsed_ms())
             raise
         except JobLost as exc:
-            # Lost, or completed by this very claim although its worker never heard so.
-            outcome = "completed" if await self._completed(job) else "lost"
+            # Lost, cancelled by an operator (the completion or hand-back is fenced on it), or
+            # completed by this very claim although its worker never heard so.
+            outcome = await self._record_cancelled(job)
             self._log_hand_back(bound, outcome, outcome, elapsed_ms(), error=str(exc))
         except LockWaitTimeout as exc:  # a table held elsewhere: back later, no attempt spent
             delay = _jittered(self.settings.retry_base_s)
@@ -359,6 +367,7 @@ class Runner:
             self._in_flight.pop(key, None)
             self._confirmed.pop(key, None)
             self._abandoned.pop(key, None)
+            self._cancelling.discard(key)
             self.metrics.job_finished(job, outcome, time.perf_counter() - started)
             self._wake.set()
 
@@ -382,6 +391,37 @@ class Runner:
             )
         else:
             bound.warning("job_finished", outcome=outcome, duration_ms=duration_ms, **details)
+
+    async def _record_cancelled(self, job: Job) -> str:
+        """After the job stopped (cancelled task, or JobLost): `cancelled` if an operator's cancel
+        is recorded on its claim now; else `completed` (it committed first) or `lost`."""
+        try:
+            if await asyncio.wait_for(
+                control.finish_cancelled(self.pool, job.id, self.queue.worker_id, job.started_at),
+                self.settings.queue_statement_timeout_s,
+            ):
+                return "cancelled"
+        except (DatabaseUnavailable, TimeoutError) as exc:
+            # Left processing with its cancel recorded: the stall sweep ends it cancelled.
+            log.warning("job_cancel_record_failed", job_id=str(job.id), error=describe(exc))
+            return "unreachable"
+        return "completed" if await self._completed(job) else "lost"
+
+    def _cancel_requested(self, job_id: uuid.UUID, *, noticed_by: str) -> None:
+        """An operator cancelled a job: stop it if this worker runs it (its task's cancellation
+        rolls back the job's open transaction; `_execute` then records `cancelled`)."""
+        for key, task in list(self._in_flight.items()):
+            if key[0] == job_id and key not in self._cancelling:
+                self._cancelling.add(key)
+                # Scheduled, not called: a task claimed in this same loop turn has not entered
+                # _execute yet, and a task cancelled before its first step never runs its
+                # finally (the job would stay in flight). Its first step is queued before this.
+                asyncio.get_running_loop().call_soon(task.cancel)
+                log.info("job_cancel_requested", job_id=str(job_id), noticed_by=noticed_by)
+
+    def _on_cancel_notice(self, payload: str) -> None:
+        with contextlib.suppress(ValueError):  # not a job id: not ours to act on
+            self._cancel_requested(uuid.UUID(payload), noticed_by="notify")
 
     async def _completed(self, job: Job) -> bool:
         """Whether this claim of `job` ended completed (False when the database cannot say)."""
@@ -469,6 +509,9 @@ class Runner:
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
                 await conn.add_listener(CHANNEL, lambda *_: self._wake.set())
+                await conn.add_listener(
+                    control.CANCEL_CHANNEL, lambda *args: self._on_cancel_notice(args[-1])
+                )
                 self.listening.set()
                 self.listener_connects += 1
                 if self.listener_connects > 1:
@@ -559,6 +602,10 @@ class Runner:
                 await self.queue.heartbeat(
                     conn, [job_id for job_id, _ in keys], timeout_s=timeout_s
                 )
+                # A cancel whose NOTIFY this worker missed (no listener, a reconnect).
+                cancelled = await control.cancel_requested(
+                    conn, [job_id for job_id, _ in keys], self.queue.worker_id
+                )
         except DatabaseUnavailable as exc:
             log.warning("heartbeat_failed", error=str(exc))
         except TimeoutError:
@@ -570,6 +617,8 @@ class Runner:
             for key in keys:
                 if key in self._confirmed:
                     self._confirmed[key] = sent
+            for job_id in cancelled:
+                self._cancel_requested(job_id, noticed_by="heartbeat")
 
     async def _housekeeping_loop(self) -> None:
         assert self.housekeeping is not None

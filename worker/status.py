@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import asyncpg
 
+from worker import control
+from worker.control import ControlFacts
 from worker.models.onboarding_queue import PRIORITIES, STATUSES
 from worker.schedule import ScheduleTimes, catch_up_day
 from worker.settings import Settings
@@ -86,6 +88,8 @@ class PausedSource:
     reason: str | None
     paused_until: datetime
     remaining_s: float
+    paused_by: str | None = None  # an operator (`pause`); None: the worker (rate limit, ...)
+    until_resumed: bool = False
 
 
 @dataclass(frozen=True)
@@ -213,6 +217,7 @@ class StatusReport:
     refresh: RefreshFacts
     factors: FactorFacts
     host: HostFacts
+    control: ControlFacts  # the queue's pause and the latest cancellations (worker/control.py)
 
 
 @dataclass(frozen=True)
@@ -244,6 +249,7 @@ async def gather(
         factor_facts = await _factors(conn, factors_unavailable)
         host = await conn.fetchrow(host_sql.DISAGREEMENT_FACTS)
         assert host is not None  # an aggregate without GROUP BY: always one row
+        control_facts = await control.gather(conn, sources=False)
     return StatusReport(
         generated_at=now,
         stall_timeout_s=settings.stall_timeout_s,
@@ -264,6 +270,7 @@ async def gather(
         refresh=refresh,
         factors=factor_facts,
         host=_row(HostFacts, host),
+        control=control_facts,
     )
 
 
@@ -423,10 +430,16 @@ def format_text(report: StatusReport) -> str:
         lines.append(f"  ... and {d['backoff_total'] - len(d['backoff'])} more")
     lines.append(f"paused sources: {len(d['paused_sources'])}")
     for s in d["paused_sources"]:
+        until = (
+            "until resumed"
+            if s["until_resumed"]
+            else f"until {s['paused_until']} ({s['remaining_s']} s left)"
+        )
         lines.append(
-            f"  {s['source']:<10} until {s['paused_until']} ({s['remaining_s']} s left): "
+            f"  {s['source']:<10} {until} by {s['paused_by'] or 'the worker (automatic)'}: "
             f"{s['reason'] or 'no reason recorded'}"
         )
+    lines.extend(control.format_text(d["control"]))
     lines.append(f"circuit breakers: {len(d['circuit_breakers'])}")
     for b in d["circuit_breakers"]:
         lines.append(

@@ -26,7 +26,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from worker import migrate, status
+from worker import control, migrate, status
 from worker.db import asyncpg_dsn
 from worker.errors import ConfigurationError
 from worker.logs import redact_text
@@ -166,9 +166,14 @@ class StatusServer:
             async with self._database(READY_TIMEOUT_S) as conn:
                 return await status.gather_universe(conn, self.settings)
 
+        async def read_control() -> control.ControlFacts:
+            async with self._database(READY_TIMEOUT_S) as conn:
+                return await control.gather(conn)
+
         await self.metrics.queue.refresh(read)
         if self.metrics.queue.up:  # else the database is away: one timeout per scrape is enough
             await self.metrics.universe.refresh(read_universe)
+            await self.metrics.control.refresh(read_control)
         body = generate_latest(self.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -233,6 +238,7 @@ def render_page(report: dict[str, Any], history: list[status.MinuteCounts], work
         "<h1>symbol-onboarding worker status</h1>",
         f"<p class=muted>at {_e(r['generated_at'])}, served by worker {_e(worker_id)}; "
         f"stall timeout {_e(r['stall_timeout_s'])} s; refreshes every {PAGE_REFRESH_S} s</p>",
+        _queue_pause(r["control"]["queue_pause"]),
         "<h2>Jobs finished per minute, last hour</h2>",
         chart_svg(history),
         "<h2>Jobs by status and priority</h2>",
@@ -286,10 +292,32 @@ def render_page(report: dict[str, Any], history: list[status.MinuteCounts], work
         else "",
         f"<h2>Paused sources ({len(r['paused_sources'])})</h2>",
         _table(
-            ["source", "until", "left s", "reason"],
+            ["source", "until", "left s", "paused by", "reason"],
             [
-                [s["source"], s["paused_until"], s["remaining_s"], s["reason"]]
+                [
+                    s["source"],
+                    "until resumed" if s["until_resumed"] else s["paused_until"],
+                    "" if s["until_resumed"] else s["remaining_s"],
+                    s["paused_by"] or "the worker (automatic)",
+                    s["reason"],
+                ]
                 for s in r["paused_sources"]
+            ],
+        ),
+        f"<h2>Recently cancelled ({len(r['control']['recent_cancelled'])})</h2>",
+        _table(
+            ["symbol", "job", "kind", "cancelled by", "at", "ago s", "detail"],
+            [
+                [
+                    c["symbol"],
+                    c["job_id"],
+                    c["kind"],
+                    c["cancelled_by"],
+                    c["cancelled_at"],
+                    c["ago_s"],
+                    c["detail"],
+                ]
+                for c in r["control"]["recent_cancelled"]
             ],
         ),
         f"<h2>Circuit breakers ({len(r['circuit_breakers'])})</h2>",
@@ -390,6 +418,19 @@ def render_page(report: dict[str, Any], history: list[status.MinuteCounts], work
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _queue_pause(pause: dict[str, Any] | None) -> str:
+    """The queue's pause, first on the page: nothing runs while it lasts."""
+    if pause is None:
+        return "<p>Queue: claiming.</p>"
+    until = "until resumed" if pause["until_resumed"] else f"until {pause['paused_until']}"
+    return (
+        f"<p class=bad>Queue PAUSED {_e(until)} by {_e(pause['paused_by'])}"
+        f" (since {_e(pause['paused_at'])}): {_e(pause['reason'] or 'no reason given')}."
+        " No worker claims; enqueueing goes on."
+        " <code>python -m worker resume --queue</code> ends it.</p>"
+    )
 
 
 def render_unavailable(reason: str, worker_id: str) -> str:

@@ -79,6 +79,7 @@ async def test_gather_tells_the_whole_truth(conn) -> None:
         "processing": {"high": 0, "normal": 2, "low": 0},
         "completed": {"high": 0, "normal": 2, "low": 0},
         "failed": {"high": 0, "normal": 1, "low": 0},
+        "cancelled": {"high": 0, "normal": 0, "low": 0},
     }
     assert report.oldest_pending is not None
     assert report.oldest_pending.symbol == "OLD" and 590 < report.oldest_pending.wait_s < 700

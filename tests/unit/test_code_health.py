@@ -22,7 +22,17 @@ def test_every_test_has_a_time_limit(request: pytest.FixtureRequest) -> None:
 
 
 def test_status_and_priority_types_list_the_allowed_values() -> None:
-    assert STATUSES == get_args(Status) == ("pending", "processing", "completed", "failed")
+    assert (
+        STATUSES
+        == get_args(Status)
+        == (
+            "pending",
+            "processing",
+            "completed",
+            "failed",
+            "cancelled",
+        )
+    )
     assert PRIORITIES == get_args(Priority) == ("high", "normal", "low")
 
 

@@ -89,15 +89,19 @@ WHERE symbol = ANY($1::varchar[]) AND date BETWEEN $2 AND $3
 ORDER BY date, array_position($1::varchar[], symbol) DESC
 """
 
-# The paused sources among $1, with the seconds left.
+# The paused sources among $1, with the seconds left, at most a day: a job deferred behind a long
+# operator pause (or one until resumed, worker/sql/control.py) looks again daily, whatever
+# happens to the resume's wake-up, and the deferral stays a sane interval.
 PAUSED_SOURCES = """
-SELECT source, extract(epoch FROM paused_until - now())::float8 AS paused_s, pause_reason
+SELECT source, least(extract(epoch FROM paused_until - now()), 86400)::float8 AS paused_s,
+       pause_reason
 FROM price_source_state
 WHERE source = ANY($1::text[]) AND paused_until > now()
 """
 
 # Pause source $1 for $2 seconds because of $3. A longer pause already recorded wins (with its
-# reason): several workers hitting the same limit must not shorten each other's pauses.
+# reason, and who made it: an operator's, worker/sql/control.py): several workers hitting the same
+# limit must not shorten each other's pauses, nor an operator's.
 PAUSE_SOURCE = """
 INSERT INTO price_source_state AS s (source, paused_until, pause_reason, updated_at)
 VALUES ($1, now() + make_interval(secs => $2), $3, now())
@@ -105,13 +109,16 @@ ON CONFLICT (source) DO UPDATE
 SET paused_until = greatest(s.paused_until, EXCLUDED.paused_until),
     pause_reason = CASE WHEN s.paused_until > EXCLUDED.paused_until
                         THEN s.pause_reason ELSE EXCLUDED.pause_reason END,
+    paused_by = CASE WHEN s.paused_until > EXCLUDED.paused_until THEN s.paused_by END,
+    paused_at = CASE WHEN s.paused_until > EXCLUDED.paused_until THEN s.paused_at ELSE now() END,
     updated_at = now()
 RETURNING extract(epoch FROM paused_until - now())::float8 AS paused_s, pause_reason
 """
 
 RESUME_SOURCE = """
 UPDATE price_source_state
-SET paused_until = NULL, pause_reason = NULL, updated_at = now()
+SET paused_until = NULL, pause_reason = NULL, paused_by = NULL, paused_at = NULL,
+    updated_at = now()
 WHERE source = $1 AND paused_until > now()
 RETURNING source
 """
@@ -147,7 +154,7 @@ RETURNING extract(epoch FROM s.next_request_at - now())::float8 - $2 AS wait_s
 
 # Why RESERVE_REQUEST refused: the pause left, and the wait for the next slot, in seconds.
 SOURCE_STATE = """
-SELECT greatest(extract(epoch FROM paused_until - now()), 0)::float8 AS paused_s,
+SELECT least(greatest(extract(epoch FROM paused_until - now()), 0), 86400)::float8 AS paused_s,
        pause_reason,
        greatest(extract(epoch FROM next_request_at - now()), 0)::float8 AS wait_s
 FROM price_source_state

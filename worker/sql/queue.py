@@ -16,6 +16,8 @@ claim loop is the hot path, and asyncpg's prepared-statement cache makes it chea
 #   crash leaves the job pending, and the claimer's later statements are fenced (below), so the
 #   job runs again rather than completing twice. Done in the statement, not as a connection
 #   setting, so it also works through a transaction-pooling proxy.
+# - Nothing while an operator paused the queue (`pause --queue`, worker/control.py): read in the
+#   claim itself, so every worker honours it at its next claim, restarts included.
 # - started_at is the claim's token: each statement that ends the claim must present it.
 CLAIM = """
 WITH async_commit AS MATERIALIZED (
@@ -25,6 +27,7 @@ next AS (
     SELECT id
     FROM symbol_onboarding_queue
     WHERE status = 'pending' AND run_after <= now()
+      AND NOT EXISTS (SELECT 1 FROM symbol_onboarding_queue_pauses WHERE paused_until > now())
     ORDER BY priority_rank, run_after
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -59,10 +62,15 @@ WHERE status = 'pending' AND run_after <= now()
 # Every statement that ends a claim is fenced on (id, locked_by, started_at, status): a worker
 # whose job was recovered from it (it was presumed dead) changes nothing and learns it lost the
 # job, even if it has since claimed the same job again (started_at differs per claim).
+# Those that end it other than cancelled (COMPLETE, COMPLETE_MANY, RETRY_LATER, RELEASE) are also
+# fenced on `cancel_requested_at IS NULL`: once an operator's cancel has landed the job cannot
+# complete (its transaction rolls back on JobLost) nor go back to pending; the runner then records
+# `cancelled` (worker/sql/control.py, FINISH_CANCELLED).
 COMPLETE = """
 UPDATE symbol_onboarding_queue
 SET status = 'completed', completed_at = now(), error_message = NULL, heartbeat_at = NULL
 WHERE id = $1 AND locked_by = $2 AND started_at = $3 AND status = 'processing'
+  AND cancel_requested_at IS NULL
 """
 
 # A whole claimed batch in one statement, for handlers whose jobs write nothing of their own
@@ -72,7 +80,7 @@ COMPLETE_MANY = """
 UPDATE symbol_onboarding_queue
 SET status = 'completed', completed_at = now(), error_message = NULL, heartbeat_at = NULL
 WHERE (id, started_at) IN (SELECT * FROM unnest($1::uuid[], $3::timestamptz[]))
-  AND locked_by = $2 AND status = 'processing'
+  AND locked_by = $2 AND status = 'processing' AND cancel_requested_at IS NULL
 RETURNING id
 """
 
@@ -89,6 +97,7 @@ WITH retried AS (
                          ELSE now() + make_interval(secs => $4) END,
         error_message = $5, heartbeat_at = NULL
     WHERE id = $1 AND locked_by = $2 AND started_at = $6 AND status = 'processing'
+      AND cancel_requested_at IS NULL
     RETURNING symbol, status
 ),
 marked AS (
@@ -134,6 +143,7 @@ SET status = 'pending', attempts = greatest(attempts - 1, 0), started_at = NULL,
     run_after = CASE WHEN $3 > 0 THEN now() + make_interval(secs => $3) ELSE run_after END,
     error_message = coalesce($4, error_message), locked_by = NULL, heartbeat_at = NULL
 WHERE id = $1 AND locked_by = $2 AND started_at = $5 AND status = 'processing'
+  AND cancel_requested_at IS NULL
 """
 
 # One statement per worker per interval, however many jobs it runs. Only the jobs it is still
@@ -156,6 +166,7 @@ WHERE q.id = mine.id
 # Jobs whose worker stopped heartbeating for $1 seconds go back to pending (or fail, when that
 # was their last attempt). SKIP LOCKED: a job being completed right now is not touched.
 # run_after is kept: a recovered job keeps its place in the claim order.
+# A job an operator asked to cancel ends cancelled instead (its worker is gone: nothing to stop).
 # Not within $1 seconds of a server start: after a restart every live worker needs one stall
 # timeout to reconnect and heartbeat again, or the first sweep would take their jobs.
 RECOVER_STALLED = """
@@ -169,21 +180,26 @@ WITH stalled AS (
 ),
 recovered AS (
     UPDATE symbol_onboarding_queue AS q
-    SET status = CASE WHEN q.attempts >= $2 THEN 'failed' ELSE 'pending' END,
-        completed_at = CASE WHEN q.attempts >= $2 THEN now() END,
-        error_message = format(
-            'worker %s stopped responding during attempt %s (last heartbeat %s)',
-            coalesce(q.locked_by, 'unknown'), q.attempts, q.heartbeat_at),
+    SET status = CASE WHEN q.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                      WHEN q.attempts >= $2 THEN 'failed' ELSE 'pending' END,
+        completed_at = CASE WHEN q.attempts >= $2 OR q.cancel_requested_at IS NOT NULL
+                            THEN now() END,
+        error_message = CASE WHEN q.cancel_requested_at IS NOT NULL
+            THEN format('cancelled by %s; its worker %s stopped responding',
+                        q.cancel_requested_by, coalesce(q.locked_by, 'unknown'))
+            ELSE format('worker %s stopped responding during attempt %s (last heartbeat %s)',
+                        coalesce(q.locked_by, 'unknown'), q.attempts, q.heartbeat_at) END,
         locked_by = NULL, heartbeat_at = NULL
     FROM stalled
     WHERE q.id = stalled.id
     RETURNING q.id, q.symbol, q.status, q.attempts
 ),
--- A symbol whose job failed here will not be onboarded: a backend must not see it pending.
+-- A symbol whose job failed (or was cancelled) here will not be onboarded: a backend must not
+-- see it pending.
 marked AS (
     UPDATE symbol_universe AS u SET status = 'error', updated_at = now()
     FROM recovered AS r
-    WHERE u.symbol = r.symbol AND r.status = 'failed' AND u.status = 'pending'
+    WHERE u.symbol = r.symbol AND r.status IN ('failed', 'cancelled') AND u.status = 'pending'
 )
 SELECT id, symbol, status, attempts FROM recovered
 """
@@ -250,7 +266,9 @@ HOUSEKEEPING_LOCK_KEY = 0x53594D4F4E42  # "SYMONB"
 TRY_LOCK_HOUSEKEEPING = "SELECT pg_try_advisory_xact_lock($1)"
 
 # Whether a runnable job exists, locked or not (burst mode must not stop while one is locked by a
-# backend's enqueue transaction, which SKIP LOCKED hides from the claim).
+# backend's enqueue transaction, which SKIP LOCKED hides from the claim). None while the queue is
+# paused: a burst run ends rather than waiting out an operator's pause.
 RUNNABLE_EXISTS = """
 SELECT EXISTS (SELECT 1 FROM symbol_onboarding_queue WHERE status = 'pending' AND run_after <= now())
+   AND NOT EXISTS (SELECT 1 FROM symbol_onboarding_queue_pauses WHERE paused_until > now())
 """

@@ -5,6 +5,7 @@ report is of the same moment (`now()` included). Ages are computed here, in data
 client clock is ever compared with the server's.
 """
 
+from worker.sql.control import UNTIL_RESUMED_SQL
 from worker.sql.refresh import BEHIND_WHERE
 
 # Counts by status and priority, and each group's oldest job (its age from its enqueue,
@@ -69,9 +70,11 @@ ORDER BY run_after
 LIMIT $1
 """
 
-# Every source's shared state: its pause (if any) and the circuit breaker's failure count.
-SOURCES = """
-SELECT source, paused_until, pause_reason AS reason, consecutive_failures,
+# Every source's shared state: its pause (if any: who made it, NULL the worker itself; whether
+# until resumed, worker/sql/control.py) and the circuit breaker's failure count.
+SOURCES = f"""
+SELECT source, paused_until, pause_reason AS reason, consecutive_failures, paused_by,
+       coalesce(paused_until >= {UNTIL_RESUMED_SQL}, false) AS until_resumed,
        extract(epoch FROM paused_until - now())::float8 AS remaining_s
 FROM price_source_state
 ORDER BY source
