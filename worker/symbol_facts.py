@@ -9,7 +9,7 @@ first) and whether it is behind the last completed session of REFRESH_CALENDAR.
 """
 
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, is_dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -21,7 +21,6 @@ from worker.settings import Settings
 from worker.sql import prices as prices_sql
 from worker.sql import status as status_sql
 from worker.sql import symbol as sql
-from worker.status import _plain
 from worker.symbols import normalize_symbol
 from worker.trading_calendar import shared_calendar
 
@@ -279,12 +278,24 @@ def _row(cls: type[Any], row: asyncpg.Record) -> Any:
 
 
 def facts_dict(facts: SymbolFacts, *, closes: bool = False) -> dict[str, Any]:
-    """The JSON view: every field (the closes only when asked: a long history is long),
-    datetimes as ISO 8601."""
+    """The JSON view: every field (the closes only when asked: a long history is long), dates
+    and times as ISO 8601."""
     plain: dict[str, Any] = _plain(facts)
     if not closes:
         plain.pop("closes")
     return plain
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready values: dataclasses as dicts, dates as ISO 8601; numbers as stored (prices
+    and betas keep their digits, unlike the status view's seconds)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, date):  # datetime too
+        return value.isoformat()
+    return value
 
 
 def format_text(facts: SymbolFacts, *, job_id: str | None = None) -> str:
