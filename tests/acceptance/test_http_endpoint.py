@@ -254,7 +254,7 @@ async def test_status_page_shows_the_facts(page_worker) -> None:
     assert page.count("<form") == 1 and '<form class="search" method="get"' in page
     assert '<a href="/symbols/STALL">STALL</a>' in page  # every symbol links to its page
     # A failed onboarding counts in the universe; its error is text on both pages.
-    assert "In error (onboarding failed)</th><td class=\"n bad\">1</td>" in page
+    assert 'In error (onboarding failed)</th><td class="n bad">1</td>' in page
     evil = await get(base + "symbols/EVIL")
     assert evil.status_code == 200 and "&lt;script&gt;document.title" in evil.text
     assert "<script" not in evil.text and "<script" not in page
