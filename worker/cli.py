@@ -107,6 +107,8 @@ COMMAND_SETTINGS: dict[str, frozenset[str] | None] = {
     "enqueue": _CONNECTION,
     "retry": _CONNECTION,
     "prices": _CONNECTION,
+    # reads what `status` reads of the calendar and the factor switch
+    "show": _CONNECTION | {"refresh_calendar", "factors_enabled"},
     "backfill": _CONNECTION,
     "status": _CONNECTION
     | {
@@ -288,6 +290,12 @@ def _parser() -> argparse.ArgumentParser:
         "--last", type=_positive_int, default=5, metavar="N", help="bars to show (default: 5)"
     )
 
+    show = sub.add_parser(
+        "show", help="a symbol's facts: universe row, bars, betas, jobs, whether it is behind"
+    )
+    show.add_argument("target", metavar="SYMBOL|JOB_ID", help="a ticker symbol or a job id")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+
     backfill.add_arguments(
         sub.add_parser("backfill", help="copy market_data_cache into symbol_prices_daily")
     )
@@ -365,6 +373,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "retry": _retry,
         "prune": _prune,
         "prices": _prices,
+        "show": _show,
         "backfill": _backfill,
         "refresh": _refresh,
         "factors": _factors,
@@ -678,6 +687,8 @@ async def _health(_args: argparse.Namespace, settings: Settings, url: str) -> in
 
 
 async def _prices(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    from worker.sql import symbol as symbol_sql
+
     try:
         symbol = normalize_symbol(args.symbol)
     except InvalidSymbolError as exc:
@@ -685,6 +696,7 @@ async def _prices(args: argparse.Namespace, settings: Settings, url: str) -> int
     async with _connection(settings, url) as conn:
         row = await conn.fetchrow(prices_sql.SYMBOL_STATUS, symbol)
         bars = await conn.fetch(prices_sql.LATEST_PRICES, symbol, args.last)
+        failure = await conn.fetchrow(symbol_sql.LAST_FAILED_JOB, symbol)
     if row is None:
         raise FatalError(f"{symbol} is not in symbol_universe: enqueue it first")
     last = row["last_price_date"]
@@ -692,6 +704,15 @@ async def _prices(args: argparse.Namespace, settings: Settings, url: str) -> int
         f"{symbol}: {row['status']}, {row['bars']} daily bars stored"
         + (f", the newest {last.isoformat()}" if last else "")
     )
+    if row["status"] == "error":  # why: its last failed job's error
+        print(
+            f"in error: no failed job of {symbol} is kept (pruned?)"
+            if failure is None
+            else f"in error: its {failure['kind']} job {failure['job_id']} failed"
+            f" {failure['finished_at']:%Y-%m-%d %H:%M:%S%z} after {failure['attempts']}"
+            f" attempt(s): {failure['error'] or 'no error recorded'}"
+            f" (`python -m worker show {symbol}` for more; `retry JOB_ID` runs it again)"
+        )
     if bars:
         print(
             f"{'date':<10} {'open':>12} {'high':>12} {'low':>12} {'close':>12} {'adj close':>12}"
@@ -707,6 +728,32 @@ async def _prices(args: argparse.Namespace, settings: Settings, url: str) -> int
             + " ".join(f"{'' if v is None else v:>12}" for v in cells)
             + f" {'' if bar['volume'] is None else bar['volume']:>14}"
         )
+    return 0
+
+
+async def _show(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    from worker import symbol_facts  # numpy loads with the betas' definitions
+    from worker.factors.switch import FactorSwitch
+
+    async with _connection(settings, url) as conn:
+        try:
+            symbol, job_id = await symbol_facts.resolve(conn, args.target)
+        except (InvalidSymbolError, LookupError) as exc:
+            raise FatalError(str(exc)) from None
+        switch = await FactorSwitch.detect(
+            conn,
+            "auto" if settings.factors_mode == "on" else settings.factors_mode,
+            log_unavailable=False,
+        )
+        facts = await symbol_facts.gather(
+            conn, settings, symbol, factors_unavailable=switch.unavailable
+        )
+    if facts is None:
+        raise FatalError(f"{symbol} is not in symbol_universe and has no job: enqueue it first")
+    if args.json:
+        print(json.dumps(symbol_facts.facts_dict(facts), indent=2))
+    else:
+        print(symbol_facts.format_text(facts, job_id=job_id))
     return 0
 
 

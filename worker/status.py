@@ -149,6 +149,7 @@ class RefreshCounts:
     oldest_last_price_date: date | None  # among those behind
     without_prices: int
     delisted: int
+    error: int  # status 'error': the onboarding failed (`show SYMBOL` says why)
     refresh_jobs_live: int  # pending or processing
 
 
@@ -163,6 +164,7 @@ class RefreshFacts:
     oldest_last_price_date: date | None  # among those behind
     without_prices: int
     delisted: int
+    error: int  # status 'error': the onboarding failed (`show SYMBOL` says why)
     refresh_jobs_live: int  # pending or processing
     last_batch: RefreshBatch | None
     next_scheduled_refresh: datetime | None  # the next scheduled time; None: schedule off
@@ -476,7 +478,9 @@ def format_text(report: StatusReport) -> str:
         f"symbols ({r['calendar']} through session {r['through_session']}): {r['current']} current,"
         f" {r['behind']} behind"
         + (f" (oldest last_price_date {r['oldest_last_price_date']})" if r["behind"] else "")
-        + f", {r['without_prices']} without prices, {r['delisted']} delisted"
+        + f", {r['without_prices']} without prices, {r['delisted']} delisted,"
+        f" {r['error']} in error"
+        + (" (`python -m worker show SYMBOL` says why)" if r["error"] else "")
     )
     lines.append(f"refresh jobs live: {r['refresh_jobs_live']}")
     batch = r["last_batch"]

@@ -77,6 +77,8 @@ async def test_each_command_reads_only_the_settings_it_checks(
         ("retry", "--failed"),
         ("retry", "00000000-0000-4000-8000-000000000001"),
         ("prices", "AAPL"),
+        ("show", "AAPL"),
+        ("show", "AAPL", "--json"),
         ("status",),
         ("status", "--json"),
         ("prune",),

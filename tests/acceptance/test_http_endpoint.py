@@ -30,6 +30,14 @@ INSERT INTO price_source_state (source, paused_until, pause_reason)
 """
 
 
+FAILED_WITH_MARKUP = """
+INSERT INTO symbol_universe (symbol, status) VALUES ('EVIL', 'error');
+INSERT INTO symbol_onboarding_queue (symbol, status, attempts, completed_at, error_message)
+    VALUES ('EVIL', 'failed', 3, now(),
+            'HTTP 404: <script>document.title = "pwned"</script><b id="bold">not found</b>');
+"""
+
+
 async def endpoint_url(worker: WorkerProcess) -> str:
     return (await worker.wait_for("http_listening"))["url"]
 
@@ -205,8 +213,10 @@ async def test_metrics_after_n_jobs_show_exactly_n_completions(
 
 @pytest.fixture
 async def page_worker(database_url, conn):
-    """A worker serving its status page over a queue with a stalled job and a paused source."""
+    """A worker serving its status page over a queue with a stalled job and a paused source,
+    and a symbol in error whose provider error holds markup."""
     await conn.execute(STALLED_AND_PAUSED)
+    await conn.execute(FAILED_WITH_MARKUP)
     env = worker_env(
         database_url,
         PRICE_SOURCE="synthetic",
@@ -237,9 +247,18 @@ async def test_status_page_shows_the_facts(page_worker) -> None:
     worker_id = (await worker.wait_for("worker_started"))["worker_id"]
     assert worker_id in page and "1 alive, 0 dead" in page
     assert "<svg" in page and "completed in the last hour: 1" in page
-    # Works offline and writes nothing: no script, no external resource, no form.
-    for forbidden in ("<script", "http://cdn", "https://", "<form", "<link"):
+    # Works offline and writes nothing: no script, no external resource, no form but the GET
+    # symbol search.
+    for forbidden in ("<script", "http://cdn", "https://", "<link", 'method="post"'):
         assert forbidden not in page
+    assert page.count("<form") == 1 and '<form class="search" method="get"' in page
+    assert '<a href="/symbols/STALL">STALL</a>' in page  # every symbol links to its page
+    # A failed onboarding counts in the universe; its error is text on both pages.
+    assert 'In error (onboarding failed)</th><td class="n bad">1</td>' in page
+    evil = await get(base + "symbols/EVIL")
+    assert evil.status_code == 200 and "&lt;script&gt;document.title" in evil.text
+    assert "<script" not in evil.text and "<script" not in page
+    assert (await get(base + "symbols/NOSUCH")).status_code == 404
     assert "postgres@" not in page and "postgresql://" not in page  # no database URL
 
 
@@ -286,6 +305,14 @@ async def test_a_real_browser_renders_the_status_page(page_worker, tmp_path) -> 
     assert "symbol-onboarding worker status" in rendered
     assert "STALLED" in rendered and "HTTP 429 Too Many Requests" in rendered
     assert "completed in the last hour: 1" in rendered and "<svg" in rendered
+
+    # The symbol page: the provider's error is text, never executed nor parsed as markup.
+    symbol_dom = await asyncio.to_thread(run, "--dump-dom", base + "symbols/EVIL")
+    assert symbol_dom.returncode == 0, symbol_dom.stderr[-2000:]
+    shown = symbol_dom.stdout
+    assert "<h1>EVIL: error</h1>" in shown and "pwned" not in shown.split("</title>")[0]
+    assert "&lt;script&gt;document.title" in shown and '<b id="bold">' not in shown
+    assert "No betas:" in shown and "in error: its last onboarding failed" in shown
 
     shot = tmp_path / "status.png"
     taken = await asyncio.to_thread(

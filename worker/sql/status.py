@@ -117,7 +117,8 @@ GROUP BY 1, 2
 NOW = "SELECT now()"
 
 # The status facts: symbols current with session $1, behind it (and the oldest last_price_date
-# among them), delisted; pending refresh jobs.
+# among them), delisted, in error (their onboarding failed: not behind, since no refresh picks
+# them up, yet not current either); pending refresh jobs.
 REFRESH_FACTS = f"""
 SELECT
     count(*) FILTER (WHERE coalesce(u.status, 'active') = 'active' AND u.last_price_date >= $1)
@@ -128,6 +129,7 @@ SELECT
     min(u.last_price_date) FILTER (WHERE coalesce(u.status, 'active') = 'active'
                                      AND u.last_price_date < $1) AS oldest_last_price_date,
     count(*) FILTER (WHERE u.status = 'delisted') AS delisted,
+    count(*) FILTER (WHERE u.status = 'error') AS error,
     (SELECT count(*) FROM symbol_onboarding_queue
      WHERE kind = 'refresh' AND status IN ('pending', 'processing')) AS refresh_jobs_live
 FROM symbol_universe AS u
