@@ -129,6 +129,6 @@ async def test_bounded_lock_waits_end_in_a_lock_wait_timeout(database_url, conn)
 
 def test_the_lock_timeout_must_be_shorter_than_the_command_timeout() -> None:
     env = {"DATABASE_LOCK_TIMEOUT_S": "60", "DATABASE_COMMAND_TIMEOUT_S": "60"}
-    with pytest.raises(SettingsError, match="DATABASE_LOCK_TIMEOUT_S must be shorter"):
+    with pytest.raises(SettingsError, match="DATABASE_LOCK_TIMEOUT_S: expected less than DATABASE_COMMAND_TIMEOUT_S"):
         Settings.from_env(env)
     assert Settings.from_env({}).lock_timeout_s < Settings.from_env({}).command_timeout_s
