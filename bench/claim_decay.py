@@ -37,8 +37,8 @@ from queue_throughput import (
     enqueue_ours,
 )
 
-from worker import migrate
-from worker.queue import Queue
+from worker.core import migrate
+from worker.queue.store import Queue
 from worker.sql import queue as sql
 
 # The bench smoke test (tests/acceptance/test_bench_scripts.py) runs it with these arguments and
@@ -250,7 +250,12 @@ class Recorder:
         self.calls.append((query, args))
         return "UPDATE 1"
 
-    async def fetch(self, query: str, *args: object, timeout: float | None = None) -> list[object]:
+    async def fetch(
+        self,
+        query: str,
+        *args: object,
+        timeout: float | None = None,  # noqa: ASYNC109 (asyncpg's signature, faked)
+    ) -> list[object]:
         self.calls.append((query, args))
         return []
 

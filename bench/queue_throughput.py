@@ -54,12 +54,13 @@ from pathlib import Path
 import asyncpg
 from common import installed
 
-from worker import embedded, logs, migrate, web
-from worker.db import asyncpg_dsn, with_database
-from worker.metrics import PrometheusMetrics
-from worker.queue import Job, Queue, new_worker_id
-from worker.runner import Runner
-from worker.settings import Settings
+from worker.core import embedded, logs, migrate
+from worker.core.db import asyncpg_dsn, with_database
+from worker.core.settings import Settings
+from worker.ops import web
+from worker.ops.prometheus import PrometheusMetrics
+from worker.queue.runner import Runner
+from worker.queue.store import Job, Queue, new_worker_id
 
 # The bench smoke test (tests/acceptance/test_bench_scripts.py) runs it with these arguments and
 # checks these lines; the defaults stay the full size.
@@ -213,7 +214,7 @@ async def drain_ours(
 
 
 class Ours:
-    """Our queue store (worker/queue.py) on a database migrated to head."""
+    """Our queue store (worker/queue/store.py) on a database migrated to head."""
 
     name = "ours"
 

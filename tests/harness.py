@@ -18,8 +18,8 @@ from pathlib import Path
 
 import asyncpg
 
-from worker import embedded, migrate
-from worker.db import asyncpg_dsn, sqlalchemy_url, with_database
+from worker.core import embedded, migrate
+from worker.core.db import asyncpg_dsn, sqlalchemy_url, with_database
 
 PREFIX = "sow_test"
 _NAME = re.compile(rf"^{PREFIX}_(\d+)_")

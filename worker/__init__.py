@@ -3,9 +3,9 @@
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from worker.errors import DatabaseUnavailable
-    from worker.queue import enqueue_symbol, enqueue_symbols
-    from worker.symbols import InvalidPriorityError, InvalidSymbolError, UnknownRequesterError
+    from worker.core.errors import DatabaseUnavailable
+    from worker.core.symbols import InvalidPriorityError, InvalidSymbolError, UnknownRequesterError
+    from worker.queue.store import enqueue_symbol, enqueue_symbols
 
 __all__ = [
     "DatabaseUnavailable",
@@ -17,12 +17,12 @@ __all__ = [
 ]
 
 _HOMES = {
-    "DatabaseUnavailable": "worker.errors",
-    "enqueue_symbol": "worker.queue",
-    "enqueue_symbols": "worker.queue",
-    "InvalidPriorityError": "worker.symbols",
-    "InvalidSymbolError": "worker.symbols",
-    "UnknownRequesterError": "worker.symbols",
+    "DatabaseUnavailable": "worker.core.errors",
+    "enqueue_symbol": "worker.queue.store",
+    "enqueue_symbols": "worker.queue.store",
+    "InvalidPriorityError": "worker.core.symbols",
+    "InvalidSymbolError": "worker.core.symbols",
+    "UnknownRequesterError": "worker.core.symbols",
 }
 
 

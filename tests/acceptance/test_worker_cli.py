@@ -10,8 +10,8 @@ import asyncpg
 import pytest
 
 from tests.acceptance.conftest import run_cli, serve_slowly, start_worker, worker_env
-from worker import embedded, migrate
-from worker.db import asyncpg_dsn
+from worker.core import embedded, migrate
+from worker.core.db import asyncpg_dsn
 
 pytestmark = pytest.mark.slow
 

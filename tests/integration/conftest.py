@@ -11,12 +11,12 @@ import pytest
 
 from tests.fakeprovider import FakeProvider
 from tests.harness import PgServer, run
-from worker.db import asyncpg_dsn
-from worker.factors import FactorStore
-from worker.metrics import Metrics
-from worker.onboarding import Onboarder, open_onboarder
-from worker.queue import Job, Queue
-from worker.settings import Settings
+from worker.core.db import asyncpg_dsn
+from worker.core.settings import Settings
+from worker.factors.service import FactorStore
+from worker.jobs.onboarding import Onboarder, open_onboarder
+from worker.ops.prometheus import Metrics
+from worker.queue.store import Job, Queue
 
 TABLES = (
     "symbol_onboarding_queue",

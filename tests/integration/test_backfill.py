@@ -12,15 +12,15 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from worker import backfill as backfill_module
-from worker.backfill import (
+from worker.core.db import asyncpg_dsn
+from worker.host import backfill as backfill_module
+from worker.host.backfill import (
     BackfillError,
     BackfillProgress,
     add_arguments,
     backfill,
     command,
 )
-from worker.db import asyncpg_dsn
 
 START = date(2024, 1, 2)
 DAYS = 5

@@ -16,14 +16,14 @@ import pytest
 from tests.fakeprovider import FakeProvider, Reply, fixture, recorded
 from tests.integration.conftest import job_row, stored
 from tests.integration.test_refresh import CALENDAR, aggs_path, close_of, polygon_aggs
-from worker.onboarding import Onboarder
+from worker.core.settings import Settings
+from worker.jobs.onboarding import Onboarder
+from worker.jobs.refresh import Refresher, build_refresher
+from worker.jobs.schedule import enqueue_refresh
 from worker.prices.base import InvalidData
 from worker.prices.base import Reply as SourceReply
 from worker.prices.polygon import parse_grouped
-from worker.queue import Job, Queue
-from worker.refresh import Refresher, build_refresher
-from worker.schedule import enqueue_refresh
-from worker.settings import Settings
+from worker.queue.store import Job, Queue
 
 NEW_YORK = ZoneInfo("America/New_York")
 NOW = datetime(2023, 1, 9, 18, 0, tzinfo=NEW_YORK)  # Monday, after the close

@@ -27,19 +27,19 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.fakeprovider import FakeProvider, Reply
-from worker import migrate
-from worker.cli import _sweep_factor_waits
-from worker.db import asyncpg_dsn
-from worker.errors import ConfigurationError
-from worker.factors import REFERENCE_ETFS, recompute_factors
+from worker.cli.main import _sweep_factor_waits
+from worker.core import migrate
+from worker.core.db import asyncpg_dsn
+from worker.core.errors import ConfigurationError
+from worker.core.settings import Settings
+from worker.core.trading_calendar import TradingCalendar
+from worker.factors.service import REFERENCE_ETFS, recompute_factors
 from worker.factors.switch import FactorSwitch
-from worker.host import HostTables
-from worker.onboarding import open_onboarder
-from worker.queue import Queue
-from worker.refresh import JobsByKind, Refresher
-from worker.schedule import enqueue_refresh
-from worker.settings import Settings
-from worker.trading_calendar import TradingCalendar
+from worker.host.tables import HostTables
+from worker.jobs.onboarding import open_onboarder
+from worker.jobs.refresh import JobsByKind, Refresher
+from worker.jobs.schedule import enqueue_refresh
+from worker.queue.store import Queue
 
 NEW_YORK = ZoneInfo("America/New_York")
 CALENDAR = TradingCalendar("XNYS", now=datetime(2023, 12, 1, tzinfo=UTC))
@@ -211,7 +211,7 @@ async def drain(pool: asyncpg.Pool, worker: Worker, concurrency: int = 4) -> lis
 
     async def lane() -> None:
         while True:
-            jobs = await worker.queue.claim(pool)
+            jobs = await worker.queue.store.claim(pool)
             if not jobs:
                 return
             claimed.append(jobs[0].symbol)
@@ -304,7 +304,7 @@ async def test_betas_dated_d_use_every_etfs_price_of_d(
     # provider would), so AAPL must wait for VTV's session.
     held = None
     with capture_logs() as logs:
-        while jobs := await worker.queue.claim(host_pool):
+        while jobs := await worker.queue.store.claim(host_pool):
             if jobs[0].symbol == "VTV":
                 held = jobs[0]
                 continue

@@ -14,13 +14,13 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.integration.test_outages import enqueue, synthetic_settings
-from worker.db import asyncpg_dsn, bounded_lock_waits, connect_options
-from worker.errors import LockWaitTimeout, translate
-from worker.housekeeping import Housekeeper
-from worker.onboarding import open_onboarder
-from worker.queue import Queue
-from worker.runner import Runner
-from worker.settings import Settings, SettingsError
+from worker.core.db import asyncpg_dsn, bounded_lock_waits, connect_options
+from worker.core.errors import LockWaitTimeout, translate
+from worker.core.settings import Settings, SettingsError
+from worker.jobs.onboarding import open_onboarder
+from worker.queue.housekeeping import Housekeeper
+from worker.queue.runner import Runner
+from worker.queue.store import Queue
 
 pytestmark = pytest.mark.slow
 

@@ -3,10 +3,10 @@
 import asyncpg
 import pytest
 
-from worker.db import asyncpg_dsn
-from worker.housekeeping import Housekeeper
-from worker.queue import Queue
-from worker.settings import Settings
+from worker.core.db import asyncpg_dsn
+from worker.core.settings import Settings
+from worker.queue.housekeeping import Housekeeper
+from worker.queue.store import Queue
 from worker.sql import queue as sql
 
 

@@ -20,16 +20,16 @@ from structlog.testing import capture_logs
 from tests.fakeprovider import FakeProvider, Reply, fixture, recorded
 from tests.harness import unused_port
 from tests.integration.conftest import claim, job_row, stored, symbol_row
-from worker import onboarding
-from worker.metrics import PrometheusMetrics
-from worker.onboarding import _columns, open_onboarder
+from worker.core.settings import SettingsError
+from worker.jobs import onboarding
+from worker.jobs.onboarding import _columns, open_onboarder
+from worker.ops.prometheus import PrometheusMetrics
 from worker.prices import ratelimit, synthetic
 from worker.prices.base import SourcePaused, Window
 from worker.prices.http import URL_LOGGERS, MaskSecrets
 from worker.prices.ratelimit import Rate, SourceGate, resume
 from worker.prices.validate import normalize
-from worker.queue import JobLost, Queue
-from worker.settings import SettingsError
+from worker.queue.store import JobLost, Queue
 from worker.sql import prices as sql
 
 MSFT = "yahoo/chart-MSFT-1d-2021-02-01_2022-01-31-dividends.json"
@@ -97,7 +97,7 @@ async def test_database_connection_errors_propagate(
 
 
 def _dsn(url: str) -> str:
-    from worker.db import asyncpg_dsn
+    from worker.core.db import asyncpg_dsn
 
     return asyncpg_dsn(url)
 

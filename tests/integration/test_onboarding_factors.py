@@ -13,12 +13,12 @@ from structlog.testing import capture_logs
 from tests.factordata import store_prices
 from tests.fakeprovider import FakeProvider, recorded
 from tests.integration.conftest import claim, job_row, stored, symbol_row
-from worker.factors import REFERENCE_ETFS, FactorStore
-from worker.onboarding import Onboarder, open_onboarder
+from worker.core.settings import Settings
+from worker.factors.service import REFERENCE_ETFS, FactorStore
+from worker.jobs.onboarding import Onboarder, open_onboarder
 from worker.prices.base import Window
 from worker.prices.synthetic import generate
-from worker.queue import Queue
-from worker.settings import Settings
+from worker.queue.store import Queue
 from worker.sql import factors as sql
 
 TODAY = date(2025, 1, 2)  # the window ends on Wednesday 2025-01-01 (a weekday: a bar)
@@ -108,7 +108,7 @@ async def test_betas_are_written_with_the_prices_and_the_completion(
     assert computed and computed[0]["betas"] == 12 and computed[0]["symbol"] == "AAA"
     # The same betas as a recompute from the stored rows.
     async with pool.acquire() as conn:
-        from worker.factors import recompute_factors
+        from worker.factors.service import recompute_factors
 
         await recompute_factors(conn, ["AAA"])
     assert await exposures(pool, "AAA") == row
@@ -240,7 +240,7 @@ async def test_a_lost_job_writes_neither_prices_nor_betas_nor_waits(
 ) -> None:
     job = await claim(pool, queue, "AAA")
     await pool.execute("UPDATE symbol_onboarding_queue SET locked_by = 'someone-else'")
-    from worker.queue import JobLost
+    from worker.queue.store import JobLost
 
     with pytest.raises(JobLost):
         await (await make_onboarder()).run(job)

@@ -20,13 +20,13 @@ from structlog.testing import capture_logs
 
 from tests.fakeprovider import FakeProvider, Reply, fixture
 from tests.integration.test_onboarding import MSFT, MSFT_TODAY
-from worker.db import asyncpg_dsn, connect_options
-from worker.errors import DatabaseUnavailable
-from worker.housekeeping import Housekeeper
-from worker.onboarding import open_onboarder
-from worker.queue import Queue
-from worker.runner import Runner
-from worker.settings import Settings
+from worker.core.db import asyncpg_dsn, connect_options
+from worker.core.errors import DatabaseUnavailable
+from worker.core.settings import Settings
+from worker.jobs.onboarding import open_onboarder
+from worker.queue.housekeeping import Housekeeper
+from worker.queue.runner import Runner
+from worker.queue.store import Queue
 
 pytestmark = pytest.mark.slow
 

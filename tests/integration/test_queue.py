@@ -13,11 +13,11 @@ from typing import get_args
 import asyncpg
 import pytest
 
-from worker import queue as q
-from worker.db import asyncpg_dsn
-from worker.errors import DatabaseUnavailable
+from worker.core.db import asyncpg_dsn
+from worker.core.errors import DatabaseUnavailable
 from worker.models.onboarding_queue import Priority, Status
-from worker.queue import JobLost, Queue
+from worker.queue import store as q
+from worker.queue.store import JobLost, Queue
 from worker.sql import queue as sql
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -303,7 +303,7 @@ CLAIM_AND_HANG = textwrap.dedent(
     """
     import asyncio, sys
     import asyncpg
-    from worker.queue import Queue
+    from worker.queue.store import Queue
 
     async def main():
         conn = await asyncpg.connect(sys.argv[1])

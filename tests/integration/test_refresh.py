@@ -19,16 +19,16 @@ from tests.factordata import store_prices
 from tests.fakeprovider import FakeProvider, Reply, recorded
 from tests.integration.conftest import job_row, stored, symbol_row
 from tests.integration.test_outages import slow_price_writes, terminate_when_sleeping
-from worker.errors import DatabaseUnavailable
-from worker.factors import REFERENCE_ETFS, FactorStore, recompute_factors
-from worker.onboarding import Onboarder
+from worker.core.errors import DatabaseUnavailable
+from worker.core.settings import Settings
+from worker.core.trading_calendar import TradingCalendar
+from worker.factors.service import REFERENCE_ETFS, FactorStore, recompute_factors
+from worker.jobs.onboarding import Onboarder
+from worker.jobs.refresh import JobsByKind, Refresher
+from worker.jobs.schedule import enqueue_refresh
 from worker.prices.base import Window
 from worker.prices.synthetic import generate
-from worker.queue import Job, Queue
-from worker.refresh import JobsByKind, Refresher
-from worker.schedule import enqueue_refresh
-from worker.settings import Settings
-from worker.trading_calendar import TradingCalendar
+from worker.queue.store import Job, Queue
 
 NEW_YORK = ZoneInfo("America/New_York")
 CALENDAR = TradingCalendar("XNYS", now=datetime(2023, 12, 1, tzinfo=UTC))

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 import asyncpg
 import pytest
 
-from worker.db import asyncpg_dsn
-from worker.queue import Job, Queue
-from worker.runner import Runner
-from worker.settings import Settings
+from worker.core.db import asyncpg_dsn
+from worker.core.settings import Settings
+from worker.queue.runner import Runner
+from worker.queue.store import Job, Queue
 
 
 @dataclass(frozen=True)

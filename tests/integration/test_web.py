@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from worker import status
-from worker.metrics import PrometheusMetrics
-from worker.settings import Settings
-from worker.web import EndpointError, StatusServer, chart_svg, endpoint
+from worker.core.settings import Settings
+from worker.ops import status
+from worker.ops.prometheus import PrometheusMetrics
+from worker.ops.web import EndpointError, StatusServer, chart_svg, endpoint
 
 
 @dataclasses.dataclass

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from worker.backfill import (
+from worker.core.symbols import InvalidSymbolError
+from worker.host.backfill import (
     DEFAULT_BATCH_SIZE,
     MAX_BATCH_SIZE,
     MAX_JOBS,
@@ -22,7 +23,6 @@ from worker.backfill import (
     format_summary,
     parse_symbols,
 )
-from worker.symbols import InvalidSymbolError
 
 # Nothing listens here: an attempt to connect would raise OSError, not the ValueError expected.
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none"

@@ -5,8 +5,9 @@ import math
 
 import pytest
 
-from worker import cli, logs
-from worker.settings import Settings, SettingsError
+from worker.cli import main as cli
+from worker.core import logs
+from worker.core.settings import Settings, SettingsError
 
 
 def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.prices import check_source_config, parse_source_names
+from worker.core.settings import Settings, SettingsError
 from worker.prices.base import (
     InvalidData,
     NoData,
@@ -25,9 +25,9 @@ from worker.prices.csv_files import parse_csv
 from worker.prices.fmp import parse_eod
 from worker.prices.polygon import parse_aggs
 from worker.prices.ratelimit import Rate, parse_rate
+from worker.prices.sources import check_source_config, parse_source_names
 from worker.prices.tiingo import parse_prices
 from worker.prices.yahoo import parse_chart
-from worker.settings import Settings, SettingsError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "prices"
 

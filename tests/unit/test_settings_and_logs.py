@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from worker import logs
-from worker.settings import Settings, SettingsError
+from worker.core import logs
+from worker.core.settings import Settings, SettingsError
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import structlog
 
-from worker.db import Connection
-from worker.errors import ConfigurationError
-from worker.settings import Settings
+from worker.core.db import Connection
+from worker.core.errors import ConfigurationError
+from worker.core.settings import Settings
 from worker.sql import host as sql
 
 log = structlog.get_logger("worker.host")

@@ -1,5 +1,5 @@
 """Housekeeping inside the worker: stalled-job recovery often, pruning at a low rate, and
-periodic tasks (the daily refresh schedule, worker/schedule.py) every round.
+periodic tasks (the daily refresh schedule, worker/jobs/schedule.py) every round.
 
 Recovery runs in every worker (it is one cheap statement with SKIP LOCKED, and the recovery bound
 must not depend on one process). Pruning is taken by one worker at a time with an advisory lock,
@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
-from worker import registry
-from worker.db import Connection, bounded_lock_waits
-from worker.errors import translates_database_errors
-from worker.queue import Queue, prune
-from worker.settings import Settings
+from worker.core.db import Connection, bounded_lock_waits
+from worker.core.errors import translates_database_errors
+from worker.core.settings import Settings
+from worker.queue import registry
+from worker.queue.store import Queue, prune
 from worker.sql import queue as sql
 
 log = structlog.get_logger("worker.housekeeping")

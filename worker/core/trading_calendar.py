@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
-from worker.settings import SettingsError
+from worker.core.settings import SettingsError
 
 FIRST_YEAR = 1990
 YEARS_AHEAD = 2

@@ -19,11 +19,11 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 
 import worker.migrations
-from worker.db import create_engine
-from worker.schema import VERSION_TABLE
+from worker.core.db import create_engine
+from worker.core.schema import VERSION_TABLE
 
 if TYPE_CHECKING:
-    from worker.settings import Settings
+    from worker.core.settings import Settings
 
 # The project's own version table; a host's `alembic_version` is never read.
 VERSION_QUERY = f"SELECT version_num FROM {VERSION_TABLE}"
@@ -53,7 +53,7 @@ async def schema_revision(db: Any) -> str | None:
 
 
 # `settings`, where a function takes it, sets up the engine for a transaction pooler when
-# DATABASE_STATEMENT_CACHE_SIZE is 0 (worker.db.create_engine).
+# DATABASE_STATEMENT_CACHE_SIZE is 0 (worker.core.db.create_engine).
 
 
 async def upgrade(url: str, revision: str = "head", settings: "Settings | None" = None) -> None:

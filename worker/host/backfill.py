@@ -26,11 +26,11 @@ import structlog
 from sqlalchemy import pool, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from worker.db import create_engine
-from worker.errors import WorkerError
+from worker.core.db import create_engine
+from worker.core.errors import WorkerError
+from worker.core.symbols import normalize_symbol
 from worker.prices.spelling import spellings
 from worker.sql import backfill as sql
-from worker.symbols import normalize_symbol
 
 DEFAULT_BATCH_SIZE = 50_000
 # Bounds how long one batch holds its locks and how much one transaction writes.
@@ -149,7 +149,7 @@ async def backfill(
 ) -> BackfillSummary:
     """Backfill in batches of about `batch_size` rows (whole symbols), one transaction each.
 
-    `database` is a URL in any form worker.db accepts, or an AsyncEngine (left open).
+    `database` is a URL in any form worker.core.db accepts, or an AsyncEngine (left open).
     `symbols` limits the run to those symbols (normalized; ValueError on a bad one), each found
     under any of its spellings (`BRK.B` finds the host's `BRK-B`: worker/prices/spelling.py).
     `jobs` connections run batches side by side (disjoint symbol ranges, so they never wait

@@ -5,7 +5,7 @@ and a read-only status page, served by aiohttp inside the worker's own event loo
 - `GET /readyz`: 200 when the database answers, is migrated to head and the worker is not
   shutting down; else 503 with a one-line reason.
 - `GET /metrics`: the Prometheus exposition of `PrometheusMetrics`' registry; the queue gauges
-  are read at scrape time (worker/status.py's QueueDepth, cached for a couple of seconds).
+  are read at scrape time (worker/ops/status.py's QueueDepth, cached for a couple of seconds).
 - `GET /`: the status page: the same facts as `python -m worker status` (the same
   `status.report_dict`), plus jobs finished per minute over the last hour as an inline SVG drawn
   here. No script, no external font or stylesheet: it works offline. No write actions, no secret
@@ -26,13 +26,14 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from worker import migrate, status
-from worker.db import asyncpg_dsn
-from worker.errors import ConfigurationError
-from worker.logs import redact_text
-from worker.metrics import Metrics, PrometheusMetrics
-from worker.registry import package_version
-from worker.settings import Settings
+from worker.core import migrate
+from worker.core.db import asyncpg_dsn
+from worker.core.errors import ConfigurationError
+from worker.core.logs import redact_text
+from worker.core.settings import Settings
+from worker.ops import status
+from worker.ops.prometheus import Metrics, PrometheusMetrics
+from worker.queue.registry import package_version
 
 log = structlog.get_logger("worker.web")
 
@@ -71,7 +72,7 @@ async def endpoint(
 
 
 class Probed(Protocol):
-    """What the endpoint asks of the running worker (worker/runner.py's Runner)."""
+    """What the endpoint asks of the running worker (worker/queue/runner.py's Runner)."""
 
     @property
     def stopping(self) -> bool: ...

@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import structlog
 
-from worker.settings import LOG_LEVELS, Settings, bad_setting
+from worker.core.settings import LOG_LEVELS, Settings, bad_setting
 
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
 _QUERY_SECRET = re.compile(r"(?i)\b(apikey|api_key|token|key|password)=([^&\s\"']+)")

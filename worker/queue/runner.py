@@ -1,6 +1,6 @@
 """The runner: claim loop, concurrency, LISTEN wake-up, heartbeats, housekeeping, shutdown.
 
-It holds no SQL (worker/queue.py does) and no job logic (the handler does); it decides when to
+It holds no SQL (worker/queue/store.py does) and no job logic (the handler does); it decides when to
 claim, runs up to `concurrency` jobs at once, and writes one log line per job outcome.
 
 Shutdown contract: the first SIGTERM/SIGINT stops claiming and lets in-flight jobs finish for up
@@ -25,17 +25,18 @@ from typing import Literal, Protocol
 import asyncpg
 import structlog
 
-from worker import db, registry
-from worker.errors import (
+from worker.core import db
+from worker.core.errors import (
     DatabaseUnavailable,
     JobLost,
     LockWaitTimeout,
     database_errors,
     describe,
 )
-from worker.metrics import Metrics
-from worker.queue import Job, Queue
-from worker.settings import Settings
+from worker.core.settings import Settings
+from worker.ops.prometheus import Metrics
+from worker.queue import registry
+from worker.queue.store import Job, Queue
 
 CHANNEL = "symbol_onboarding"
 LISTENER_PROBE_S = 10.0
@@ -43,7 +44,7 @@ LIVENESS_SLACK_S = 10.0
 log = structlog.get_logger("worker.runner")
 
 
-# How a handler's run of one job ended (worker/onboarding.py describes each).
+# How a handler's run of one job ended (worker/jobs/onboarding.py describes each).
 Outcome = Literal["completed", "retried", "failed", "deferred"]
 # What a hand-back found: the job is pending again; this claim had completed after all (its
 # COMMIT landed but the answer never came); it is no longer ours; the database did not answer.
@@ -61,13 +62,13 @@ class JobResultLike(Protocol):
 
 
 class Handler(Protocol):
-    """Runs one claimed job and performs its queue transition (see worker/onboarding.py)."""
+    """Runs one claimed job and performs its queue transition (see worker/jobs/onboarding.py)."""
 
     async def run(self, job: Job) -> JobResultLike: ...
 
 
 class Housekeeping(Protocol):
-    """One housekeeping round (see worker/housekeeping.py), and the stall sweep on its own."""
+    """One housekeeping round (see worker/queue/housekeeping.py), and the stall sweep on its own."""
 
     async def __call__(self) -> None: ...
     async def recover_stalled(self) -> int: ...

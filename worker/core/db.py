@@ -10,11 +10,11 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from worker.errors import ConfigurationError, translates_database_errors
+from worker.core.errors import ConfigurationError, translates_database_errors
 from worker.sql import session as sql
 
 if TYPE_CHECKING:
-    from worker.settings import Settings
+    from worker.core.settings import Settings
 
 _SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
 DEFAULT_PORT = 5432

@@ -32,8 +32,8 @@ from typing import Any, NamedTuple, Protocol
 from sqlalchemy import CursorResult, Result, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from worker.db import Connection, rows_affected
-from worker.errors import WorkerError
+from worker.core.db import Connection, rows_affected
+from worker.core.errors import WorkerError
 from worker.sql import analytics_cache as sql
 
 Db = AsyncSession | AsyncConnection

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import asyncpg
 
+from worker.core.settings import Settings
+from worker.core.trading_calendar import shared_calendar
+from worker.jobs.schedule import ScheduleTimes, catch_up_day
 from worker.models.onboarding_queue import PRIORITIES, STATUSES
-from worker.schedule import ScheduleTimes, catch_up_day
-from worker.settings import Settings
 from worker.sql import host as host_sql
 from worker.sql import status as sql
-from worker.trading_calendar import shared_calendar
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -150,7 +150,7 @@ class RefreshCounts:
 
 @dataclass(frozen=True)
 class RefreshFacts:
-    """How current the universe is (worker/refresh.py, worker/schedule.py)."""
+    """How current the universe is (worker/jobs/refresh.py, worker/jobs/schedule.py)."""
 
     calendar: str
     through_session: date  # the last completed session
@@ -181,7 +181,7 @@ class FactorFacts:
 
 @dataclass(frozen=True)
 class HostFacts:
-    """The host's own market_data_cache rows that disagree with the worker's (worker/host.py)."""
+    """The host's own market_data_cache rows that disagree with the worker's (worker/host/tables.py)."""
 
     host_price_disagreements: int  # (symbol, date) rows the host wrote whose close differs
     symbols: int

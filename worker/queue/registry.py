@@ -7,9 +7,9 @@ import os
 import socket
 from dataclasses import dataclass
 
-from worker.db import rows_affected
-from worker.errors import translates_database_errors
-from worker.queue import Executor
+from worker.core.db import rows_affected
+from worker.core.errors import translates_database_errors
+from worker.queue.store import Executor
 from worker.sql import workers as sql
 
 

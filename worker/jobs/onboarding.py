@@ -12,7 +12,7 @@ and store them, mark the symbol active and complete the job in one transaction.
   person can act on; a `pending` symbol becomes `error`, an `active` one keeps its status;
 - deferred: every usable source is paused (rate limit, block) or its next request slot is too
   far away: the job is released without spending an attempt.
-It lets cancellation, `JobLost` and `DatabaseUnavailable` (an outage, as worker/errors.py
+It lets cancellation, `JobLost` and `DatabaseUnavailable` (an outage, as worker/core/errors.py
 decides: driver errors are translated here, where the job's SQL runs) propagate to the runner,
 which hands the job back without spending an attempt (after a delay for a lock wait that
 outlasted DATABASE_LOCK_TIMEOUT_S: the host holds a table). A database connection is held only for
@@ -40,20 +40,14 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from worker import factors
-from worker.db import Connection, bounded_lock_waits
-from worker.errors import ConfigurationError, DatabaseUnavailable, database_errors
+from worker.core.db import Connection, bounded_lock_waits
+from worker.core.errors import ConfigurationError, DatabaseUnavailable, database_errors
+from worker.core.logs import redact_text
+from worker.core.settings import Settings
+from worker.factors import service as factors
 from worker.factors.switch import FactorSwitch
-from worker.host import NO_HOST, HostTables, Mirrored, fill_description
-from worker.logs import redact_text
-from worker.metrics import Metrics
-from worker.prices import (
-    HTTP_SOURCES,
-    build_sources,
-    check_source_config,
-    source_rates,
-    source_secrets,
-)
+from worker.host.tables import NO_HOST, HostTables, Mirrored, fill_description
+from worker.ops.prometheus import Metrics
 from worker.prices.base import (
     Bar,
     Bars,
@@ -69,9 +63,15 @@ from worker.prices.base import (
 )
 from worker.prices.http import MaskSecrets, scrub
 from worker.prices.ratelimit import SourceGate
-from worker.queue import Job, JobLost, Queue
-from worker.runner import Outcome
-from worker.settings import Settings
+from worker.prices.sources import (
+    HTTP_SOURCES,
+    build_sources,
+    check_source_config,
+    source_rates,
+    source_secrets,
+)
+from worker.queue.runner import Outcome
+from worker.queue.store import Job, JobLost, Queue
 from worker.sql import prices as sql
 
 logger = structlog.get_logger()
@@ -282,7 +282,7 @@ class Onboarder:
         self, job: Job, window: Window, log: FilteringBoundLogger
     ) -> "Fetched | Unfetched":
         """The first source of the chain that has bars for the job's symbol in `window`, or why
-        none did (the refresh job reads the reasons before settling; see worker/refresh.py)."""
+        none did (the refresh job reads the reasons before settling; see worker/jobs/refresh.py)."""
         deferrals: list[SourcePaused] = []
         failures: list[SourceError] = []
         for source in self.sources:
@@ -468,7 +468,7 @@ class Onboarder:
         through: date | None = None,
     ) -> JobResult:
         """Upsert the bars, mark the symbol active, complete the job, keep the host's tables
-        true (worker/host.py) and write its betas: one transaction. `replace`: the symbol's
+        true (worker/host/tables.py) and write its betas: one transaction. `replace`: the symbol's
         stored rows are deleted first, in the same transaction (a refresh that found its history
         re-adjusted). `through`: the calendar's last completed session (else the onboarder's
         own clock says)."""

@@ -19,13 +19,13 @@ import asyncpg
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from worker.db import Connection
-from worker.onboarding import Fetched
+from worker.core.db import Connection
+from worker.core.trading_calendar import TradingCalendar
+from worker.jobs.onboarding import Fetched
 from worker.prices.base import Bar, Bars, SourceError, SourcePaused, Window, ticks
 from worker.prices.polygon import PolygonSource
-from worker.queue import Job
+from worker.queue.store import Job
 from worker.sql import refresh as sql
-from worker.trading_calendar import TradingCalendar
 
 log = structlog.get_logger("worker.bulk")
 

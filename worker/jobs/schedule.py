@@ -18,12 +18,12 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import structlog
 
-from worker.db import Connection
+from worker.core.db import Connection
+from worker.core.settings import Settings
+from worker.core.symbols import normalize_symbol
+from worker.core.trading_calendar import TradingCalendar
 from worker.factors.betas import REFERENCE_ETFS
-from worker.settings import Settings
 from worker.sql import refresh as sql
-from worker.symbols import normalize_symbol
-from worker.trading_calendar import TradingCalendar
 
 log = structlog.get_logger("worker.schedule")
 
@@ -204,9 +204,9 @@ def request_plan(
     asked when it fails; none for a local source): one per symbol, except that with grouped daily
     bars (REFRESH_BULK=auto, Polygon first) one request per session serves every symbol whose
     window is short enough. Also: how many grouped requests, and how many symbols they serve."""
-    # Here, not at the top: worker.status imports this module, and the price sources import
-    # worker.metrics, which imports worker.status.
-    from worker.prices import HTTP_SOURCES, check_source_config, source_rates
+    # Here, not at the top: worker.ops.status imports this module, and the price sources import
+    # worker.ops.prometheus, which imports worker.ops.status.
+    from worker.prices.sources import HTTP_SOURCES, check_source_config, source_rates
 
     names = check_source_config(settings)
     first = names[0]

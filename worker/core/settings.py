@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from worker.errors import ConfigurationError
+from worker.core.errors import ConfigurationError
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -136,7 +136,7 @@ class Settings:
     # spending their attempts on an outage. A success resets the count.
     source_failures_before_pause: int = _env("PRICE_SOURCE_FAILURES_BEFORE_PAUSE", 5)
     source_failure_pause_s: float = _env("PRICE_SOURCE_FAILURE_PAUSE_S", 120.0)
-    # Refresh (worker/refresh.py, worker/schedule.py)
+    # Refresh (worker/jobs/refresh.py, worker/jobs/schedule.py)
     # A refresh re-fetches this many sessions before last_price_date, to notice corrections and
     # re-adjusted history (splits, dividends) by comparing them with the stored rows.
     refresh_overlap_sessions: int = _env("REFRESH_OVERLAP_SESSIONS", 3)
@@ -149,7 +149,7 @@ class Settings:
     # of REFRESH_CALENDAR in REFRESH_SCHEDULE_TIMEZONE ("off": never; `refresh` still works).
     refresh_schedule_time: str = _env("REFRESH_SCHEDULE_TIME", "18:00")
     refresh_schedule_timezone: str = _env("REFRESH_SCHEDULE_TIMEZONE", "America/New_York")
-    # Bulk refresh (worker/bulk.py): "auto" loads Polygon's grouped daily bars (one request per
+    # Bulk refresh (worker/jobs/bulk.py): "auto" loads Polygon's grouped daily bars (one request per
     # session for every symbol) when polygon leads PRICE_SOURCE; "off": per-symbol requests only.
     refresh_bulk: str = _env("REFRESH_BULK", "auto")
     # Windows longer than this many sessions (a symbol far behind) use per-symbol requests.
@@ -167,7 +167,7 @@ class Settings:
     # Connections the `factors` command runs batches on at once (one is read by the server while
     # another is solved and written).
     factor_connections: int = _env("FACTOR_CONNECTIONS", 2)
-    # The host's own tables (worker/host.py). "auto" mirrors every stored bar into the host's
+    # The host's own tables (worker/host/tables.py). "auto" mirrors every stored bar into the host's
     # market_data_cache where the host owns one; "on" refuses to start without it; "off" never.
     host_price_mirror: str = _env("HOST_PRICE_MIRROR", "auto")
     # "auto" deletes the cached analytics of the portfolios holding a symbol whose prices or

@@ -23,16 +23,16 @@ from typing import Any, Literal, Protocol, cast
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from worker.db import rows_affected
-from worker.errors import JobLost, translates_database_errors
-from worker.models.onboarding_queue import Priority
-from worker.sql import queue as sql
-from worker.symbols import (
+from worker.core.db import rows_affected
+from worker.core.errors import JobLost, translates_database_errors
+from worker.core.symbols import (
     UnknownRequesterError,
     check_priority,
     check_requested_by,
     normalize_symbol,
 )
+from worker.models.onboarding_queue import Priority
+from worker.sql import queue as sql
 
 __all__ = ["Job", "JobLost", "Queue", "Recovered", "enqueue_symbol", "enqueue_symbols"]
 
@@ -59,7 +59,7 @@ class Job:
     requested_by: uuid.UUID | None
     created_at: datetime
     started_at: datetime  # this claim's token: every statement that ends the claim presents it
-    kind: str = "onboarding"  # or "refresh" (worker/refresh.py)
+    kind: str = "onboarding"  # or "refresh" (worker/jobs/refresh.py)
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def retry_delay_s(attempt: int, base_s: float, max_s: float) -> float:
 class Queue:
     """Queue operations for one worker process (its id fences every state change).
 
-    Every method raises DatabaseUnavailable for an outage (worker/errors.py decides), JobLost
+    Every method raises DatabaseUnavailable for an outage (worker/core/errors.py decides), JobLost
     for a job that is no longer this worker's, and any other error as it came.
     """
 

@@ -30,38 +30,32 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from worker import (
-    analytics_cache,
-    backfill,
-    db,
-    embedded,
-    logs,
-    migrate,
-    registry,
-    schedule,
-    status,
-)
-from worker import queue as queue_ops
-from worker.db import asyncpg_dsn, redact
-from worker.errors import ConfigurationError, DatabaseUnavailable, WorkerError
-from worker.host import NO_HOST, HostTables
-from worker.housekeeping import Housekeeper
-from worker.models.onboarding_queue import PRIORITIES
-from worker.settings import WHOLE_NUMBER_ABOVE_ZERO, Settings
-from worker.sql import prices as prices_sql
-from worker.symbols import (
+from worker.core import db, embedded, logs, migrate
+from worker.core.db import asyncpg_dsn, redact
+from worker.core.errors import ConfigurationError, DatabaseUnavailable, WorkerError
+from worker.core.settings import WHOLE_NUMBER_ABOVE_ZERO, Settings
+from worker.core.symbols import (
     InvalidPriorityError,
     InvalidSymbolError,
     UnknownRequesterError,
     normalize_symbol,
 )
+from worker.host import analytics_cache, backfill
+from worker.host.tables import NO_HOST, HostTables
+from worker.jobs import schedule
+from worker.models.onboarding_queue import PRIORITIES
+from worker.ops import status
+from worker.queue import registry
+from worker.queue import store as queue_ops
+from worker.queue.housekeeping import Housekeeper
+from worker.sql import prices as prices_sql
 
 if TYPE_CHECKING:  # numpy loads with worker.factors: only the commands that use it import it
-    from worker.factors import FactorStore
+    from worker.factors.service import FactorStore
     from worker.factors.switch import FactorSwitch
-    from worker.housekeeping import Sweep
-    from worker.metrics import Metrics
-    from worker.web import StatusServer
+    from worker.ops.prometheus import Metrics
+    from worker.ops.web import StatusServer
+    from worker.queue.housekeeping import Sweep
 
 log = structlog.get_logger("worker.cli")
 
@@ -357,7 +351,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "run":
         # The price sources are checked before the embedded server starts (seconds) or the
         # database is reached: a typo in --source or PRICE_SOURCE fails at once.
-        from worker.prices import check_source_config
+        from worker.prices.sources import check_source_config
 
         check_source_config(settings, args.source)
     # The embedded server is the worker's own: every command but `migrate` brings it to head
@@ -387,7 +381,7 @@ async def _database(settings: Settings, *, migrate_embedded: bool) -> AsyncItera
 
 
 async def _run(args: argparse.Namespace, settings: Settings, url: str) -> int:
-    from worker import web
+    from worker.ops import web
 
     worker_id = queue_ops.new_worker_id(settings.worker_name)
     try:
@@ -405,11 +399,11 @@ async def _run_worker(
     metrics: "Metrics",
     server: "StatusServer | None",
 ) -> int:
+    from worker.core.trading_calendar import shared_calendar
     from worker.factors.switch import FactorSwitch
-    from worker.onboarding import open_onboarder
-    from worker.refresh import JobsByKind, build_refresher
-    from worker.runner import Runner
-    from worker.trading_calendar import shared_calendar
+    from worker.jobs.onboarding import open_onboarder
+    from worker.jobs.refresh import JobsByKind, build_refresher
+    from worker.queue.runner import Runner
 
     stop_requests: list[Callable[[], None]] = []
 
@@ -492,7 +486,7 @@ async def _run_worker(
 
 async def _factor_store(db: asyncpg.Pool | asyncpg.Connection) -> "FactorStore":
     """The shape of symbol_factor_exposures, read once at start-up; one line if unwritable."""
-    from worker.factors import FactorStore, ShapeError
+    from worker.factors.service import FactorStore, ShapeError
 
     try:
         return await FactorStore.detect(db)
@@ -510,7 +504,7 @@ async def _sweep_factor_waits(
 ) -> int:
     """Housekeeping: betas for one batch of waiting symbols whose reference jobs have ended (or
     that were skipped while the factor names were missing: looked for again first)."""
-    from worker.factors import resolve_waiting
+    from worker.factors.service import resolve_waiting
 
     if not await factors.look_again(conn):
         return 0
@@ -558,7 +552,7 @@ def housekeeper_for(
     refresh's old sessions, and the symbols waiting for factor betas (with a factor store). Each
     sweep deletes one batch per call: the housekeeper commits each batch on its own. `periodic`:
     the running worker's daily refresh schedule."""
-    from worker.bulk import sweep_bulk_days
+    from worker.jobs.bulk import sweep_bulk_days
 
     sweeps: dict[str, Sweep] = {
         "expired_analytics_cache": functools.partial(analytics_cache.sweep_expired, max_batches=1),

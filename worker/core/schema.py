@@ -13,7 +13,7 @@ Two filters for Alembic's `include_object`:
 - `include_host_object`: for the HOST's env.py, so the host's autogenerate never proposes dropping
   the project's tables or columns::
 
-      from worker.schema import include_host_object
+      from worker.core.schema import include_host_object
       context.configure(..., include_object=include_host_object)
 """
 

@@ -5,7 +5,7 @@ import re
 import uuid
 from typing import TypeGuard
 
-from worker.errors import WorkerError
+from worker.core.errors import WorkerError
 from worker.models.onboarding_queue import PRIORITIES, SYMBOL_PATTERN, Priority
 
 _SYMBOL = re.compile(SYMBOL_PATTERN)
@@ -59,7 +59,7 @@ def check_priority(priority: object) -> Priority:
 
 def check_requested_by(requested_by: object) -> uuid.UUID | None:
     """`requested_by` as a UUID (or None); raises UnknownRequesterError for anything else. Whether
-    the user exists is the database's to say (worker.queue checks it before inserting)."""
+    the user exists is the database's to say (worker.queue.store checks it before inserting)."""
     if requested_by is None or isinstance(requested_by, uuid.UUID):
         return requested_by
     if isinstance(requested_by, str):

@@ -25,15 +25,15 @@ import asyncpg
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from worker.bulk import BulkDays, Waiting
-from worker.db import bounded_lock_waits
-from worker.onboarding import Fetched, JobResult, Onboarder, Unfetched, _clip
+from worker.core.db import bounded_lock_waits
+from worker.core.settings import Settings
+from worker.core.trading_calendar import TradingCalendar
+from worker.jobs.bulk import BulkDays, Waiting
+from worker.jobs.onboarding import Fetched, JobResult, Onboarder, Unfetched, _clip
 from worker.prices.base import Bar, NoData, SourcePaused, SymbolNotFound, Window
 from worker.prices.polygon import PolygonSource
-from worker.queue import Job, Queue
-from worker.settings import Settings
+from worker.queue.store import Job, Queue
 from worker.sql import refresh as sql
-from worker.trading_calendar import TradingCalendar
 
 logger = structlog.get_logger()
 

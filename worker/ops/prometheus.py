@@ -3,7 +3,7 @@
 The runner, the onboarding job, the HTTP sources and the source gate call the recorders of a
 `Metrics`. The base class records nothing: a worker without `WORKER_HTTP_PORT` pays nothing for
 metrics. `PrometheusMetrics` keeps plain numbers, rendered at scrape time through its own
-`CollectorRegistry` (never the global one), and its `QueueCollector` renders the status layer's cheap `QueueDepth` (worker/status.py), read from
+`CollectorRegistry` (never the global one), and its `QueueCollector` renders the status layer's cheap `QueueDepth` (worker/ops/status.py), read from
 the database at scrape time and cached for `DEPTH_CACHE_S`, so the queue gauges and `status`
 come from the same query.
 """
@@ -24,11 +24,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from worker.queue import Job
-from worker.status import QueueDepth, UniverseFacts
+from worker.ops.status import QueueDepth, UniverseFacts
+from worker.queue.store import Job
 
 if TYPE_CHECKING:
-    from worker.host import Mirrored
+    from worker.host.tables import Mirrored
 
 log = structlog.get_logger("worker.metrics")
 T = TypeVar("T")
@@ -77,7 +77,7 @@ class Metrics:
         """A lost database connection (claim, listen) was established again."""
 
     def host_prices_mirrored(self, source: str, mirrored: "Mirrored") -> None:
-        """One job's bars went into the host's market_data_cache (worker/host.py)."""
+        """One job's bars went into the host's market_data_cache (worker/host/tables.py)."""
 
 
 class PrometheusMetrics(Metrics):

@@ -1,0 +1,1 @@
+"""What operators see: status facts, Prometheus metrics, the HTTP endpoint and status page."""
