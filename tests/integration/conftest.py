@@ -12,10 +12,10 @@ import pytest
 from tests.fakeprovider import FakeProvider
 from tests.harness import PgServer, run
 from worker.core.db import asyncpg_dsn
+from worker.core.metrics import Metrics
 from worker.core.settings import Settings
 from worker.factors.service import FactorStore
 from worker.jobs.onboarding import Onboarder, open_onboarder
-from worker.ops.prometheus import Metrics
 from worker.queue.store import Job, Queue
 
 TABLES = (

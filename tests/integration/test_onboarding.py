@@ -22,7 +22,8 @@ from tests.harness import unused_port
 from tests.integration.conftest import claim, job_row, stored, symbol_row
 from worker.core.settings import SettingsError
 from worker.jobs import onboarding
-from worker.jobs.onboarding import _columns, open_onboarder
+from worker.jobs.onboarding import open_onboarder
+from worker.jobs.write import columns_of
 from worker.ops.prometheus import PrometheusMetrics
 from worker.prices import ratelimit, synthetic
 from worker.prices.base import SourcePaused, Window
@@ -580,7 +581,7 @@ async def test_a_source_that_never_replaces_keeps_rows_written_meanwhile(pool) -
         synthetic.generate("X", Window(date(2024, 6, 24), date(2024, 6, 25))),
         Window(date(2024, 6, 24), date(2024, 6, 25)),
     )
-    columns = _columns(fetched.bars)
+    columns = columns_of(fetched.bars)
     for replaces in (False, True):
         await pool.fetchrow(sql.STORE_PRICES, "X", *columns, replaces)
         closes = dict(await pool.fetch("SELECT price_date, close_price FROM symbol_prices_daily"))

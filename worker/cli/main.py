@@ -51,9 +51,9 @@ from worker.queue.housekeeping import Housekeeper
 from worker.sql import prices as prices_sql
 
 if TYPE_CHECKING:  # numpy loads with worker.factors: only the commands that use it import it
+    from worker.core.metrics import Metrics
     from worker.factors.service import FactorStore
     from worker.factors.switch import FactorSwitch
-    from worker.ops.prometheus import Metrics
     from worker.ops.web import StatusServer
     from worker.queue.housekeeping import Sweep
 

@@ -21,8 +21,8 @@ from structlog.typing import FilteringBoundLogger
 
 from worker.core.db import Connection
 from worker.core.trading_calendar import TradingCalendar
-from worker.jobs.onboarding import Fetched
 from worker.prices.base import Bar, Bars, SourceError, SourcePaused, Window, ticks
+from worker.prices.chain import Fetched
 from worker.prices.polygon import PolygonSource
 from worker.queue.store import Job
 from worker.sql import refresh as sql

@@ -29,9 +29,11 @@ from worker.core.db import bounded_lock_waits
 from worker.core.settings import Settings
 from worker.core.trading_calendar import TradingCalendar
 from worker.jobs.bulk import BulkDays, Waiting
-from worker.jobs.onboarding import Fetched, JobResult, Onboarder, Unfetched, _clip
+from worker.jobs.onboarding import JobParts, Onboarder
 from worker.prices.base import Bar, NoData, SourcePaused, SymbolNotFound, Window
+from worker.prices.chain import Fetched, Unfetched
 from worker.prices.polygon import PolygonSource
+from worker.queue.outcome import JobResult, classify, clip
 from worker.queue.store import Job, Queue
 from worker.sql import refresh as sql
 
@@ -95,7 +97,8 @@ def split_ratio(changes: Sequence[PriceChange]) -> str | None:
 
 
 class Refresher:
-    """Runs refresh jobs; shares the Onboarder's sources, gate and queue transitions."""
+    """Runs refresh jobs with the onboarding's parts (source chain, price writer, queue
+    transitions); a symbol without prices yet is onboarded by the Onboarder itself."""
 
     def __init__(
         self,
@@ -114,6 +117,7 @@ class Refresher:
         self._queue = queue
         self._pool = pool
         self._onboarder = onboarder
+        self._parts: JobParts = onboarder.parts
         self._calendar = calendar
         self._now = now or (lambda: datetime.now(UTC))
         self._bulk = bulk
@@ -122,7 +126,15 @@ class Refresher:
         log = logger.bind(
             job_id=str(job.id), symbol=job.symbol, attempt=job.attempts, kind="refresh"
         )
-        return await self._onboarder.classify(job, log, self._refresh(job, log), kind="refresh")
+        return await classify(
+            job,
+            self._refresh(job, log),
+            kind="refresh",
+            settings=self._settings,
+            retry_later=self._parts.ends.retry_later,
+            log=log,
+            mask=self._parts.masked,
+        )
 
     def window(self, last_price_date: date) -> Window:
         """From `refresh_overlap_sessions` sessions before `last_price_date` to the last
@@ -144,7 +156,7 @@ class Refresher:
             # Deleted by the host, delisted or errored since the batch: nothing to refresh.
             status = None if target is None else target["status"]
             log.info("refresh_skipped", status=status)
-            await self._onboarder.complete_unchanged(job)
+            await self._parts.ends.complete_unchanged(job)
             return JobResult("completed", rows=0)
         last = target["last_price_date"]
         if last is None:
@@ -153,7 +165,7 @@ class Refresher:
         window = self.window(last)
         if last >= window.end:
             log.info("refresh_up_to_date", last_price_date=last.isoformat())
-            await self._onboarder.complete_unchanged(job)
+            await self._parts.ends.complete_unchanged(job)
             return JobResult("completed", rows=0)
 
         got: Fetched | Unfetched | None = None
@@ -164,17 +176,19 @@ class Refresher:
                 await self._queue.release(self._pool, job, delay_s=shared.delay_s, reason=reason)
                 return JobResult("deferred", error=reason)
             if isinstance(shared, SourcePaused):
-                return await self._onboarder.settle(job, Unfetched([shared], []))
+                return await self._parts.ends.settle(
+                    job, Unfetched([shared], []), self._parts.chain
+                )
             got = shared
         if got is None:
-            got = await self._onboarder.fetch_bars(job, window, log)
+            got = await self._parts.chain.fetch(job.symbol, window, log)
         if isinstance(got, Unfetched):
             return await self._unfetched(job, got, log)
         stored = await self._pool.fetch(sql.STORED_OVERLAP, job.symbol, window.start, last)
         changes = price_changes(stored, got.fetched.bars)
         await self._pool.execute(sql.RESET_MISSES, job.symbol)
         if not changes:
-            return await self._onboarder.store(
+            return await self._parts.writer.store(
                 job, got.source, got.fetched, log, through=window.end
             )
         return await self._replace(job, changes, log)
@@ -184,7 +198,7 @@ class Refresher:
     ) -> JobResult:
         """The stored history no longer matches the provider's: re-fetch the whole lookback and
         replace the symbol's rows with it in one transaction, in which the Onboarder's factor
-        step (worker/factors) also recomputes its betas from the new history."""
+        step (worker/jobs/write.py) also recomputes its betas from the new history."""
         log.warning(
             "price_history_changed",
             changed_values=len(changes),
@@ -202,10 +216,10 @@ class Refresher:
             ],
         )
         lookback = self.lookback()
-        got = await self._onboarder.fetch_bars(job, lookback, log)
+        got = await self._parts.chain.fetch(job.symbol, lookback, log)
         if isinstance(got, Unfetched):
-            return await self._onboarder.settle(job, got)
-        return await self._onboarder.store(
+            return await self._parts.ends.settle(job, got, self._parts.chain)
+        return await self._parts.writer.store(
             job, got.source, got.fetched, log, replace=True, through=lookback.end
         )
 
@@ -213,10 +227,10 @@ class Refresher:
         """No source served the window. Unknown or no data at every source (and nothing paused)
         is a miss toward delisting; anything else settles as for an onboarding."""
         if got.deferrals or not got.failures:
-            return await self._onboarder.settle(job, got)
+            return await self._parts.ends.settle(job, got, self._parts.chain)
         if not all(isinstance(f, SymbolNotFound | NoData) for f in got.failures):
-            return await self._onboarder.settle(job, got)
-        reason = _clip("; ".join(str(f) for f in got.failures))
+            return await self._parts.ends.settle(job, got, self._parts.chain)
+        reason = clip("; ".join(str(f) for f in got.failures))
         async with (
             self._pool.acquire() as conn,
             bounded_lock_waits(conn, self._settings.lock_timeout_s),
@@ -227,10 +241,10 @@ class Refresher:
                 await conn.execute(sql.DELIST, job.symbol)
             # Failed, so an operator sees why in `status`; the symbol keeps its status until
             # the last miss delists it. A reference ETF's end releases the symbols waiting for
-            # it, as any failed end does (Onboarder.fail).
-            await self._onboarder.lock_references(conn, job)
+            # it, as any failed end does (JobEnds.fail).
+            await self._parts.ends.lock_references(conn, job)
             await self._queue.fail(conn, job, reason)
-            await self._onboarder.reference_ended(conn, job)
+            await self._parts.ends.reference_ended(conn, job)
         log.warning(
             "symbol_delisted" if delist else "refresh_missed",
             misses=count,

@@ -1,8 +1,6 @@
-"""What the worker counts, and the Prometheus registry behind it.
+"""The Prometheus adapter of the metrics recorder (worker/core/metrics.py).
 
-The runner, the onboarding job, the HTTP sources and the source gate call the recorders of a
-`Metrics`. The base class records nothing: a worker without `WORKER_HTTP_PORT` pays nothing for
-metrics. `PrometheusMetrics` keeps plain numbers, rendered at scrape time through its own
+`PrometheusMetrics` keeps plain numbers, rendered at scrape time through its own
 `CollectorRegistry` (never the global one), and its `QueueCollector` renders the status layer's cheap `QueueDepth` (worker/ops/status.py), read from
 the database at scrape time and cached for `DEPTH_CACHE_S`, so the queue gauges and `status`
 come from the same query.
@@ -12,7 +10,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from itertools import accumulate
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import structlog
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -24,11 +22,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from worker.core.metrics import JobFacts, Metrics, MirrorFacts
 from worker.ops.status import QueueDepth, UniverseFacts
-from worker.queue.store import Job
-
-if TYPE_CHECKING:
-    from worker.host.tables import Mirrored
 
 log = structlog.get_logger("worker.metrics")
 T = TypeVar("T")
@@ -44,40 +39,6 @@ DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 12
 LATENCY_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400,
 )  # fmt: skip
-
-
-class Metrics:
-    """The recorders; this base records nothing (the HTTP endpoint is off)."""
-
-    # Whether betas are computed, and why not (the worker's FactorSwitch), once known.
-    factors_state: Callable[[], tuple[bool, str | None]] | None = None
-
-    def job_started(self, job: Job) -> None:
-        """A job was claimed and starts now."""
-
-    def job_finished(self, job: Job, outcome: str, duration_s: float) -> None:
-        """A job's run ended with `outcome` (see Runner._execute) after `duration_s`."""
-
-    def rows_written(self, source: str, rows: int) -> None:
-        """Price rows inserted or changed by one job."""
-
-    def rows_skipped(self, source: str, reasons: Mapping[str, int]) -> None:
-        """Rows of one fetch that validation refused or could not use, by reason."""
-
-    def provider_request(self, source: str, status: str) -> None:
-        """One HTTP request to a price provider: its status code, or timeout / error."""
-
-    def source_paused(self, source: str) -> None:
-        """This process paused a source (rate limit, block, circuit breaker)."""
-
-    def rate_limit_deferral(self, source: str) -> None:
-        """A job was deferred for want of a request slot of `source`."""
-
-    def database_reconnect(self, connection: str) -> None:
-        """A lost database connection (claim, listen) was established again."""
-
-    def host_prices_mirrored(self, source: str, mirrored: "Mirrored") -> None:
-        """One job's bars went into the host's market_data_cache (worker/host/tables.py)."""
 
 
 class PrometheusMetrics(Metrics):
@@ -111,12 +72,12 @@ class PrometheusMetrics(Metrics):
         self.host_rows: dict[tuple[str], int] = {}  # (source,)
         self.host_refused: dict[tuple[str], int] = {}  # (reason,)
 
-    def job_started(self, job: Job) -> None:
+    def job_started(self, job: JobFacts) -> None:
         self.in_flight += 1
         if job.attempts == 1:
             self.start_latency.observe(_seconds(job))
 
-    def job_finished(self, job: Job, outcome: str, duration_s: float) -> None:
+    def job_finished(self, job: JobFacts, outcome: str, duration_s: float) -> None:
         self.in_flight -= 1
         key = (outcome, job.priority)
         self.finished[key] = self.finished.get(key, 0) + 1
@@ -147,7 +108,7 @@ class PrometheusMetrics(Metrics):
     def database_reconnect(self, connection: str) -> None:
         _add(self.reconnects, (connection,))
 
-    def host_prices_mirrored(self, source: str, mirrored: "Mirrored") -> None:
+    def host_prices_mirrored(self, source: str, mirrored: MirrorFacts) -> None:
         _add(self.host_rows, (source,), mirrored.rows_written)
         for reason, rows in (
             ("host_row_kept", mirrored.host_rows_kept),
@@ -163,7 +124,7 @@ def _add(series: dict[Any, int], key: Any, amount: int = 1) -> None:
     series[key] = series.get(key, 0) + amount
 
 
-def _seconds(job: Job) -> float:
+def _seconds(job: JobFacts) -> float:
     return max((job.started_at - job.created_at).total_seconds(), 0.0)
 
 

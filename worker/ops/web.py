@@ -30,9 +30,10 @@ from worker.core import migrate
 from worker.core.db import asyncpg_dsn
 from worker.core.errors import ConfigurationError
 from worker.core.logs import redact_text
+from worker.core.metrics import Metrics
 from worker.core.settings import Settings
 from worker.ops import status
-from worker.ops.prometheus import Metrics, PrometheusMetrics
+from worker.ops.prometheus import PrometheusMetrics
 from worker.queue.registry import package_version
 
 log = structlog.get_logger("worker.web")

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, TypeVar
 import httpx
 
 from worker.core.logs import redact_text
-from worker.ops.prometheus import Metrics
+from worker.core.metrics import Metrics
 from worker.prices.base import (
     Bars,
     InvalidData,

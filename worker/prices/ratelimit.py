@@ -26,8 +26,8 @@ import asyncpg
 import structlog
 
 from worker.core.db import Connection
+from worker.core.metrics import Metrics
 from worker.core.settings import SettingsError
-from worker.ops.prometheus import Metrics
 from worker.prices.base import SourcePaused
 from worker.sql import prices as sql
 

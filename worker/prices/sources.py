@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 
+from worker.core.metrics import Metrics
 from worker.core.settings import Settings, SettingsError, env_name
-from worker.ops.prometheus import Metrics
 from worker.prices.base import PriceSource
 from worker.prices.csv_files import CsvSource
 from worker.prices.database import DatabaseSource

@@ -33,9 +33,10 @@ from worker.core.errors import (
     database_errors,
     describe,
 )
+from worker.core.metrics import Metrics
 from worker.core.settings import Settings
-from worker.ops.prometheus import Metrics
 from worker.queue import registry
+from worker.queue.outcome import Outcome, clip, unexpected
 from worker.queue.store import Job, Queue
 
 CHANNEL = "symbol_onboarding"
@@ -44,8 +45,6 @@ LIVENESS_SLACK_S = 10.0
 log = structlog.get_logger("worker.runner")
 
 
-# How a handler's run of one job ended (worker/jobs/onboarding.py describes each).
-Outcome = Literal["completed", "retried", "failed", "deferred"]
 # What a hand-back found: the job is pending again; this claim had completed after all (its
 # COMMIT landed but the answer never came); it is no longer ours; the database did not answer.
 HandBack = Literal["handed_back", "completed", "lost", "unreachable"]
@@ -352,10 +351,11 @@ class Runner:
             outcome = "completed" if handed == "completed" else "interrupted"
             self._log_hand_back(bound, handed, outcome, elapsed_ms(), error=str(exc))
         except Exception as exc:  # a bug in the handler: keep the job, count the attempt
+            # The one rule of worker/queue/outcome.py, for a handler that raised past its own
+            # classify: retry_later fails it on its last attempt (a pending symbol: `error`).
             bound.exception("job_finished", outcome="crashed", duration_ms=elapsed_ms())
-            # retry_later fails it on its last attempt, and marks a pending symbol `error`.
             with contextlib.suppress(JobLost, DatabaseUnavailable):
-                await self.queue.retry_later(self.pool, job, f"worker error: {describe(exc)}")
+                await self.queue.retry_later(self.pool, job, clip(unexpected(exc)))
         finally:
             self._in_flight.pop(key, None)
             self._confirmed.pop(key, None)
