@@ -163,7 +163,7 @@ async def time_backfill(url: str, args: argparse.Namespace, jobs: int) -> float:
         )
     rate = summary.rows_seen / elapsed
     print(
-        f"worker.host.backfill, jobs={jobs}: {total:>10,} rows in {elapsed:7.2f} s = "
+        f"worker.backfill, jobs={jobs}: {total:>10,} rows in {elapsed:7.2f} s = "
         f"{rate:>9,.0f} rows/s ({summary.batches:,} batches of {args.batch_size:,}+ rows, "
         f"{summary.symbols_added:,} symbols added)"
     )

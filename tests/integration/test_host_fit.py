@@ -211,7 +211,7 @@ async def drain(pool: asyncpg.Pool, worker: Worker, concurrency: int = 4) -> lis
 
     async def lane() -> None:
         while True:
-            jobs = await worker.queue.store.claim(pool)
+            jobs = await worker.queue.claim(pool)
             if not jobs:
                 return
             claimed.append(jobs[0].symbol)
@@ -304,7 +304,7 @@ async def test_betas_dated_d_use_every_etfs_price_of_d(
     # provider would), so AAPL must wait for VTV's session.
     held = None
     with capture_logs() as logs:
-        while jobs := await worker.queue.store.claim(host_pool):
+        while jobs := await worker.queue.claim(host_pool):
             if jobs[0].symbol == "VTV":
                 held = jobs[0]
                 continue
