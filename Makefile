@@ -33,6 +33,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m tests.typecheck  # mypy, strict, on the installed layout
+	$(BIN)/python -m tests.typecheck --imports  # lint-imports: the layers (pyproject.toml)
 
 bench: $(VENV)/.installed-test
 	PYTHONPATH=. $(BIN)/python bench/queue_throughput.py

@@ -35,10 +35,11 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from worker.core import embedded, migrate
+from worker.core import embedded
 from worker.core.db import asyncpg_dsn, create_engine, redact, with_database
 from worker.host.backfill import DEFAULT_BATCH_SIZE, backfill
 from worker.models import MarketDataCache, SymbolPricesDaily, SymbolUniverse
+from worker.ops import migrate
 
 # The bench smoke test (tests/acceptance/test_bench_scripts.py) runs it with these arguments and
 # checks these lines; the defaults stay the full size.

@@ -37,7 +37,7 @@ from queue_throughput import (
     enqueue_ours,
 )
 
-from worker.core import migrate
+from worker.ops import migrate
 from worker.queue.store import Queue
 from worker.sql import queue as sql
 

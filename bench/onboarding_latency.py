@@ -31,12 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests import hostdb
 from tests.factordata import business_days, reference_series, store_prices
 from tests.fakeprovider import FakeProvider, recorded
-from worker.core import migrate
 from worker.core.db import asyncpg_dsn
 from worker.core.settings import Settings
 from worker.factors.service import FactorStore
 from worker.host.tables import NO_HOST, HostTables
 from worker.jobs.onboarding import open_onboarder
+from worker.ops import migrate
 from worker.queue.runner import Runner
 from worker.queue.store import Job, Queue
 

@@ -54,10 +54,10 @@ from pathlib import Path
 import asyncpg
 from common import installed
 
-from worker.core import embedded, logs, migrate
+from worker.core import embedded, logs
 from worker.core.db import asyncpg_dsn, with_database
 from worker.core.settings import Settings
-from worker.ops import web
+from worker.ops import migrate, web
 from worker.ops.prometheus import PrometheusMetrics
 from worker.queue.runner import Runner
 from worker.queue.store import Job, Queue, new_worker_id

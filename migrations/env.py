@@ -1,6 +1,6 @@
 """Alembic environment on asyncpg.
 
-The URL comes from DATABASE_URL. A caller (the tests, `worker.core.migrate`) can instead hand in an
+The URL comes from DATABASE_URL. A caller (the tests, `worker.ops.migrate`) can instead hand in an
 open connection through `config.attributes["connection"]`, so migrations run on its connection.
 
 The project's revisions live in their own version table (`symbol_onboarding_alembic_version`), so

@@ -9,10 +9,10 @@ import pytest
 
 from tests.acceptance.conftest import run_cli, start_worker, worker_env
 from tests.factordata import business_days, closes, reference_series, store_prices
-from worker.core import migrate
 from worker.core.db import asyncpg_dsn
 from worker.factors.betas import FACTORS
 from worker.factors.service import REFERENCE_ETFS
+from worker.ops import migrate
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,9 @@ import asyncpg
 import pytest
 
 from tests.acceptance.conftest import run_cli, serve_slowly, start_worker, worker_env
-from worker.core import embedded, migrate
+from worker.core import embedded
 from worker.core.db import asyncpg_dsn
+from worker.ops import migrate
 
 pytestmark = pytest.mark.slow
 

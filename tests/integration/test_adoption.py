@@ -8,7 +8,6 @@ from sqlalchemy import MetaData
 from tests import hostdb
 from tests.catalog import alembic_cli, autogenerate_diff, functions, snapshot, table_names
 from tests.harness import PgServer
-from worker.core import migrate
 from worker.core.db import asyncpg_dsn, create_engine
 from worker.core.schema import (
     PROJECT_COLUMNS,
@@ -18,6 +17,7 @@ from worker.core.schema import (
     include_object,
 )
 from worker.models import Base
+from worker.ops import migrate
 
 ADDED_COLUMNS = {("symbol_universe", c) for c in PROJECT_COLUMNS["symbol_universe"]}
 

@@ -20,10 +20,10 @@ from tests.factordata import (
     symbol_returns,
 )
 from tests.harness import PgServer
-from worker.core import migrate
 from worker.core.db import asyncpg_dsn
 from worker.factors.betas import FACTOR_INDEX, FACTORS, REFERENCE_ETFS, Panel, compute_betas
 from worker.factors.service import RECENT_DATES, FactorStore, ShapeError, recompute_factors
+from worker.ops import migrate
 from worker.sql import factors as sql
 
 DAYS = business_days(260)

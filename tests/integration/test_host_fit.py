@@ -28,7 +28,6 @@ from structlog.testing import capture_logs
 
 from tests.fakeprovider import FakeProvider, Reply
 from worker.cli.main import _sweep_factor_waits
-from worker.core import migrate
 from worker.core.db import asyncpg_dsn
 from worker.core.errors import ConfigurationError
 from worker.core.settings import Settings
@@ -39,6 +38,7 @@ from worker.host.tables import HostTables
 from worker.jobs.onboarding import open_onboarder
 from worker.jobs.refresh import JobsByKind, Refresher
 from worker.jobs.schedule import enqueue_refresh
+from worker.ops import migrate
 from worker.queue.store import Queue
 
 NEW_YORK = ZoneInfo("America/New_York")

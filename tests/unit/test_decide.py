@@ -29,9 +29,3 @@ def test_a_transient_failure_is_retried() -> None:
 
 def test_only_permanent_failures_fail() -> None:
     assert decide([], [SymbolNotFound("yahoo", "unknown")]) == Fail("yahoo: unknown")
-
-
-def test_secrets_are_masked_in_the_message() -> None:
-    decision = decide([], [NoData("fmp", "no data for apikey sk-123456 today")], ["sk-123456"])
-    assert isinstance(decision, Fail)
-    assert "sk-123456" not in decision.error and decision.error.startswith("fmp: no data")

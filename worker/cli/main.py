@@ -30,7 +30,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from worker.core import db, embedded, logs, migrate
+from worker.core import db, embedded, logs
 from worker.core.db import asyncpg_dsn, redact
 from worker.core.errors import ConfigurationError, DatabaseUnavailable, WorkerError
 from worker.core.settings import WHOLE_NUMBER_ABOVE_ZERO, Settings
@@ -44,7 +44,7 @@ from worker.host import analytics_cache, backfill
 from worker.host.tables import NO_HOST, HostTables
 from worker.jobs import schedule
 from worker.models.onboarding_queue import PRIORITIES
-from worker.ops import status
+from worker.ops import migrate, status
 from worker.queue import registry
 from worker.queue import store as queue_ops
 from worker.queue.housekeeping import Housekeeper

@@ -11,6 +11,7 @@ from worker.factors.switch import FactorSwitch
 from worker.host.tables import HostTables
 from worker.prices.chain import SourceChain, Unfetched
 from worker.prices.decide import Defer, Retry, decide
+from worker.prices.http import scrub
 from worker.queue.outcome import JobResult, clip
 from worker.queue.store import Job, Queue
 
@@ -43,7 +44,7 @@ class JobEnds:
         deferrals = got.deferrals
         if deferrals:
             deferrals = await chain.slot_for(job.symbol, deferrals)
-        decision = decide(deferrals, got.failures, chain.secrets)
+        decision = decide(deferrals, [scrub(f, chain.secrets) for f in got.failures])
         if isinstance(decision, Defer):
             reason = clip(decision.reason)
             await self._queue.release(self._pool, job, delay_s=decision.delay_s, reason=reason)

@@ -26,13 +26,12 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from worker.core import migrate
 from worker.core.db import asyncpg_dsn
 from worker.core.errors import ConfigurationError
 from worker.core.logs import redact_text
 from worker.core.metrics import Metrics
 from worker.core.settings import Settings
-from worker.ops import status
+from worker.ops import migrate, status
 from worker.ops.prometheus import PrometheusMetrics
 from worker.queue.registry import package_version
 

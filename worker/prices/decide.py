@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from worker.prices.base import SourceError, SourcePaused, TransientSourceError
-from worker.prices.http import scrub
 
 
 @dataclass(frozen=True)
@@ -32,14 +31,10 @@ class Fail:
 Decision = Defer | Retry | Fail
 
 
-def decide(
-    deferrals: Sequence[SourcePaused],
-    failures: Sequence[SourceError],
-    secrets: Sequence[str] = (),
-) -> Decision:
+def decide(deferrals: Sequence[SourcePaused], failures: Sequence[SourceError]) -> Decision:
     """Defer when any source is paused, else retry when any failure is transient, else fail;
-    the message names every source's reason, with `secrets` masked."""
-    errors = "; ".join(str(scrub(f, secrets)) for f in failures)
+    the message names every source's reason (the caller masks secrets first)."""
+    errors = "; ".join(str(f) for f in failures)
     if deferrals:
         first = min(deferrals, key=lambda d: d.delay_s)
         reason = "; ".join(
