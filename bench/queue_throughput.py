@@ -516,6 +516,18 @@ class RunnerRun:
     served: int  # requests the scraper made
 
 
+class BenchView:
+    """The runner the endpoint serves, once built (the worker's assembly does this in cli)."""
+
+    runner: Runner | None = None
+
+    def running(self) -> Runner | None:
+        return self.runner
+
+    def factors_state(self) -> None:
+        return None
+
+
 async def run_runner(dsn: str, args: argparse.Namespace, http: bool) -> RunnerRun:
     """Drain `--jobs` no-op jobs with the real Runner in burst mode."""
     admin = await asyncpg.connect(dsn)
@@ -535,7 +547,8 @@ async def run_runner(dsn: str, args: argparse.Namespace, http: bool) -> RunnerRu
     worker_id = new_worker_id("bench")
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=settings.concurrency + 1)
     try:
-        async with web.endpoint(settings, dsn, worker_id) as (metrics, server):
+        view = BenchView()
+        async with web.endpoint(settings, dsn, worker_id, view) as (metrics, server):
             queue = Queue(worker_id)
             runner = Runner(
                 settings,
@@ -548,7 +561,7 @@ async def run_runner(dsn: str, args: argparse.Namespace, http: bool) -> RunnerRu
             )
             scraper = None
             if server is not None:
-                server.worker = runner
+                view.runner = runner
                 assert server.url is not None
                 scraper = await start_scraper(server.url, args.scrape_interval)
                 await asyncio.sleep(0.5)  # its interpreter is up before the clock starts

@@ -27,7 +27,6 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.fakeprovider import FakeProvider, Reply
-from worker.cli.main import _sweep_factor_waits
 from worker.core.db import asyncpg_dsn
 from worker.core.errors import ConfigurationError
 from worker.core.settings import Settings
@@ -35,6 +34,7 @@ from worker.core.trading_calendar import TradingCalendar
 from worker.factors.service import REFERENCE_ETFS, recompute_factors
 from worker.factors.switch import FactorSwitch
 from worker.host.tables import HostTables
+from worker.jobs.maintenance import sweep_factor_waits
 from worker.jobs.onboarding import open_onboarder
 from worker.jobs.refresh import JobsByKind, Refresher
 from worker.jobs.schedule import enqueue_refresh
@@ -576,6 +576,6 @@ async def test_missing_factor_names_degrade_then_betas_come_once_seeded(
 
 async def sweep(conn: asyncpg.Connection, factors: FactorSwitch) -> int:
     """The worker's housekeeping sweep of the factor waits, as `run` registers it."""
-    return await _sweep_factor_waits(
+    return await sweep_factor_waits(
         conn, 100, factors=factors, host=HostTables(), settings=Settings()
     )

@@ -238,7 +238,7 @@ async def test_prune_commits_each_analytics_cache_batch(database_url, conn) -> N
         FOR EACH STATEMENT EXECUTE FUNCTION note_sweep();
         """
     )
-    from worker.cli.main import housekeeper_for
+    from worker.jobs.maintenance import housekeeper_for
 
     settings = Settings(prune_batch_size=10)
     async with worker_pool(database_url, settings) as pool:

@@ -7,11 +7,21 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
+import structlog
 from asyncpg.pool import PoolConnectionProxy
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    stop_never,
+    wait_exponential_jitter,
+)
 
-from worker.core.errors import ConfigurationError, translates_database_errors
+from worker.core.errors import ConfigurationError, DatabaseUnavailable, translates_database_errors
 from worker.sql import session as sql
+
+log = structlog.get_logger("worker.db")
 
 if TYPE_CHECKING:
     from worker.core.settings import Settings
@@ -110,6 +120,29 @@ async def connect(url: str, settings: "Settings", **kwargs: Any) -> asyncpg.Conn
 async def create_pool(url: str, settings: "Settings", **kwargs: Any) -> asyncpg.Pool:
     """An asyncpg pool with the worker's options; an outage raises DatabaseUnavailable."""
     return await asyncpg.create_pool(asyncpg_dsn(url), **connect_options(settings), **kwargs)
+
+
+async def create_pool_waiting(
+    url: str, settings: "Settings", *, max_outage_s: float | None, **kwargs: Any
+) -> asyncpg.Pool:
+    """`create_pool`, waiting out an outage (DatabaseUnavailable, TimeoutError) with jittered
+    backoff up to DATABASE_RECONNECT_MAX_WAIT_S between tries: for ever (None), or for
+    `max_outage_s` and then the last error. Each wait is logged (`database_unavailable`)."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type((DatabaseUnavailable, TimeoutError)),
+        wait=wait_exponential_jitter(multiplier=0.2, max=settings.reconnect_max_wait_s),
+        stop=stop_after_delay(max_outage_s) if max_outage_s is not None else stop_never,
+        reraise=True,
+        before_sleep=lambda state: log.warning(
+            "database_unavailable",
+            database=redact(url),
+            attempt=state.attempt_number,
+            error=str(state.outcome.exception()) if state.outcome else None,
+        ),
+    ):
+        with attempt:
+            return await create_pool(url, settings, **kwargs)
+    raise AssertionError("unreachable")  # reraise=True: the last try's error propagates
 
 
 def sqlalchemy_url(url: str) -> str:

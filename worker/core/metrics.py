@@ -6,7 +6,7 @@ Prometheus adapter (worker/ops/prometheus.py) keeps the numbers. The arguments a
 protocols, so every layer can record without importing the layers that define jobs and mirrors.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol
 
@@ -41,9 +41,6 @@ class MirrorFacts(Protocol):
 
 class Metrics:
     """The recorders; this base records nothing (the HTTP endpoint is off)."""
-
-    # Whether betas are computed, and why not (the worker's FactorSwitch), once known.
-    factors_state: Callable[[], tuple[bool, str | None]] | None = None
 
     def job_started(self, job: JobFacts) -> None:
         """A job was claimed and starts now."""

@@ -49,7 +49,15 @@ class PrometheusMetrics(Metrics):
     `bench/queue_throughput.py --endpoint`): the worker records from its one event-loop thread,
     and `collect` (also on that thread, from GET /metrics) reads a consistent state."""
 
-    def __init__(self, worker_id: str, version: str) -> None:
+    def __init__(
+        self,
+        worker_id: str,
+        version: str,
+        *,
+        factors_state: Callable[[], tuple[bool, str | None] | None] = lambda: None,
+    ) -> None:
+        """`factors_state`: whether betas are computed, and why not, once known (None before)."""
+        self.factors_state = factors_state
         self.registry = CollectorRegistry(auto_describe=False)
         self.worker_id, self.version = worker_id, version
         self.queue = QueueCollector()
@@ -237,8 +245,9 @@ class _Families(Collector):
             ["reason"],
             m.host_refused,
         )
-        if m.factors_state is not None:
-            available, reason = m.factors_state()
+        state = m.factors_state()
+        if state is not None:
+            available, reason = state
             gauge = GaugeMetricFamily(
                 f"{ns}_factors_available",
                 "1 when this worker computes factor betas; 0 with the reason why not",

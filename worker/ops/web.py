@@ -48,15 +48,16 @@ class EndpointError(ConfigurationError):
 
 @contextlib.asynccontextmanager
 async def endpoint(
-    settings: Settings, database_url: str, worker_id: str
+    settings: Settings, database_url: str, worker_id: str, view: "WorkerView"
 ) -> AsyncIterator[tuple[Metrics, "StatusServer | None"]]:
     """What `run` records into and serves: without WORKER_HTTP_PORT, a Metrics that records
-    nothing and no server; with it, PrometheusMetrics served by a listening StatusServer."""
+    nothing and no server; with it, PrometheusMetrics served by a listening StatusServer. `view`:
+    the worker being served, read at each request (it starts after the endpoint)."""
     if settings.http_port is None:
         yield Metrics(), None
         return
-    metrics = PrometheusMetrics(worker_id, package_version())
-    server = StatusServer(settings, database_url, metrics, worker_id=worker_id)
+    metrics = PrometheusMetrics(worker_id, package_version(), factors_state=view.factors_state)
+    server = StatusServer(settings, database_url, metrics, worker_id=worker_id, view=view)
     try:
         await server.start()
     except OSError as exc:
@@ -80,6 +81,27 @@ class Probed(Protocol):
     def liveness(self) -> str | None: ...
 
 
+class WorkerView(Protocol):
+    """What the endpoint reads of the worker it serves, given when the endpoint is built: the
+    endpoint is up while the worker still waits for its database, so both answers may be None."""
+
+    def running(self) -> Probed | None:
+        """The runner once it exists; None while the worker starts."""
+
+    def factors_state(self) -> tuple[bool, str | None] | None:
+        """Whether betas are computed, and why not; None until known."""
+
+
+class NoWorker:
+    """A view of no worker: the probes say "starting" (the endpoint served on its own)."""
+
+    def running(self) -> Probed | None:
+        return None
+
+    def factors_state(self) -> tuple[bool, str | None] | None:
+        return None
+
+
 class StatusServer:
     def __init__(
         self,
@@ -88,11 +110,12 @@ class StatusServer:
         metrics: PrometheusMetrics,
         *,
         worker_id: str,
+        view: WorkerView | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.worker_id = worker_id
-        self.worker: Probed | None = None  # set once the runner exists (probes say "starting")
+        self.view = view or NoWorker()
         self._dsn = asyncpg_dsn(database_url)
         # Read once: finding the head parses every revision file (milliseconds per probe).
         self._head = migrate.head_revision()
@@ -126,15 +149,17 @@ class StatusServer:
     # --- probes ----------------------------------------------------------------------------------
 
     async def healthz(self, _request: web.Request) -> web.Response:
-        if self.worker is None:
+        worker = self.view.running()
+        if worker is None:
             return _text(200, "ok: starting")
-        reason = self.worker.liveness()
+        reason = worker.liveness()
         return _text(200, "ok") if reason is None else _text(503, reason)
 
     async def readyz(self, _request: web.Request) -> web.Response:
-        if self.worker is None:
+        worker = self.view.running()
+        if worker is None:
             return _text(503, "starting: waiting for the database")
-        if self.worker.stopping:
+        if worker.stopping:
             return _text(503, "shutting down")
         try:
             async with self._database(READY_TIMEOUT_S) as conn:
@@ -150,10 +175,10 @@ class StatusServer:
         return _text(200, "ready")
 
     def _factors_unavailable(self) -> str | None:
-        state = self.metrics.factors_state
+        state = self.view.factors_state()
         if state is None:
             return None
-        available, reason = state()
+        available, reason = state
         return None if available else reason
 
     # --- metrics and the status page --------------------------------------------------------------

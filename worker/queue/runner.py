@@ -86,7 +86,9 @@ class Runner:
         burst: bool = False,
         housekeeping: Housekeeping | None = None,
         metrics: Metrics | None = None,
+        http_url: str | None = None,
     ) -> None:
+        """`http_url`: where this worker's HTTP endpoint listens (the registry shows it)."""
         self.settings = settings
         self.pool = pool
         self.queue = queue
@@ -113,8 +115,10 @@ class Runner:
         self._abort = asyncio.Event()
         self.listening = asyncio.Event()  # set while the LISTEN connection is up
         self.listener_connects = 0
-        # What the registry shows of this process (cli sets http_url once the endpoint is up).
-        self.info = registry.WorkerInfo.this_process(queue.worker_id, settings.concurrency)
+        # What the registry shows of this process.
+        self.info = registry.WorkerInfo.this_process(
+            queue.worker_id, settings.concurrency, http_url
+        )
         self._last_tick = time.monotonic()  # the claim loop's last round (liveness)
         self._background: list[asyncio.Task[None]] = []
 
