@@ -8,8 +8,9 @@ import pytest
 
 from worker.core.settings import Settings
 from worker.ops import status
+from worker.ops.page import chart_svg
 from worker.ops.prometheus import PrometheusMetrics
-from worker.ops.web import EndpointError, NoWorker, StatusServer, chart_svg, endpoint
+from worker.ops.web import EndpointError, NoWorker, StatusServer, endpoint
 
 
 @dataclasses.dataclass

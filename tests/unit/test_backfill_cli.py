@@ -7,6 +7,14 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from worker.cli.backfill import (
+    LogProgress,
+    TerminalProgress,
+    add_arguments,
+    format_duration,
+    format_progress,
+    format_summary,
+)
 from worker.core.symbols import InvalidSymbolError
 from worker.host.backfill import (
     DEFAULT_BATCH_SIZE,
@@ -14,13 +22,7 @@ from worker.host.backfill import (
     MAX_JOBS,
     BackfillProgress,
     BackfillSummary,
-    LogProgress,
-    TerminalProgress,
-    add_arguments,
     backfill,
-    format_duration,
-    format_progress,
-    format_summary,
     parse_symbols,
 )
 

@@ -7,6 +7,7 @@ import contextlib
 import asyncpg
 from sqlalchemy import pool as sa_pool
 
+from worker.cli import backfill as backfill_cli
 from worker.cli.common import Command, FatalError, connection, date_arg, symbols_arg
 from worker.core import db
 from worker.core.settings import Settings
@@ -20,7 +21,7 @@ async def backfill_command(args: argparse.Namespace, settings: Settings, url: st
         pass  # reachable and migrated, or a one-line error
     engine = db.create_engine(url, settings, poolclass=sa_pool.NullPool)
     try:
-        return await backfill.command(args, engine)
+        return await backfill_cli.command(args, engine)
     except backfill.BackfillError as exc:
         raise FatalError(str(exc)) from None
     finally:
@@ -79,7 +80,7 @@ COMMANDS = [
     Command(
         "backfill",
         "copy market_data_cache into symbol_prices_daily",
-        backfill.add_arguments,
+        backfill_cli.add_arguments,
         backfill_command,
     ),
     Command(
