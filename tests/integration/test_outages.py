@@ -10,6 +10,7 @@ import asyncio
 import asyncpg
 import pytest
 
+from tests.helpers import job_row
 from tests.integration.test_runner import CrashingHandler
 from worker.core.db import asyncpg_dsn, connect_options
 from worker.core.errors import DatabaseUnavailable
@@ -62,13 +63,6 @@ async def terminate_when_sleeping(conn: asyncpg.Connection) -> int:
 
 async def enqueue(conn: asyncpg.Connection, symbol: str) -> None:
     await conn.execute("SELECT enqueue_symbol_onboarding($1)", symbol)
-
-
-async def job_row(conn: asyncpg.Connection, symbol: str) -> asyncpg.Record:
-    return await conn.fetchrow(
-        "SELECT status, attempts, error_message FROM symbol_onboarding_queue WHERE symbol = $1",
-        symbol,
-    )
 
 
 async def universe_status(conn: asyncpg.Connection, symbol: str) -> str | None:

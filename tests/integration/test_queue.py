@@ -13,6 +13,7 @@ from typing import get_args
 import asyncpg
 import pytest
 
+from tests.helpers import job_row
 from worker.core.db import asyncpg_dsn
 from worker.core.errors import DatabaseUnavailable
 from worker.models.onboarding_queue import Priority, Status
@@ -29,13 +30,6 @@ async def enqueue(conn: asyncpg.Connection, symbols: list[str], priority: str = 
         "INSERT INTO symbol_onboarding_queue (symbol, priority) SELECT s, $2 FROM unnest($1::text[]) s",
         symbols,
         priority,
-    )
-
-
-async def job_row(conn: asyncpg.Connection, symbol: str) -> asyncpg.Record:
-    return await conn.fetchrow(
-        "SELECT * FROM symbol_onboarding_queue WHERE symbol = $1 ORDER BY created_at DESC LIMIT 1",
-        symbol,
     )
 
 

@@ -7,7 +7,8 @@ from datetime import date
 
 import asyncpg
 
-from tests.integration.test_runner import runner_for, wait_until
+from tests.helpers import wait_until
+from tests.integration.test_runner import runner_for
 from worker.core.settings import Settings
 from worker.ops import status
 from worker.queue import registry
