@@ -1,1 +1,1 @@
-"""Daily prices: the sources, validation, spelling, rate limits and the source chain."""
+"""Daily prices: the sources, validation, spelling, rate limits, the source chain and the pure fetch decisions."""
