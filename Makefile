@@ -34,6 +34,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m tests.typecheck  # mypy, strict, on the installed layout
+	$(BIN)/python -m tests.typecheck --imports  # lint-imports: the layers (pyproject.toml)
 	$(BIN)/python -m tools.settings_doc --check  # the generated settings page is current
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict  # a broken link or a page missing from the nav fails (not --quiet: it hides the warnings strict counts)
 

@@ -1,4 +1,4 @@
-"""Benchmark: worker.backfill against the spec's row-by-row backfill, in one run on one database.
+"""Benchmark: worker.host.backfill against the spec's row-by-row backfill, in one run on one database.
 
     python bench/backfill.py                     # 8,000 symbols x 250 days = 2,000,000 rows
     python bench/backfill.py --symbols 400       # a quick run (100,000 rows)
@@ -10,9 +10,9 @@ missing, as in deployed databases), then:
    NOTHING per row, one commit at the end) on half of a sample of whole symbols; its symbols are
    added to symbol_universe first, since the spec's code would otherwise crash on the foreign key;
    then its rows are deleted again;
-2. worker.backfill on every row, with one connection;
-3. worker.backfill again (the resume case: every row already there, all skipped);
-4. worker.backfill on every row with --jobs connections (on an emptied table);
+2. worker.host.backfill on every row, with one connection;
+3. worker.host.backfill again (the resume case: every row already there, all skipped);
+4. worker.host.backfill on every row with --jobs connections (on an emptied table);
 5. the spec's backfill on the other half of the sample (load on a shared machine drifts: the
    row-by-row rate is the two halves together).
 Prints rows/s for each and the ratio to the row-by-row rate; drops the database at the end.
@@ -35,10 +35,11 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from worker import embedded, migrate
-from worker.backfill import DEFAULT_BATCH_SIZE, backfill
-from worker.db import asyncpg_dsn, create_engine, redact, with_database
+from worker.core import embedded
+from worker.core.db import asyncpg_dsn, create_engine, redact, with_database
+from worker.host.backfill import DEFAULT_BATCH_SIZE, backfill
 from worker.models import MarketDataCache, SymbolPricesDaily, SymbolUniverse
+from worker.ops import migrate
 
 # The bench smoke test (tests/acceptance/test_bench_scripts.py) runs it with these arguments and
 # checks these lines; the defaults stay the full size.

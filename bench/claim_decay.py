@@ -37,8 +37,8 @@ from queue_throughput import (
     enqueue_ours,
 )
 
-from worker import migrate
-from worker.queue import Queue
+from worker.ops import migrate
+from worker.queue.store import Queue
 from worker.sql import queue as sql
 
 # The bench smoke test (tests/acceptance/test_bench_scripts.py) runs it with these arguments and

@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.harness import PgServer, start_test_server
-from worker import migrate
+from worker.ops import migrate
 
 
 @contextlib.asynccontextmanager

@@ -37,11 +37,12 @@ from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.factordata import business_days, closes, reference_returns, symbol_returns
-from worker.db import asyncpg_dsn
-from worker.factors import RECENT_DATES, FactorStore
+from worker.core.db import asyncpg_dsn
+from worker.core.settings import Settings
 from worker.factors.betas import FACTORS, REFERENCE_ETFS, STYLE_ETFS, compute_betas
 from worker.factors.command import command
-from worker.settings import Settings
+from worker.factors.service import RECENT_DATES
+from worker.factors.store import FactorStore
 
 # The bench smoke test (tests/acceptance/test_bench_scripts.py) runs it with these arguments and
 # checks these lines; the defaults stay the full size.
@@ -213,7 +214,7 @@ async def main() -> None:
     parser.add_argument("--batch-size", type=int, default=Settings().factor_batch_size)
     parser.add_argument("--connections", type=int, default=Settings().factor_connections)
     args = parser.parse_args()
-    from worker import logs
+    from worker.core import logs
 
     settings = Settings(
         log_format="json",

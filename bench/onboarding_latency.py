@@ -31,14 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests import hostdb
 from tests.factordata import business_days, reference_series, store_prices
 from tests.fakeprovider import FakeProvider, recorded
-from worker import migrate
-from worker.db import asyncpg_dsn
-from worker.factors import FactorStore
-from worker.host import NO_HOST, HostTables
-from worker.onboarding import open_onboarder
-from worker.queue import Job, Queue
-from worker.runner import Runner
-from worker.settings import Settings
+from worker.core.db import asyncpg_dsn
+from worker.core.settings import Settings
+from worker.factors.store import FactorStore
+from worker.host.tables import NO_HOST, HostTables
+from worker.jobs.onboarding import open_onboarder
+from worker.ops import migrate
+from worker.queue.runner import Runner
+from worker.queue.store import Job, Queue
 
 # The bench smoke test (tests/acceptance/test_bench_scripts.py) runs it with these arguments and
 # checks these lines; the defaults stay the full size.
@@ -136,7 +136,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=100)
     args = parser.parse_args()
-    from worker import logs
+    from worker.core import logs
 
     logs.configure(Settings(log_format="json", log_level="warning"))
     provider = FakeProvider()

@@ -38,13 +38,13 @@ import structlog
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import throwaway_database
-from worker.db import asyncpg_dsn
-from worker.onboarding import Onboarder, open_onboarder
+from worker.core.db import asyncpg_dsn
+from worker.core.settings import Settings
+from worker.jobs.onboarding import Onboarder, open_onboarder
 from worker.prices import synthetic
 from worker.prices.base import Window
 from worker.prices.validate import normalize
-from worker.queue import Queue
-from worker.settings import Settings
+from worker.queue.store import Queue
 
 # The bench smoke test (tests/acceptance/test_bench_scripts.py) runs it with these arguments and
 # checks these lines; the defaults stay the full size.

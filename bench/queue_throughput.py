@@ -54,12 +54,13 @@ from pathlib import Path
 import asyncpg
 from common import installed
 
-from worker import embedded, logs, migrate, web
-from worker.db import asyncpg_dsn, with_database
-from worker.metrics import PrometheusMetrics
-from worker.queue import Job, Queue, new_worker_id
-from worker.runner import Runner
-from worker.settings import Settings
+from worker.core import embedded, logs
+from worker.core.db import asyncpg_dsn, with_database
+from worker.core.settings import Settings
+from worker.ops import migrate, web
+from worker.ops.prometheus import PrometheusMetrics
+from worker.queue.runner import Runner
+from worker.queue.store import Job, Queue, new_worker_id
 
 # The bench smoke test (tests/acceptance/test_bench_scripts.py) runs it with these arguments and
 # checks these lines; the defaults stay the full size.
@@ -213,7 +214,7 @@ async def drain_ours(
 
 
 class Ours:
-    """Our queue store (worker/queue.py) on a database migrated to head."""
+    """Our queue store (worker/queue/store.py) on a database migrated to head."""
 
     name = "ours"
 
@@ -515,6 +516,18 @@ class RunnerRun:
     served: int  # requests the scraper made
 
 
+class BenchView:
+    """The runner the endpoint serves, once built (the worker's assembly does this in cli)."""
+
+    runner: Runner | None = None
+
+    def running(self) -> Runner | None:
+        return self.runner
+
+    def factors_state(self) -> None:
+        return None
+
+
 async def run_runner(dsn: str, args: argparse.Namespace, http: bool) -> RunnerRun:
     """Drain `--jobs` no-op jobs with the real Runner in burst mode."""
     admin = await asyncpg.connect(dsn)
@@ -534,7 +547,8 @@ async def run_runner(dsn: str, args: argparse.Namespace, http: bool) -> RunnerRu
     worker_id = new_worker_id("bench")
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=settings.concurrency + 1)
     try:
-        async with web.endpoint(settings, dsn, worker_id) as (metrics, server):
+        view = BenchView()
+        async with web.endpoint(settings, dsn, worker_id, view) as (metrics, server):
             queue = Queue(worker_id)
             runner = Runner(
                 settings,
@@ -547,7 +561,7 @@ async def run_runner(dsn: str, args: argparse.Namespace, http: bool) -> RunnerRu
             )
             scraper = None
             if server is not None:
-                server.worker = runner
+                view.runner = runner
                 assert server.url is not None
                 scraper = await start_scraper(server.url, args.scrape_interval)
                 await asyncio.sleep(0.5)  # its interpreter is up before the clock starts

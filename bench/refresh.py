@@ -33,14 +33,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import throwaway_database
 from tests.fakeprovider import FakeProvider, Reply
-from worker import logs
-from worker.db import asyncpg_dsn
-from worker.onboarding import open_onboarder
-from worker.queue import Queue
-from worker.refresh import build_refresher
-from worker.schedule import enqueue_refresh
-from worker.settings import Settings
-from worker.trading_calendar import TradingCalendar
+from worker.core import logs
+from worker.core.db import asyncpg_dsn
+from worker.core.settings import Settings
+from worker.core.trading_calendar import TradingCalendar
+from worker.jobs.onboarding import open_onboarder
+from worker.jobs.refresh import build_refresher
+from worker.jobs.schedule import enqueue_refresh
+from worker.queue.store import Queue
 
 # The bench smoke test (tests/acceptance/test_bench_scripts.py) runs it with these arguments and
 # checks these lines; the defaults stay the full size.
@@ -264,7 +264,7 @@ async def bench(args: argparse.Namespace) -> None:
 
 async def time_bulk_store(pool: asyncpg.Pool, symbols: list[str]) -> float:
     """The grouped day's own write: every symbol's bar in one statement."""
-    from worker.bulk import store_day
+    from worker.jobs.bulk import store_day
     from worker.prices.base import Reply as SourceReply
     from worker.prices.polygon import parse_grouped
 

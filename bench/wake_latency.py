@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import asyncpg
 from common import describe, drive, throwaway_database
 
-from worker.db import asyncpg_dsn
-from worker.queue import Job, Queue
-from worker.runner import Runner
-from worker.settings import Settings
+from worker.core.db import asyncpg_dsn
+from worker.core.settings import Settings
+from worker.queue.runner import Runner
+from worker.queue.store import Job, Queue
 
 # The bench smoke test (tests/acceptance/test_bench_scripts.py) runs it with these arguments and
 # checks these lines; the defaults stay the full size.

@@ -1,11 +1,11 @@
 """Alembic environment on asyncpg.
 
-The URL comes from DATABASE_URL. A caller (the tests, `worker.migrate`) can instead hand in an
+The URL comes from DATABASE_URL. A caller (the tests, `worker.ops.migrate`) can instead hand in an
 open connection through `config.attributes["connection"]`, so migrations run on its connection.
 
 The project's revisions live in their own version table (`symbol_onboarding_alembic_version`), so
 they coexist with a host application's Alembic chain in `alembic_version`, which is never read or
-written. Autogenerate compares only what the project owns (worker/schema.py). At `base` the
+written. Autogenerate compares only what the project owns (worker/core/schema.py). At `base` the
 version table itself is dropped: a downgrade to base leaves nothing of the project behind.
 """
 
@@ -16,9 +16,9 @@ from alembic import context
 from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 
-from worker.db import create_engine
+from worker.core.db import create_engine
+from worker.core.schema import VERSION_TABLE, include_object
 from worker.models import Base
-from worker.schema import VERSION_TABLE, include_object
 
 config = context.config
 target_metadata = Base.metadata

@@ -19,7 +19,7 @@ NAMING_CONVENTION = {
 # market_data_cache, symbol_factor_exposures) are modelled in the shape a fresh install creates
 # (revision 0001); in a host's database the host's own shapes rule and the project never compares
 # or changes them, except the columns it adds (marked PROJECT_COLUMN). Every other table is the
-# project's. worker/schema.py derives the Alembic filters from these marks.
+# project's. worker/core/schema.py derives the Alembic filters from these marks.
 HOST_TABLE = {"owner": "host"}
 PROJECT_COLUMN = {"owner": "project"}
 

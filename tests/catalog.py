@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import MetaData
 
-from worker.db import asyncpg_dsn, create_engine
+from worker.core.db import asyncpg_dsn, create_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ from tests import hostdb
 from tests import pgbouncer as pgbouncer_harness
 from tests.fakeprovider import FakeProvider
 from tests.harness import PgServer, build_template, run, start_test_server
-from worker.db import asyncpg_dsn, create_engine
+from worker.core.db import asyncpg_dsn, create_engine
 
 # Code under test must never reach a developer's real database through the environment.
 os.environ.pop("DATABASE_URL", None)

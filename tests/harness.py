@@ -18,8 +18,9 @@ from pathlib import Path
 
 import asyncpg
 
-from worker import embedded, migrate
-from worker.db import asyncpg_dsn, sqlalchemy_url, with_database
+from worker.core import embedded
+from worker.core.db import asyncpg_dsn, sqlalchemy_url, with_database
+from worker.ops import migrate
 
 PREFIX = "sow_test"
 _NAME = re.compile(rf"^{PREFIX}_(\d+)_")

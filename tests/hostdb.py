@@ -15,7 +15,7 @@ from pathlib import Path
 
 import asyncpg
 
-from worker.db import asyncpg_dsn
+from worker.core.db import asyncpg_dsn
 
 HOST_SCHEMA = Path(__file__).parent / "fixtures" / "deployed" / "host-schema.sql"
 HOST_HEAD = "h0st0000head"

@@ -19,7 +19,7 @@ from dataclasses import Field, fields
 from pathlib import Path
 from typing import Any
 
-from worker.settings import Settings, expected
+from worker.core.settings import Settings, expected
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "configuration" / "settings.md"

@@ -3,7 +3,7 @@
 import sys
 
 try:
-    from worker.cli import main
+    from worker.cli.main import main
 except ModuleNotFoundError as exc:  # run by a Python without the project's dependencies
     print(
         f"error: {exc} in {sys.executable}: this Python does not have the worker's dependencies. "

@@ -6,7 +6,7 @@ Fixes the spec's defects for the queue:
   gives the real order, and `idx_queue_claim`, a partial index on pending rows in claim order,
   lets a claim read the first runnable rows instead of sorting the whole pending set.
 - Nothing said what happens to a job whose worker dies: `locked_by` and `heartbeat_at` let a
-  sweep return it to pending (see worker/queue.py for the design).
+  sweep return it to pending (see worker/queue/store.py for the design).
 - No retries: `attempts` and `run_after` give exponential backoff.
 - Nothing bounded the table: `idx_queue_finished` serves pruning of old finished rows.
 - `status`/`priority` accepted anything, including NULL: now NOT NULL with CHECKs.
@@ -31,7 +31,7 @@ QUEUE = "symbol_onboarding_queue"
 FUNCTIONS = (
     r"""
 -- The one symbol rule in the database: trimmed, upper-cased, 1-20 of A-Z 0-9 . - ^ = /.
--- worker/symbols.py mirrors it so Python callers fail before touching their transaction.
+-- worker/core/symbols.py mirrors it so Python callers fail before touching their transaction.
 CREATE FUNCTION symbol_onboarding_check_symbol(p_symbol text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE

@@ -5,7 +5,7 @@ database's locale: under C.UTF-8 or en_US.UTF-8 it turns `'\u0131BM'` (dotless i
 `'\u017fPY'` (long s) into `SPY`, so SQL callers could enqueue what the Python helpers refuse. Now only
 the ASCII letters a-z are upper-cased (`translate`), every other character is left as it is and
 then fails the pattern. A symbol must also hold at least one letter or digit: `..`, `/` or `^`
-alone name nothing. worker/symbols.py applies the same rule; a property test checks they agree.
+alone name nothing. worker/core/symbols.py applies the same rule; a property test checks they agree.
 
 Revision ID: 0006
 Revises: 0005
@@ -24,7 +24,7 @@ depends_on: str | Sequence[str] | None = None
 CHECK_SYMBOL = r"""
 -- The one symbol rule in the database: trimmed, ASCII letters upper-cased, 1-20 of
 -- A-Z 0-9 . - ^ = / with at least one letter or digit.
--- worker/symbols.py mirrors it so Python callers fail before touching their transaction.
+-- worker/core/symbols.py mirrors it so Python callers fail before touching their transaction.
 CREATE OR REPLACE FUNCTION symbol_onboarding_check_symbol(p_symbol text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE

@@ -1,5 +1,5 @@
 """Bulk refresh: grouped daily bars (one request per session for the whole market) shared by every
-refresh job through the database (worker/bulk.py).
+refresh job through the database (worker/jobs/bulk.py).
 
 - `price_bulk_days`: one row per (source, session): who is loading it (a lease, so one worker
   requests it while the others wait) and when it was loaded.

@@ -1,6 +1,6 @@
 """Host fit: where the host's own price rows disagree with the worker's.
 
-The worker keeps the host's `market_data_cache` current (worker/host.py), but never overwrites a
+The worker keeps the host's `market_data_cache` current (worker/host/tables.py), but never overwrites a
 row the host wrote itself (a `data_source` that is not one the worker writes). Where such a row's
 close differs from the worker's by more than a tick, the mirror records it here (the latest
 values per symbol and date; removed again once they agree), so `status` can say how many there

@@ -11,15 +11,15 @@ import asyncpg
 import pytest
 
 from tests.acceptance.conftest import ROOT, run_cli, worker_env
-from worker.cli import COMMAND_SETTINGS
+from worker.cli.main import COMMAND_SETTINGS
 
 # Runs one command in a fresh interpreter and writes the Settings fields it read after its
 # settings were checked: a read outside COMMAND_SETTINGS is a setting the command uses unchecked.
 SPY = """
 import json, sys
 from dataclasses import fields
-from worker import cli
-from worker.settings import Settings
+from worker.cli import main as cli
+from worker.core.settings import Settings
 
 names = {f.name for f in fields(Settings)}
 read = set()

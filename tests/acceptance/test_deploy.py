@@ -21,14 +21,14 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker.db import asyncpg_dsn
-from worker.host import Mirrored
-from worker.metrics import PrometheusMetrics
-from worker.queue import Job
-from worker.settings import Settings
+from worker.core.db import asyncpg_dsn
+from worker.core.settings import Settings
+from worker.core.trading_calendar import shared_calendar
+from worker.host.tables import Mirrored
+from worker.ops.prometheus import PrometheusMetrics
+from worker.ops.web import StatusServer
+from worker.queue.store import Job
 from worker.sql import queue as sql
-from worker.trading_calendar import shared_calendar
-from worker.web import StatusServer
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -9,10 +9,9 @@ import pytest
 
 from tests.acceptance.conftest import run_cli, start_worker, worker_env
 from tests.factordata import business_days, closes, reference_series, store_prices
-from worker import migrate
-from worker.db import asyncpg_dsn
-from worker.factors import REFERENCE_ETFS
-from worker.factors.betas import FACTORS
+from worker.core.db import asyncpg_dsn
+from worker.factors.betas import FACTORS, REFERENCE_ETFS
+from worker.ops import migrate
 
 pytestmark = pytest.mark.slow
 

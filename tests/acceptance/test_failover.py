@@ -17,7 +17,7 @@ import pytest
 from tests import replica
 from tests.acceptance.conftest import serve_slowly, start_worker, worker_env
 from tests.fakeprovider import FakeProvider
-from worker import migrate
+from worker.ops import migrate
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,8 @@ from tests import hostdb
 from tests.acceptance.conftest import run_cli, worker_env
 from tests.catalog import alembic_cli
 from worker import enqueue_symbol
-from worker.db import asyncpg_dsn, create_engine
-from worker.schema import PROJECT_TABLES, VERSION_TABLE
+from worker.core.db import asyncpg_dsn, create_engine
+from worker.core.schema import PROJECT_TABLES, VERSION_TABLE
 
 pytestmark = pytest.mark.slow
 

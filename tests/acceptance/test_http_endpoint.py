@@ -16,8 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.acceptance.conftest import WorkerProcess, serve_slowly, start_worker, worker_env
 from tests.fakeprovider import recorded
-from worker import embedded, migrate
-from worker.db import asyncpg_dsn
+from worker.core import embedded
+from worker.core.db import asyncpg_dsn
+from worker.ops import migrate
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,10 @@ import pytest
 
 from tests.acceptance.conftest import run_cli, worker_env
 from tests.harness import unused_port
-from worker import enqueue_symbol, migrate
-from worker.backfill import backfill
-from worker.db import asyncpg_dsn, create_engine, parse_hosts
+from worker import enqueue_symbol
+from worker.core.db import asyncpg_dsn, create_engine, parse_hosts
+from worker.host.backfill import backfill
+from worker.ops import migrate
 
 SPELLINGS = ("netloc", "query")
 

@@ -1,17 +1,17 @@
 """The worker CLI when its output or its database goes away (issue 11, items 1 and 5)."""
 
 import asyncio
-import contextlib
 import fcntl
 import os
 import signal
 import sys
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 
 from tests.acceptance.conftest import ROOT, worker_env
+from tests.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.slow
 
@@ -120,47 +120,6 @@ async def test_burst_gives_up_on_an_unreachable_database() -> None:
     code, err = await finish(proc, 30)
     assert code == 1
     assert err.strip().count("\n") == 0 and "unreachable" in err, err
-
-
-class TcpProxy:
-    """127.0.0.1:port -> the test server; `cut()` drops every connection and refuses new ones."""
-
-    def __init__(self, upstream_url: str) -> None:
-        parts = urlsplit(upstream_url)
-        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 5432)
-        self.writers: list[asyncio.StreamWriter] = []
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    def url(self, database_url: str) -> str:
-        parts = urlsplit(database_url)
-        netloc = parts.netloc.rsplit("@", 1)
-        user = f"{netloc[0]}@" if len(netloc) == 2 else ""
-        return urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{self.port}"))
-
-    async def cut(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for writer in self.writers:
-            writer.transport.abort()
-        await self.server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-        self.writers += [writer, up_writer]
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.transport.abort()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
 
 async def test_burst_gives_up_when_the_database_goes_away_mid_run(database_url, conn) -> None:

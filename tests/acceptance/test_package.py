@@ -20,7 +20,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from worker.db import asyncpg_dsn
+from worker.core.db import asyncpg_dsn
 
 ROOT = Path(__file__).resolve().parents[2]
 COPY_IGNORE = (

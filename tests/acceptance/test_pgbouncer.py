@@ -18,7 +18,7 @@ from tests.acceptance.conftest import run_cli, start_worker, worker_env
 from tests.factordata import business_days, reference_series, store_prices
 from tests.pgbouncer import PgBouncer
 from worker import enqueue_symbol, enqueue_symbols
-from worker.db import pooler_connect_args, sqlalchemy_url
+from worker.core.db import pooler_connect_args, sqlalchemy_url
 
 pytestmark = pytest.mark.slow
 
@@ -199,7 +199,7 @@ async def test_without_the_pooler_setting_commands_fail_at_once_naming_it(
 
 async def test_enqueue_helpers_through_pgbouncer(database_url, conn, pgbouncer) -> None:
     """Issue 11.10: three backends x 60 transactions through PgBouncer with the engine settings
-    the README gives (worker.db.pooler_connect_args): every enqueue succeeds."""
+    the README gives (worker.core.db.pooler_connect_args): every enqueue succeeds."""
     url = sqlalchemy_url(pgbouncer.url(database_url))
     engines = [
         create_async_engine(url, connect_args=pooler_connect_args(), pool_size=3) for _ in range(3)

@@ -9,17 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.acceptance.conftest import start_worker, worker_env
+from tests.helpers import wait_until_value
 
 pytestmark = pytest.mark.slow
 
 SYMBOLS = [f"H{i}" for i in range(20)]
-
-
-async def wait_until(conn, query: str, expected: object, timeout_s: float = 60) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while (value := await conn.fetchval(query)) != expected:
-        assert asyncio.get_running_loop().time() < deadline, f"{query}: {value!r}"
-        await asyncio.sleep(0.1)
 
 
 async def test_three_workers_enqueue_one_batch_and_a_restart_none(database_url, conn) -> None:
@@ -37,7 +31,7 @@ async def test_three_workers_enqueue_one_batch_and_a_restart_none(database_url, 
     )
     workers = [await start_worker(env) for _ in range(3)]
     try:
-        await wait_until(
+        await wait_until_value(
             conn,
             "SELECT count(*) FROM symbol_onboarding_queue"
             " WHERE kind = 'refresh' AND status = 'completed'",

@@ -10,21 +10,18 @@ import asyncpg
 import pytest
 
 from tests.acceptance.conftest import run_cli, serve_slowly, start_worker, worker_env
-from worker import embedded, migrate
-from worker.db import asyncpg_dsn
+from tests.helpers import statuses_and_attempts
+from worker.core import embedded
+from worker.core.db import asyncpg_dsn
+from worker.ops import migrate
 
 pytestmark = pytest.mark.slow
-
-
-async def statuses(conn: asyncpg.Connection) -> dict[str, tuple[str, int]]:
-    rows = await conn.fetch("SELECT symbol, status, attempts FROM symbol_onboarding_queue")
-    return {r["symbol"]: (r["status"], r["attempts"]) for r in rows}
 
 
 async def wait_for_status(conn, symbols: set[str], status: str, timeout_s: float = 30) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
-        current = await statuses(conn)
+        current = await statuses_and_attempts(conn)
         if all(current.get(s, ("?",))[0] == status for s in symbols):
             return
         assert asyncio.get_running_loop().time() < deadline, current
@@ -44,7 +41,7 @@ async def test_plain_insert_is_onboarded_and_sigterm_exits_0(database_url, conn,
         assert await worker.finish() == 0
     finally:
         await worker.kill()
-    assert await statuses(conn) == {"AAPL": ("completed", 1)}
+    assert await statuses_and_attempts(conn) == {"AAPL": ("completed", 1)}
     universe = await conn.fetchrow("SELECT status, last_price_date FROM symbol_universe")
     assert universe["status"] == "active" and universe["last_price_date"] is not None
     assert await conn.fetchval("SELECT count(*) FROM symbol_prices_daily") == 10
@@ -61,7 +58,7 @@ async def test_sigterm_mid_job_lets_it_finish(database_url, conn, provider) -> N
         assert await worker.finish() == 0
     finally:
         await worker.kill()
-    assert await statuses(conn) == {"SLOW": ("completed", 1)}
+    assert await statuses_and_attempts(conn) == {"SLOW": ("completed", 1)}
 
 
 async def test_second_signal_aborts_and_hands_the_job_back(database_url, conn, provider) -> None:
@@ -106,7 +103,7 @@ async def test_several_workers_complete_every_job_exactly_once(database_url, con
     finally:
         for w in workers:
             await w.kill()
-    assert set((await statuses(conn)).values()) == {("completed", 1)}
+    assert set((await statuses_and_attempts(conn)).values()) == {("completed", 1)}
     done = [e["symbol"] for w in workers for e in w.events if e.get("event") == "job_finished"]
     assert sorted(done) == sorted(symbols)  # each ran once, in exactly one process
     assert sum(1 for w in workers if any(e.get("event") == "job_finished" for e in w.events)) > 1
@@ -139,7 +136,7 @@ async def test_sigkilled_worker_job_is_recovered_by_another(database_url, conn, 
         assert await rescuer.finish() == 0
     finally:
         await rescuer.kill()
-    assert await statuses(conn) == {"KILLED": ("completed", 2)}
+    assert await statuses_and_attempts(conn) == {"KILLED": ("completed", 2)}
 
 
 async def test_workers_ride_out_a_database_restart(provider) -> None:

@@ -11,12 +11,12 @@ import pytest
 
 from tests.fakeprovider import FakeProvider
 from tests.harness import PgServer, run
-from worker.db import asyncpg_dsn
-from worker.factors import FactorStore
-from worker.metrics import Metrics
-from worker.onboarding import Onboarder, open_onboarder
-from worker.queue import Job, Queue
-from worker.settings import Settings
+from worker.core.db import asyncpg_dsn
+from worker.core.metrics import Metrics
+from worker.core.settings import Settings
+from worker.factors.store import FactorStore
+from worker.jobs.onboarding import Onboarder, open_onboarder
+from worker.queue.store import Job, Queue
 
 TABLES = (
     "symbol_onboarding_queue",
@@ -37,7 +37,7 @@ KEYS = {
 
 @pytest.fixture(scope="module")
 def module_database_url(pg_server: PgServer, template_database: str) -> Iterator[str]:
-    """One migrated database per module: `pool` empties its tables before each test, which is
+    """One migrated database per module: `shared_pool` empties its tables before each test, which is
     much cheaper than a database per test. Tests that change the schema use `database_url`."""
     name = pg_server.new_name("onboarding")
     url = run(pg_server.create_database(name, template=template_database))
@@ -48,21 +48,12 @@ def module_database_url(pg_server: PgServer, template_database: str) -> Iterator
 
 
 @pytest.fixture
-async def pool(module_database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    """A pool on the module's database, every table the onboarding touches emptied first."""
+async def shared_pool(module_database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the module's database (shared by the module's tests), every table the
+    onboarding touches emptied first; `database_pool` (tests/conftest.py) is a database of the test's own."""
     pool = await asyncpg.create_pool(asyncpg_dsn(module_database_url), min_size=1, max_size=4)
     try:
         await pool.execute(f"TRUNCATE {', '.join(TABLES)} CASCADE")
-        yield pool
-    finally:
-        await pool.close()
-
-
-@pytest.fixture
-async def private_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    """A pool on a database of the test's own (for tests that add triggers and the like)."""
-    pool = await asyncpg.create_pool(asyncpg_dsn(database_url), min_size=1, max_size=4)
-    try:
         yield pool
     finally:
         await pool.close()
@@ -97,7 +88,7 @@ def queue() -> Queue:
 
 @pytest.fixture
 async def onboarder_for(
-    pool: asyncpg.Pool, queue: Queue, settings: Settings
+    shared_pool: asyncpg.Pool, queue: Queue, settings: Settings
 ) -> AsyncIterator[Callable[..., Awaitable[Onboarder]]]:
     """Open Onboarders, closed after the test:
     `await onboarder_for("yahoo", today=..., **settings)`."""
@@ -117,7 +108,7 @@ async def onboarder_for(
                 open_onboarder(
                     replace(settings, **overrides),
                     queue_ or queue,
-                    pool,
+                    shared_pool,
                     sources=sources,
                     today=lambda: today,
                     metrics=metrics,
@@ -135,10 +126,6 @@ async def claim(pool: asyncpg.Pool, queue: Queue, symbol: str) -> Job:
     jobs = await queue.claim(pool)
     assert [j.symbol for j in jobs] == [symbol]
     return jobs[0]
-
-
-async def job_row(pool: asyncpg.Pool, job: Job) -> asyncpg.Record:
-    return await pool.fetchrow("SELECT * FROM symbol_onboarding_queue WHERE id = $1", job.id)
 
 
 async def symbol_row(pool: asyncpg.Pool, symbol: str) -> asyncpg.Record | None:

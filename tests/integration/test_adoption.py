@@ -8,16 +8,16 @@ from sqlalchemy import MetaData
 from tests import hostdb
 from tests.catalog import alembic_cli, autogenerate_diff, functions, snapshot, table_names
 from tests.harness import PgServer
-from worker import migrate
-from worker.db import asyncpg_dsn, create_engine
-from worker.models import Base
-from worker.schema import (
+from worker.core.db import asyncpg_dsn, create_engine
+from worker.core.schema import (
     PROJECT_COLUMNS,
     PROJECT_TABLES,
     VERSION_TABLE,
     include_host_object,
     include_object,
 )
+from worker.models import Base
+from worker.ops import migrate
 
 ADDED_COLUMNS = {("symbol_universe", c) for c in PROJECT_COLUMNS["symbol_universe"]}
 

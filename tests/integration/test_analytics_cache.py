@@ -13,9 +13,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from worker import analytics_cache as cache
-from worker.analytics_cache import CacheDataError
-from worker.db import asyncpg_dsn
+from worker.core.db import asyncpg_dsn
+from worker.host import analytics_cache as cache
+from worker.host.analytics_cache import CacheDataError
 
 HOUR = timedelta(hours=1)
 KEY = "v1:" + "ab" * 32

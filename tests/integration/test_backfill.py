@@ -12,15 +12,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from worker import backfill as backfill_module
-from worker.backfill import (
-    BackfillError,
-    BackfillProgress,
-    add_arguments,
-    backfill,
-    command,
-)
-from worker.db import asyncpg_dsn
+from worker.cli import backfill as backfill_cli
+from worker.cli.backfill import add_arguments, command
+from worker.core.db import asyncpg_dsn
+from worker.host import backfill as backfill_module
+from worker.host.backfill import BackfillError, BackfillProgress, backfill
 
 START = date(2024, 1, 2)
 DAYS = 5
@@ -181,7 +177,7 @@ async def test_rows_the_price_rule_refuses_are_counted_never_copied(
     # last_price_date is the newest valid date: AAA's last day is refused.
     assert after["AAA"]["last_price_date"] == last_day - timedelta(days=1)
     assert "rows refused by the price rule (never copied): 9 (close_price not positive 7" in (
-        backfill_module.format_summary(summary)
+        backfill_cli.format_summary(summary)
     )
 
 

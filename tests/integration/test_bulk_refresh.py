@@ -14,16 +14,17 @@ import asyncpg
 import pytest
 
 from tests.fakeprovider import FakeProvider, Reply, fixture, recorded
-from tests.integration.conftest import job_row, stored
+from tests.helpers import job_row
+from tests.integration.conftest import stored
 from tests.integration.test_refresh import CALENDAR, aggs_path, close_of, polygon_aggs
-from worker.onboarding import Onboarder
+from worker.core.settings import Settings
+from worker.jobs.onboarding import Onboarder
+from worker.jobs.refresh import Refresher, build_refresher
+from worker.jobs.schedule import enqueue_refresh
 from worker.prices.base import InvalidData
 from worker.prices.base import Reply as SourceReply
 from worker.prices.polygon import parse_grouped
-from worker.queue import Job, Queue
-from worker.refresh import Refresher, build_refresher
-from worker.schedule import enqueue_refresh
-from worker.settings import Settings
+from worker.queue.store import Job, Queue
 
 NEW_YORK = ZoneInfo("America/New_York")
 NOW = datetime(2023, 1, 9, 18, 0, tzinfo=NEW_YORK)  # Monday, after the close
@@ -92,7 +93,7 @@ async def seed_friday(pool: asyncpg.Pool, symbols: list[str]) -> None:
 
 @pytest.fixture
 async def bulk_refresher(
-    pool: asyncpg.Pool,
+    shared_pool: asyncpg.Pool,
     queue: Queue,
     settings: Settings,
     onboarder_for: Callable[..., Awaitable[Onboarder]],
@@ -102,7 +103,7 @@ async def bulk_refresher(
         tuned = {"refresh_overlap_sessions": 0, **overrides}
         onboarder = await onboarder_for("polygon", today=NOW.astimezone(UTC).date(), **tuned)
         return build_refresher(
-            replace(settings, **tuned), queue, pool, onboarder, CALENDAR, now=lambda: NOW
+            replace(settings, **tuned), queue, shared_pool, onboarder, CALENDAR, now=lambda: NOW
         )
 
     return make
@@ -133,24 +134,24 @@ def test_the_grouped_fixture_parses_to_one_bar_per_storable_ticker() -> None:
 
 
 async def test_one_grouped_request_per_session_serves_every_symbol(
-    provider: FakeProvider, pool, queue, bulk_refresher
+    provider: FakeProvider, shared_pool, queue, bulk_refresher
 ) -> None:
     symbols = ["AAPL", "MSFT", "BRK.B", "ZZZZ"]  # ZZZZ: not in the grouped answer
-    await seed_friday(pool, symbols)
+    await seed_friday(shared_pool, symbols)
     provider.route(grouped_path(FRIDAY), Reply(body=grouped_body(FRIDAY, FRIDAY_CLOSES)))
     provider.route(grouped_path(MONDAY), recorded(GROUPED))
     per_symbol = aggs_path("ZZZZ", FRIDAY, MONDAY)
     provider.route(per_symbol, Reply(body=polygon_aggs("ZZZZ", [FRIDAY, MONDAY])))
     refresher = await bulk_refresher()
 
-    jobs = await claim_all(pool, queue)
+    jobs = await claim_all(shared_pool, queue)
     results = [await refresher.run(job) for job in jobs]
 
     assert [r.outcome for r in results] == ["completed"] * 4, [r.error for r in results]
     assert sorted(r.path for r in provider.requests) == sorted(
         [grouped_path(FRIDAY), grouped_path(MONDAY), per_symbol]
     )
-    aapl = await stored(pool, "AAPL")
+    aapl = await stored(shared_pool, "AAPL")
     assert aapl[-1] == (
         MONDAY,
         Decimal("130.4650"),
@@ -161,53 +162,53 @@ async def test_one_grouped_request_per_session_serves_every_symbol(
         70790813,
     )
     for symbol in symbols:
-        assert [r[0] for r in await stored(pool, symbol)] == [FRIDAY, MONDAY]
-    loaded = await pool.fetch("SELECT price_date, tickers FROM price_bulk_days ORDER BY 1")
+        assert [r[0] for r in await stored(shared_pool, symbol)] == [FRIDAY, MONDAY]
+    loaded = await shared_pool.fetch("SELECT price_date, tickers FROM price_bulk_days ORDER BY 1")
     # The names offered: BRK.B under its three host spellings.
     assert [(r["price_date"], r["tickers"]) for r in loaded] == [(FRIDAY, 5), (MONDAY, 5)]
 
 
 async def test_a_day_another_worker_is_loading_defers_the_job(
-    provider: FakeProvider, pool, queue, bulk_refresher
+    provider: FakeProvider, shared_pool, queue, bulk_refresher
 ) -> None:
-    await seed_friday(pool, ["AAPL"])
-    await pool.execute(
+    await seed_friday(shared_pool, ["AAPL"])
+    await shared_pool.execute(
         "INSERT INTO price_bulk_days (source, price_date, leased_by, lease_until)"
         " VALUES ('polygon', $1, 'other-worker', now() + interval '1 minute')",
         FRIDAY,
     )
-    [job] = await claim_all(pool, queue)
+    [job] = await claim_all(shared_pool, queue)
 
     result = await (await bulk_refresher()).run(job)
 
     assert result.outcome == "deferred"
     assert provider.requests == []
-    row = await job_row(pool, job)
+    row = await job_row(shared_pool, job)
     assert (row["status"], row["attempts"]) == ("pending", 0)
     assert "grouped daily bars of 2023-01-06" in row["error_message"]
 
 
 async def test_an_expired_lease_is_taken_over(
-    provider: FakeProvider, pool, queue, bulk_refresher
+    provider: FakeProvider, shared_pool, queue, bulk_refresher
 ) -> None:
-    await seed_friday(pool, ["AAPL"])
-    await pool.execute(
+    await seed_friday(shared_pool, ["AAPL"])
+    await shared_pool.execute(
         "INSERT INTO price_bulk_days (source, price_date, leased_by, lease_until)"
         " VALUES ('polygon', $1, 'dead-worker', now() - interval '1 second')",
         FRIDAY,
     )
     provider.route(grouped_path(FRIDAY), Reply(body=grouped_body(FRIDAY, FRIDAY_CLOSES)))
     provider.route(grouped_path(MONDAY), recorded(GROUPED))
-    [job] = await claim_all(pool, queue)
+    [job] = await claim_all(shared_pool, queue)
 
     assert (await (await bulk_refresher()).run(job)).outcome == "completed"
     assert len(provider.hits(grouped_path(FRIDAY))) == 1
 
 
 async def test_a_failed_grouped_request_falls_back_to_per_symbol_requests(
-    provider: FakeProvider, pool, queue, bulk_refresher
+    provider: FakeProvider, shared_pool, queue, bulk_refresher
 ) -> None:
-    await seed_friday(pool, ["ZZZZ"])
+    await seed_friday(shared_pool, ["ZZZZ"])
     provider.route(
         grouped_path(FRIDAY),
         Reply(
@@ -218,39 +219,39 @@ async def test_a_failed_grouped_request_falls_back_to_per_symbol_requests(
     )
     per_symbol = aggs_path("ZZZZ", FRIDAY, MONDAY)
     provider.route(per_symbol, Reply(body=polygon_aggs("ZZZZ", [FRIDAY, MONDAY])))
-    [job] = await claim_all(pool, queue)
+    [job] = await claim_all(shared_pool, queue)
 
     result = await (await bulk_refresher()).run(job)
 
     assert result.outcome == "completed", result.error
     assert [r.path for r in provider.requests] == [grouped_path(FRIDAY), per_symbol]
-    lease = await pool.fetchrow("SELECT leased_by, loaded_at FROM price_bulk_days")
+    lease = await shared_pool.fetchrow("SELECT leased_by, loaded_at FROM price_bulk_days")
     assert (lease["leased_by"], lease["loaded_at"]) == (None, None)  # the next job tries again
 
 
 async def test_a_host_spelling_polygon_writes_otherwise_is_served_by_grouped_daily(
-    provider: FakeProvider, pool, queue, bulk_refresher
+    provider: FakeProvider, shared_pool, queue, bulk_refresher
 ) -> None:
     """The host spells the class share BRK-B; Polygon's grouped answer names it BRK.B."""
-    await pool.execute(
+    await shared_pool.execute(
         "INSERT INTO symbol_universe (symbol, status, last_price_date)"
         " VALUES ('BRK-B', 'active', $1)",
         FRIDAY,
     )
-    await pool.execute(
+    await shared_pool.execute(
         "INSERT INTO symbol_prices_daily (symbol, price_date, open_price, high_price,"
         " low_price, close_price, volume) VALUES ('BRK-B', $1, 306.1, 306.1, 304.1, 305.1, 1)",
         FRIDAY,
     )
     provider.route(grouped_path(FRIDAY), Reply(body=grouped_body(FRIDAY, FRIDAY_CLOSES)))
     provider.route(grouped_path(MONDAY), recorded(GROUPED))
-    [job] = await claim_all(pool, queue)
+    [job] = await claim_all(shared_pool, queue)
 
     result = await (await bulk_refresher()).run(job)
 
     assert result.outcome == "completed", result.error
     assert sorted(r.path for r in provider.requests) == [grouped_path(FRIDAY), grouped_path(MONDAY)]
-    assert (await stored(pool, "BRK-B"))[-1][:5] == (
+    assert (await stored(shared_pool, "BRK-B"))[-1][:5] == (
         MONDAY,
         Decimal("310.6700"),
         Decimal("312.9000"),

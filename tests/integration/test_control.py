@@ -6,10 +6,10 @@ import uuid
 import asyncpg
 import pytest
 
-from worker import control
-from worker.db import asyncpg_dsn
-from worker.errors import JobLost
-from worker.queue import Queue
+from worker.core.db import asyncpg_dsn
+from worker.core.errors import JobLost
+from worker.queue import control
+from worker.queue.store import Queue
 from worker.sql import prices as prices_sql
 
 

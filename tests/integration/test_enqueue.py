@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 
 from tests.harness import unused_port
 from worker import DatabaseUnavailable, enqueue_symbol, enqueue_symbols
-from worker.symbols import (
+from worker.core.symbols import (
     InvalidPriorityError,
     InvalidSymbolError,
     UnknownRequesterError,
@@ -280,7 +280,7 @@ async def test_plain_insert_normalises_defaults_and_rejects_a_duplicate(conn) ->
 async def test_every_enqueue_path_notifies_listeners(
     engine: AsyncEngine, conn, database_url
 ) -> None:
-    from worker.db import asyncpg_dsn
+    from worker.core.db import asyncpg_dsn
 
     listener = await asyncpg.connect(asyncpg_dsn(database_url))
     received: asyncio.Queue[str] = asyncio.Queue()

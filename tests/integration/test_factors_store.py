@@ -20,10 +20,11 @@ from tests.factordata import (
     symbol_returns,
 )
 from tests.harness import PgServer
-from worker import migrate
-from worker.db import asyncpg_dsn
-from worker.factors import RECENT_DATES, FactorStore, ShapeError, recompute_factors
+from worker.core.db import asyncpg_dsn
 from worker.factors.betas import FACTOR_INDEX, FACTORS, REFERENCE_ETFS, Panel, compute_betas
+from worker.factors.service import RECENT_DATES, recompute_factors
+from worker.factors.store import FactorStore, ShapeError
+from worker.ops import migrate
 from worker.sql import factors as sql
 
 DAYS = business_days(260)

@@ -27,20 +27,21 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.fakeprovider import FakeProvider, Reply
-from worker import migrate
-from worker.backfill import backfill
-from worker.cli import _sweep_factor_waits
-from worker.db import asyncpg_dsn
-from worker.errors import ConfigurationError
-from worker.factors import REFERENCE_ETFS, recompute_factors
+from worker.core.db import asyncpg_dsn
+from worker.core.errors import ConfigurationError
+from worker.core.settings import Settings
+from worker.core.trading_calendar import TradingCalendar
+from worker.factors.betas import REFERENCE_ETFS
+from worker.factors.service import recompute_factors
 from worker.factors.switch import FactorSwitch
-from worker.host import HostTables
-from worker.onboarding import open_onboarder
-from worker.queue import Queue
-from worker.refresh import JobsByKind, Refresher
-from worker.schedule import enqueue_refresh
-from worker.settings import Settings
-from worker.trading_calendar import TradingCalendar
+from worker.host.backfill import backfill
+from worker.host.tables import HostTables
+from worker.jobs.maintenance import sweep_factor_waits
+from worker.jobs.onboarding import open_onboarder
+from worker.jobs.refresh import JobsByKind, Refresher
+from worker.jobs.schedule import enqueue_refresh
+from worker.ops import migrate
+from worker.queue.store import Queue
 
 NEW_YORK = ZoneInfo("America/New_York")
 CALENDAR = TradingCalendar("XNYS", now=datetime(2023, 12, 1, tzinfo=UTC))
@@ -577,7 +578,7 @@ async def test_missing_factor_names_degrade_then_betas_come_once_seeded(
 
 async def sweep(conn: asyncpg.Connection, factors: FactorSwitch) -> int:
     """The worker's housekeeping sweep of the factor waits, as `run` registers it."""
-    return await _sweep_factor_waits(
+    return await sweep_factor_waits(
         conn, 100, factors=factors, host=HostTables(), settings=Settings()
     )
 

@@ -14,13 +14,13 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.integration.test_outages import enqueue, synthetic_settings
-from worker.db import asyncpg_dsn, bounded_lock_waits, connect_options
-from worker.errors import LockWaitTimeout, translate
-from worker.housekeeping import Housekeeper
-from worker.onboarding import open_onboarder
-from worker.queue import Queue
-from worker.runner import Runner
-from worker.settings import Settings, SettingsError
+from worker.core.db import asyncpg_dsn, bounded_lock_waits, connect_options
+from worker.core.errors import LockWaitTimeout, translate
+from worker.core.settings import Settings, SettingsError
+from worker.jobs.onboarding import open_onboarder
+from worker.queue.housekeeping import Housekeeper
+from worker.queue.runner import Runner
+from worker.queue.store import Queue
 
 pytestmark = pytest.mark.slow
 
@@ -129,6 +129,9 @@ async def test_bounded_lock_waits_end_in_a_lock_wait_timeout(database_url, conn)
 
 def test_the_lock_timeout_must_be_shorter_than_the_command_timeout() -> None:
     env = {"DATABASE_LOCK_TIMEOUT_S": "60", "DATABASE_COMMAND_TIMEOUT_S": "60"}
-    with pytest.raises(SettingsError, match="DATABASE_LOCK_TIMEOUT_S: expected less than DATABASE_COMMAND_TIMEOUT_S"):
+    with pytest.raises(
+        SettingsError,
+        match="DATABASE_LOCK_TIMEOUT_S: expected less than DATABASE_COMMAND_TIMEOUT_S",
+    ):
         Settings.from_env(env)
     assert Settings.from_env({}).lock_timeout_s < Settings.from_env({}).command_timeout_s

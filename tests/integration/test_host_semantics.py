@@ -5,8 +5,8 @@ import asyncpg
 import pytest
 
 from tests import hostdb
-from worker import migrate
-from worker.db import asyncpg_dsn
+from worker.core.db import asyncpg_dsn
+from worker.ops import migrate
 
 HOST_SEMANTICS = "0008"  # this revision; the test below starts just before it
 

@@ -7,10 +7,10 @@ import pytest
 
 from tests.catalog import alembic_cli, autogenerate_diff, snapshot, table_names
 from tests.harness import PgServer
-from worker import migrate
-from worker.db import asyncpg_dsn
+from worker.core.db import asyncpg_dsn
+from worker.core.schema import VERSION_TABLE
 from worker.models import Base
-from worker.schema import VERSION_TABLE
+from worker.ops import migrate
 
 SPEC_SQL = (Path(__file__).parent / "spec_schema.sql").read_text()
 SPEC_TABLES = [

@@ -19,17 +19,20 @@ from structlog.testing import capture_logs
 
 from tests.fakeprovider import FakeProvider, Reply, fixture, recorded
 from tests.harness import unused_port
-from tests.integration.conftest import claim, job_row, stored, symbol_row
-from worker import onboarding
-from worker.metrics import PrometheusMetrics
-from worker.onboarding import _columns, open_onboarder
+from tests.helpers import job_row
+from tests.integration.conftest import claim, stored, symbol_row
+from worker.core.errors import JobLost
+from worker.core.settings import SettingsError
+from worker.jobs import onboarding
+from worker.jobs.onboarding import open_onboarder
+from worker.jobs.write import columns_of
+from worker.ops.prometheus import PrometheusMetrics
 from worker.prices import ratelimit, synthetic
 from worker.prices.base import SourcePaused, Window
 from worker.prices.http import URL_LOGGERS, MaskSecrets
-from worker.prices.ratelimit import Rate, SourceGate, resume
+from worker.prices.ratelimit import Rate, SourceGate
 from worker.prices.validate import normalize
-from worker.queue import JobLost, Queue
-from worker.settings import SettingsError
+from worker.queue.store import Queue
 from worker.sql import prices as sql
 
 MSFT = "yahoo/chart-MSFT-1d-2021-02-01_2022-01-31-dividends.json"
@@ -42,10 +45,10 @@ NOT_FOUND = recorded("yahoo/error-404-unknown-symbol.TRANSCRIBED.json", status=4
 
 
 async def test_failure_after_the_price_insert_leaves_nothing_behind(
-    provider, private_pool, queue, settings
+    provider, database_pool, queue, settings
 ) -> None:
     """Injected failure: completing the job, the statement after the price upsert, raises."""
-    pool = private_pool
+    pool = database_pool
     await pool.execute(
         """
         CREATE FUNCTION refuse_completion() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -71,18 +74,18 @@ async def test_failure_after_the_price_insert_leaves_nothing_behind(
 
 
 async def test_a_lost_job_rolls_back_its_prices_and_propagates(
-    provider, pool, queue, onboarder_for
+    provider, shared_pool, queue, onboarder_for
 ) -> None:
     provider.route(MSFT_PATH, recorded(MSFT))
-    job = await claim(pool, queue, "MSFT")
+    job = await claim(shared_pool, queue, "MSFT")
     # Meanwhile the job was recovered as stalled and claimed by another worker.
-    await pool.execute("UPDATE symbol_onboarding_queue SET locked_by = 'other-worker'")
+    await shared_pool.execute("UPDATE symbol_onboarding_queue SET locked_by = 'other-worker'")
     with pytest.raises(JobLost):
         await (await onboarder_for("yahoo", today=MSFT_TODAY)).run(job)
 
-    assert await stored(pool, "MSFT") == []
-    assert (await symbol_row(pool, "MSFT"))["status"] == "pending"
-    assert (await job_row(pool, job))["status"] == "processing"
+    assert await stored(shared_pool, "MSFT") == []
+    assert (await symbol_row(shared_pool, "MSFT"))["status"] == "pending"
+    assert (await job_row(shared_pool, job))["status"] == "processing"
 
 
 async def test_database_connection_errors_propagate(
@@ -97,7 +100,7 @@ async def test_database_connection_errors_propagate(
 
 
 def _dsn(url: str) -> str:
-    from worker.db import asyncpg_dsn
+    from worker.core.db import asyncpg_dsn
 
     return asyncpg_dsn(url)
 
@@ -106,22 +109,22 @@ def _dsn(url: str) -> str:
 
 
 async def test_an_active_symbol_is_never_downgraded_by_a_failed_refresh(
-    provider, pool, queue, onboarder_for
+    provider, shared_pool, queue, onboarder_for
 ) -> None:
-    await pool.execute(
+    await shared_pool.execute(
         "INSERT INTO symbol_universe (symbol, status, last_price_date) VALUES ('MSFT', 'active', '2022-01-28')"
     )
-    await pool.execute(
+    await shared_pool.execute(
         "INSERT INTO symbol_prices_daily (symbol, price_date, close_price) VALUES ('MSFT', '2022-01-28', 308.26)"
     )
     provider.route(MSFT_PATH, NOT_FOUND)
-    job = await claim(pool, queue, "MSFT")
+    job = await claim(shared_pool, queue, "MSFT")
     result = await (await onboarder_for("yahoo", today=MSFT_TODAY)).run(job)
 
     assert result.outcome == "failed"
-    universe = await symbol_row(pool, "MSFT")
+    universe = await symbol_row(shared_pool, "MSFT")
     assert (universe["status"], universe["last_price_date"]) == ("active", date(2022, 1, 28))
-    assert await stored(pool, "MSFT") == [
+    assert await stored(shared_pool, "MSFT") == [
         (date(2022, 1, 28), None, None, None, Decimal("308.2600"), None, None)
     ]
 
@@ -131,70 +134,74 @@ async def test_an_active_symbol_is_never_downgraded_by_a_failed_refresh(
     [("delisted", "delisted"), ("error", "active"), ("active", "active"), (None, "active")],
 )
 async def test_storing_prices_activates_a_symbol_but_never_a_delisted_one(
-    provider, pool, queue, onboarder_for, before, after
+    provider, shared_pool, queue, onboarder_for, before, after
 ) -> None:
     provider.route(MSFT_PATH, recorded(MSFT))
-    job = await claim(pool, queue, "MSFT")
-    await pool.execute("UPDATE symbol_universe SET status = $1 WHERE symbol = 'MSFT'", before)
+    job = await claim(shared_pool, queue, "MSFT")
+    await shared_pool.execute(
+        "UPDATE symbol_universe SET status = $1 WHERE symbol = 'MSFT'", before
+    )
     result = await (await onboarder_for("yahoo", today=MSFT_TODAY)).run(job)
 
     assert result.outcome == "completed"
-    universe = await symbol_row(pool, "MSFT")
+    universe = await symbol_row(shared_pool, "MSFT")
     assert (universe["status"], universe["last_price_date"]) == (after, date(2022, 1, 28))
 
 
-async def test_a_missing_universe_row_is_created(provider, pool, queue, onboarder_for) -> None:
+async def test_a_missing_universe_row_is_created(
+    provider, shared_pool, queue, onboarder_for
+) -> None:
     provider.route(MSFT_PATH, recorded(MSFT))
     provider.route("/v8/finance/chart/ZZZZ", NOT_FOUND)
-    ok, bad = await claim(pool, queue, "MSFT"), await claim(pool, queue, "ZZZZ")
+    ok, bad = await claim(shared_pool, queue, "MSFT"), await claim(shared_pool, queue, "ZZZZ")
     # Someone deleted the rows the enqueue trigger made.
-    await pool.execute("DELETE FROM symbol_universe")
+    await shared_pool.execute("DELETE FROM symbol_universe")
     onboarder = await onboarder_for("yahoo", today=MSFT_TODAY)
 
     assert (await onboarder.run(ok)).outcome == "completed"
     assert (await onboarder.run(bad)).outcome == "failed"
-    ok_row, bad_row = await symbol_row(pool, "MSFT"), await symbol_row(pool, "ZZZZ")
+    ok_row, bad_row = await symbol_row(shared_pool, "MSFT"), await symbol_row(shared_pool, "ZZZZ")
     assert (ok_row["status"], ok_row["added_source"]) == ("active", "onboarding")
     assert (bad_row["status"], bad_row["added_source"]) == ("error", "onboarding")
 
 
 async def test_the_last_transient_attempt_fails_the_job_and_marks_the_symbol_error(
-    provider, pool, onboarder_for
+    provider, shared_pool, onboarder_for
 ) -> None:
     provider.route(MSFT_PATH, Reply(502, b"bad gateway", "text/plain"))
     one_try = Queue("test-worker", max_attempts=1)
-    job = await claim(pool, one_try, "MSFT")
+    job = await claim(shared_pool, one_try, "MSFT")
     result = await (await onboarder_for("yahoo", today=MSFT_TODAY, queue_=one_try)).run(job)
 
     assert result.outcome == "failed"
     assert result.error == "yahoo: server error (HTTP 502: bad gateway) (2 attempts)"
-    assert (await job_row(pool, job))["status"] == "failed"
-    assert (await symbol_row(pool, "MSFT"))["status"] == "error"
+    assert (await job_row(shared_pool, job))["status"] == "failed"
+    assert (await symbol_row(shared_pool, "MSFT"))["status"] == "error"
 
 
 async def test_a_bad_row_is_skipped_counted_and_never_stored(
-    provider, pool, queue, onboarder_for
+    provider, shared_pool, queue, onboarder_for
 ) -> None:
     body = fixture(MSFT).replace(b'"close":[239.64999389648438', b'"close":[-239.64999389648438')
     provider.route(MSFT_PATH, Reply(body=body))
-    job = await claim(pool, queue, "MSFT")
+    job = await claim(shared_pool, queue, "MSFT")
     metrics = PrometheusMetrics("w", "1")
     result = await (await onboarder_for("yahoo", today=MSFT_TODAY, metrics=metrics)).run(job)
 
     assert (result.outcome, result.rows) == ("completed", 251)
     assert result.skipped == {"close_price not positive": 1}
     assert metrics.skipped == {("yahoo", "close_price not positive"): 1}  # price_rows_skipped_total
-    rows = await stored(pool, "MSFT")
+    rows = await stored(shared_pool, "MSFT")
     assert len(rows) == 251 and rows[0][0] == date(2021, 2, 2)
-    assert (await job_row(pool, job))["status"] == "completed"
+    assert (await job_row(shared_pool, job))["status"] == "completed"
 
 
 async def test_an_invalid_most_recent_bar_fails_permanently_naming_date_and_field(
-    provider, pool, queue, onboarder_for
+    provider, shared_pool, queue, onboarder_for
 ) -> None:
     body = fixture(MSFT).replace(b'308.260009765625],"low"', b'0],"low"')
     provider.route(MSFT_PATH, Reply(body=body))
-    job = await claim(pool, queue, "MSFT")
+    job = await claim(shared_pool, queue, "MSFT")
     result = await (await onboarder_for("yahoo", today=MSFT_TODAY)).run(job)
 
     assert result.outcome == "failed"
@@ -202,7 +209,7 @@ async def test_an_invalid_most_recent_bar_fails_permanently_naming_date_and_fiel
         "yahoo: invalid close_price for MSFT on 2022-01-28: 0 is not positive "
         "(the most recent bar; 251 older rows are valid, none stored)"
     )
-    assert await stored(pool, "MSFT") == []
+    assert await stored(shared_pool, "MSFT") == []
     assert len(provider.hits(MSFT_PATH)) == 1
 
 
@@ -210,26 +217,26 @@ async def test_an_invalid_most_recent_bar_fails_permanently_naming_date_and_fiel
 
 
 async def test_changed_values_are_updated_and_unchanged_rows_are_not_rewritten(
-    provider, pool, queue, onboarder_for
+    provider, shared_pool, queue, onboarder_for
 ) -> None:
     provider.route(MSFT_PATH, recorded(MSFT))
     onboarder = await onboarder_for("yahoo", today=MSFT_TODAY)
-    assert (await onboarder.run(await claim(pool, queue, "MSFT"))).outcome == "completed"
-    first = await stored(pool, "MSFT")
+    assert (await onboarder.run(await claim(shared_pool, queue, "MSFT"))).outcome == "completed"
+    first = await stored(shared_pool, "MSFT")
     # A provider rewrote adjusted history for one day; another day is untouched.
-    await pool.execute(
+    await shared_pool.execute(
         "UPDATE symbol_prices_daily SET adj_close_price = 1 WHERE price_date = '2021-02-01'"
     )
     before = dict(
-        await pool.fetch(
+        await shared_pool.fetch(
             "SELECT price_date, xmin::text FROM symbol_prices_daily WHERE symbol = 'MSFT'"
         )
     )
-    assert (await onboarder.run(await claim(pool, queue, "MSFT"))).outcome == "completed"
+    assert (await onboarder.run(await claim(shared_pool, queue, "MSFT"))).outcome == "completed"
 
-    assert await stored(pool, "MSFT") == first
+    assert await stored(shared_pool, "MSFT") == first
     after = dict(
-        await pool.fetch(
+        await shared_pool.fetch(
             "SELECT price_date, xmin::text FROM symbol_prices_daily WHERE symbol = 'MSFT'"
         )
     )
@@ -238,7 +245,7 @@ async def test_changed_values_are_updated_and_unchanged_rows_are_not_rewritten(
 
 
 async def test_a_source_without_a_value_keeps_the_stored_one(
-    provider, pool, queue, onboarder_for
+    provider, shared_pool, queue, onboarder_for
 ) -> None:
     """Tiingo stored adjusted closes; a later refresh served by Polygon (no adjusted close, and
     here a row without open/high/low/volume) must not overwrite them with NULL. Close always
@@ -255,13 +262,15 @@ async def test_a_source_without_a_value_keeps_the_stored_one(
     provider.route(polygon_path, Reply(body=json.dumps(document).encode()))
     window = {"today": date(2023, 1, 11), "price_lookback_days": 9}
     assert (
-        await (await onboarder_for("tiingo", **window)).run(await claim(pool, queue, "AAPL"))
+        await (await onboarder_for("tiingo", **window)).run(await claim(shared_pool, queue, "AAPL"))
     ).outcome == "completed"
-    before = await stored(pool, "AAPL")
+    before = await stored(shared_pool, "AAPL")
     assert (
-        await (await onboarder_for("polygon", **window)).run(await claim(pool, queue, "AAPL"))
+        await (await onboarder_for("polygon", **window)).run(
+            await claim(shared_pool, queue, "AAPL")
+        )
     ).outcome == "completed"
-    after = await stored(pool, "AAPL")
+    after = await stored(shared_pool, "AAPL")
 
     assert [r[0] for r in after] == [r[0] for r in before]
     assert [r[5] for r in after] == [r[5] for r in before]  # adjusted closes kept
@@ -275,33 +284,35 @@ async def test_a_source_without_a_value_keeps_the_stored_one(
 # --- fallback chains ---------------------------------------------------------------------------
 
 
-async def test_chain_falls_back_to_the_next_source(provider, pool, queue, onboarder_for) -> None:
+async def test_chain_falls_back_to_the_next_source(
+    provider, shared_pool, queue, onboarder_for
+) -> None:
     polygon_path = "/v2/aggs/ticker/AAPL/range/1/day/2023-01-01/2023-01-10"
     provider.route("/v8/finance/chart/AAPL", Reply(429, b"Too Many Requests", "text/plain"))
     provider.route(polygon_path, recorded("polygon/aggs-AAPL-1-day-2023-01-01_2023-01-10.json"))
-    job = await claim(pool, queue, "AAPL")
+    job = await claim(shared_pool, queue, "AAPL")
     onboarder = await onboarder_for("yahoo,polygon", today=date(2023, 1, 11), price_lookback_days=9)
     result = await onboarder.run(job)
 
     assert (result.outcome, result.rows) == ("completed", 6)
-    assert await pool.fetchval(
+    assert await shared_pool.fetchval(
         "SELECT paused_until > now() FROM price_source_state WHERE source = 'yahoo'"
     )
     # The next job skips the paused source without calling it.
-    job = await claim(pool, queue, "AAPL")
+    job = await claim(shared_pool, queue, "AAPL")
     assert (await onboarder.run(job)).outcome == "completed"
     assert len(provider.hits("/v8/finance/chart/AAPL")) == 1
     assert len(provider.hits(polygon_path)) == 2
 
 
 async def test_chain_with_only_permanent_failures_names_each(
-    provider, pool, queue, onboarder_for
+    provider, shared_pool, queue, onboarder_for
 ) -> None:
     provider.route("/v8/finance/chart/ZZZZ", NOT_FOUND)
     provider.route(
         "/tiingo/daily/ZZZZ/prices", Reply(404, b'{"detail":"Error: Ticker \'ZZZZ\' not found"}')
     )
-    job = await claim(pool, queue, "ZZZZ")
+    job = await claim(shared_pool, queue, "ZZZZ")
     result = await (await onboarder_for("database,yahoo,tiingo", today=MSFT_TODAY)).run(job)
 
     assert result.outcome == "failed"
@@ -313,24 +324,24 @@ async def test_chain_with_only_permanent_failures_names_each(
 
 
 async def test_chain_with_a_transient_failure_is_retried(
-    provider, pool, queue, onboarder_for
+    provider, shared_pool, queue, onboarder_for
 ) -> None:
     provider.route("/v8/finance/chart/ZZZZ", NOT_FOUND)
     provider.route("/tiingo/daily/ZZZZ/prices", Reply(500, b"oops", "text/plain"))
-    job = await claim(pool, queue, "ZZZZ")
+    job = await claim(shared_pool, queue, "ZZZZ")
     result = await (await onboarder_for("yahoo,tiingo", today=MSFT_TODAY)).run(job)
 
     assert result.outcome == "retried"
-    assert (await symbol_row(pool, "ZZZZ"))["status"] == "pending"
+    assert (await symbol_row(shared_pool, "ZZZZ"))["status"] == "pending"
 
 
 # --- the local sources -------------------------------------------------------------------------
 
 
 async def test_database_source_onboards_from_the_cache_without_network(
-    provider, pool, queue, onboarder_for
+    provider, shared_pool, queue, onboarder_for
 ) -> None:
-    await pool.execute(
+    await shared_pool.execute(
         """
         INSERT INTO market_data_cache (symbol, date, open, high, low, close, volume, data_source)
         VALUES ('IBM', '2023-01-03', 141.1, 141.9, 140.48, 141.55, 3338800, 'polygon'),
@@ -339,14 +350,14 @@ async def test_database_source_onboards_from_the_cache_without_network(
                ('IBM', '2023-01-02', 1, 1, 1, 0, 1, 'polygon')  -- the host's zero close
         """
     )
-    job = await claim(pool, queue, "IBM")
+    job = await claim(shared_pool, queue, "IBM")
     result = await (
         await onboarder_for("database", today=date(2023, 1, 11), price_lookback_days=30)
     ).run(job)
 
     assert (result.outcome, result.rows) == ("completed", 2)
     assert result.skipped == {"close_price not positive": 1}
-    assert await stored(pool, "IBM") == [
+    assert await stored(shared_pool, "IBM") == [
         (date(2023, 1, 3), Decimal("141.1000"), Decimal("141.9000"), Decimal("140.4800"),
          Decimal("141.5500"), None, 3338800),
         (date(2023, 1, 4), Decimal("142.0700"), Decimal("143.6150"), Decimal("141.3675"),
@@ -357,10 +368,10 @@ async def test_database_source_onboards_from_the_cache_without_network(
 
 @pytest.mark.parametrize("enqueued", ["BRK.B", "BRK-B", "brk/b"])
 async def test_database_source_finds_the_hosts_spelling_of_a_class_share(
-    pool, queue, onboarder_for, enqueued: str
+    shared_pool, queue, onboarder_for, enqueued: str
 ) -> None:
     # The host spells it BRK-B; one date also has a BRK.B row (another loader's spelling).
-    await pool.execute(
+    await shared_pool.execute(
         """
         INSERT INTO market_data_cache (symbol, date, open, high, low, close, volume, data_source)
         VALUES ('BRK-B', '2023-01-03', 1, 2, 1, 1.5, 10, 'yahoo'),
@@ -368,22 +379,22 @@ async def test_database_source_finds_the_hosts_spelling_of_a_class_share(
                ('BRK.B', '2023-01-04', 1, 2, 1, 1.7, 12, 'polygon')
         """
     )
-    job = await claim(pool, queue, enqueued.upper())
+    job = await claim(shared_pool, queue, enqueued.upper())
     onboarder = await onboarder_for("database", today=date(2023, 1, 11), price_lookback_days=30)
     result = await onboarder.run(job)
 
     assert (result.outcome, result.rows) == ("completed", 2)
-    closes = [(r[0], r[4]) for r in await stored(pool, enqueued.upper())]
+    closes = [(r[0], r[4]) for r in await stored(shared_pool, enqueued.upper())]
     # Per date the row spelled exactly as enqueued wins; else the first in spellings() order.
     expected_jan_4 = Decimal("1.6000") if enqueued == "BRK-B" else Decimal("1.7000")
     assert closes == [(date(2023, 1, 3), Decimal("1.5000")), (date(2023, 1, 4), expected_jan_4)]
 
 
 async def test_database_source_reads_yahoos_short_fx_spelling_as_written(
-    pool, queue, onboarder_for
+    shared_pool, queue, onboarder_for
 ) -> None:
     # INR=X is Yahoo's own spelling of USD/INR; another loader stored its alias USDINR=X.
-    await pool.execute(
+    await shared_pool.execute(
         """
         INSERT INTO market_data_cache (symbol, date, open, high, low, close, volume, data_source)
         VALUES ('INR=X', '2023-01-03', 82, 83, 81, 82.5, 0, 'yahoo'),
@@ -391,11 +402,11 @@ async def test_database_source_reads_yahoos_short_fx_spelling_as_written(
                ('USDINR=X', '2023-01-04', 82, 83, 81, 82.7, 0, 'other')
         """
     )
-    job = await claim(pool, queue, "INR=X")
+    job = await claim(shared_pool, queue, "INR=X")
     onboarder = await onboarder_for("database", today=date(2023, 1, 11), price_lookback_days=30)
     assert (await onboarder.run(job)).outcome == "completed"
 
-    closes = [(r[0], r[4]) for r in await stored(pool, "INR=X")]
+    closes = [(r[0], r[4]) for r in await stored(shared_pool, "INR=X")]
     assert closes == [
         (date(2023, 1, 3), Decimal("82.5000")),
         (date(2023, 1, 4), Decimal("82.7000")),
@@ -403,27 +414,27 @@ async def test_database_source_reads_yahoos_short_fx_spelling_as_written(
 
 
 async def test_csv_source_reads_the_file_named_as_enqueued_first(
-    pool, queue, onboarder_for, tmp_path: Path
+    shared_pool, queue, onboarder_for, tmp_path: Path
 ) -> None:
     header = "Date,Open,High,Low,Close,Adj Close,Volume\n"
     (tmp_path / "INR=X.csv").write_text(header + "2023-01-03,82,83,81,82.5,82.5,0\n")
     (tmp_path / "USDINR=X.csv").write_text(header + "2023-01-03,82,83,81,99.9,99.9,0\n")
     onboarder = await onboarder_for("csv", today=date(2023, 1, 11), price_csv_dir=tmp_path)
-    assert (await onboarder.run(await claim(pool, queue, "INR=X"))).outcome == "completed"
-    assert [r[4] for r in await stored(pool, "INR=X")] == [Decimal("82.5000")]
+    assert (await onboarder.run(await claim(shared_pool, queue, "INR=X"))).outcome == "completed"
+    assert [r[4] for r in await stored(shared_pool, "INR=X")] == [Decimal("82.5000")]
     # The alias finds its own file first, and Yahoo's short form when it has none.
-    assert (await onboarder.run(await claim(pool, queue, "USDINR=X"))).outcome == "completed"
-    assert [r[4] for r in await stored(pool, "USDINR=X")] == [Decimal("99.9000")]
+    assert (await onboarder.run(await claim(shared_pool, queue, "USDINR=X"))).outcome == "completed"
+    assert [r[4] for r in await stored(shared_pool, "USDINR=X")] == [Decimal("99.9000")]
     (tmp_path / "USDINR=X.csv").unlink()
-    assert (await onboarder.run(await claim(pool, queue, "USD/INR"))).outcome == "completed"
-    assert [r[4] for r in await stored(pool, "USD/INR")] == [Decimal("82.5000")]
+    assert (await onboarder.run(await claim(shared_pool, queue, "USD/INR"))).outcome == "completed"
+    assert [r[4] for r in await stored(shared_pool, "USD/INR")] == [Decimal("82.5000")]
 
 
 async def test_database_then_yahoo_uses_yahoo_when_the_cache_lacks_the_symbol(
-    provider, pool, queue, onboarder_for
+    provider, shared_pool, queue, onboarder_for
 ) -> None:
     provider.route(MSFT_PATH, recorded(MSFT))
-    job = await claim(pool, queue, "MSFT")
+    job = await claim(shared_pool, queue, "MSFT")
     result = await (await onboarder_for("database,yahoo", today=MSFT_TODAY)).run(job)
     assert (result.outcome, result.rows) == ("completed", 252)
 
@@ -432,10 +443,10 @@ STOOQ = "stooq/aapl_us_d-2025-02-03_2026-02-03.csv"
 
 
 async def test_csv_source_reads_a_stooq_download(
-    provider, pool, queue, onboarder_for, tmp_path: Path
+    provider, shared_pool, queue, onboarder_for, tmp_path: Path
 ) -> None:
     (tmp_path / "AAPL.csv").write_bytes(fixture(STOOQ))
-    job = await claim(pool, queue, "AAPL")
+    job = await claim(shared_pool, queue, "AAPL")
     result = await (await onboarder_for("csv", today=date(2026, 2, 4), price_csv_dir=tmp_path)).run(
         job
     )
@@ -453,12 +464,12 @@ async def test_csv_source_reads_a_stooq_download(
                 int(v),
             )
         )
-    assert await stored(pool, "AAPL") == expected
+    assert await stored(shared_pool, "AAPL") == expected
     assert provider.requests == []
 
 
 async def test_csv_source_reads_a_yahoo_download_and_reports_missing_files(
-    pool, queue, onboarder_for, tmp_path: Path
+    shared_pool, queue, onboarder_for, tmp_path: Path
 ) -> None:
     (tmp_path / "brk_b.csv").write_text(
         "Date,Open,High,Low,Close,Adj Close,Volume\n"
@@ -468,10 +479,10 @@ async def test_csv_source_reads_a_yahoo_download_and_reports_missing_files(
         "2023-01-05,461.5,462.0,455.7,458.52,458.52,2.5e6\n"
     )
     onboarder = await onboarder_for("csv", today=date(2023, 1, 11), price_csv_dir=tmp_path)
-    result = await onboarder.run(await claim(pool, queue, "BRK/B"))
+    result = await onboarder.run(await claim(shared_pool, queue, "BRK/B"))
     assert (result.outcome, result.rows) == ("completed", 2)
     assert result.skipped == {"close_price missing": 1, "close_price not a number": 1}
-    assert await stored(pool, "BRK/B") == [
+    assert await stored(shared_pool, "BRK/B") == [
         (date(2023, 1, 3), Decimal("459.0100"), Decimal("463.1900"), Decimal("456.1500"),
          Decimal("459.7800"), Decimal("459.7800"), 3343000),
         (date(2023, 1, 5), Decimal("461.5000"), Decimal("462.0000"), Decimal("455.7000"),
@@ -479,11 +490,11 @@ async def test_csv_source_reads_a_yahoo_download_and_reports_missing_files(
     ]  # fmt: skip
 
     # Another spelling of the same class share finds the same file, and keeps its own name.
-    dotted = await onboarder.run(await claim(pool, queue, "BRK.B"))
+    dotted = await onboarder.run(await claim(shared_pool, queue, "BRK.B"))
     assert (dotted.outcome, dotted.rows) == ("completed", 2)
-    assert await stored(pool, "BRK.B") == await stored(pool, "BRK/B")
+    assert await stored(shared_pool, "BRK.B") == await stored(shared_pool, "BRK/B")
 
-    missing = await onboarder.run(await claim(pool, queue, "NOPE"))
+    missing = await onboarder.run(await claim(shared_pool, queue, "NOPE"))
     assert missing.outcome == "failed"
     assert (
         missing.error
@@ -492,11 +503,11 @@ async def test_csv_source_reads_a_yahoo_download_and_reports_missing_files(
 
 
 async def test_synthetic_source_stores_known_values_for_any_window(
-    pool, queue, onboarder_for
+    shared_pool, queue, onboarder_for
 ) -> None:
     onboarder = await onboarder_for("synthetic", today=date(2024, 6, 29))
-    assert (await onboarder.run(await claim(pool, queue, "DEMO"))).outcome == "completed"
-    first = await stored(pool, "DEMO")
+    assert (await onboarder.run(await claim(shared_pool, queue, "DEMO"))).outcome == "completed"
+    first = await stored(shared_pool, "DEMO")
     window = Window(date(2023, 6, 29), date(2024, 6, 28))
     weekdays = sum(1 for i in range(366) if (window.start + timedelta(days=i)).weekday() < 5)
     assert len(first) == weekdays
@@ -515,35 +526,39 @@ async def test_synthetic_source_stores_known_values_for_any_window(
     assert [tuple(b) for b in short] == [by_day[date(2024, 6, 24)]]
     # A later onboarding over an overlapping window stores the same values for the same days.
     later = await onboarder_for("synthetic", today=date(2024, 8, 1))
-    assert (await later.run(await claim(pool, queue, "DEMO"))).outcome == "completed"
-    again = {r[0]: r for r in await stored(pool, "DEMO")}
+    assert (await later.run(await claim(shared_pool, queue, "DEMO"))).outcome == "completed"
+    again = {r[0]: r for r in await stored(shared_pool, "DEMO")}
     assert all(again[r[0]] == r for r in first)
 
 
 async def test_synthetic_source_warns_once_per_process_not_once_per_symbol(
-    pool, queue, onboarder_for
+    shared_pool, queue, onboarder_for
 ) -> None:
     # Issue 22.6: the quick start's 10 jobs logged 10 identical warnings between its lines.
     with capture_logs() as events:
         onboarder = await onboarder_for("synthetic", today=date(2024, 6, 29))
         for symbol in ("ONE", "TWO", "THREE"):
-            assert (await onboarder.run(await claim(pool, queue, symbol))).outcome == "completed"
+            assert (
+                await onboarder.run(await claim(shared_pool, queue, symbol))
+            ).outcome == "completed"
     warnings = [e for e in events if e["event"] == "synthetic_prices_not_real"]
     assert len(warnings) == 1 and warnings[0]["log_level"] == "warning"
     assert "never use them for analytics" in warnings[0]["note"]
 
 
 async def test_synthetic_source_never_writes_over_real_prices(
-    provider, pool, queue, onboarder_for
+    provider, shared_pool, queue, onboarder_for
 ) -> None:
     # MSFT has real prices (onboarded from Yahoo, or backfilled), then is onboarded again with
     # --source synthetic (e.g. after `retry --failed`): refused, and nothing changes.
     provider.route(MSFT_PATH, recorded(MSFT))
     assert (
-        await (await onboarder_for("yahoo", today=MSFT_TODAY)).run(await claim(pool, queue, "MSFT"))
+        await (await onboarder_for("yahoo", today=MSFT_TODAY)).run(
+            await claim(shared_pool, queue, "MSFT")
+        )
     ).outcome == "completed"
-    real = await stored(pool, "MSFT")
-    job = await claim(pool, queue, "MSFT")
+    real = await stored(shared_pool, "MSFT")
+    job = await claim(shared_pool, queue, "MSFT")
     result = await (await onboarder_for("synthetic", today=MSFT_TODAY)).run(job)
 
     assert result.outcome == "failed"
@@ -552,24 +567,24 @@ async def test_synthetic_source_never_writes_over_real_prices(
         "2021-02-01): the synthetic source is for demos and benchmarks and never writes over "
         "real prices; onboard this symbol from a real source"
     )
-    assert await stored(pool, "MSFT") == real
-    assert (await symbol_row(pool, "MSFT"))["status"] == "active"
+    assert await stored(shared_pool, "MSFT") == real
+    assert (await symbol_row(shared_pool, "MSFT"))["status"] == "active"
 
     # One real row among generated ones is enough.
     demo = await onboarder_for("synthetic", today=date(2024, 6, 29))
-    assert (await demo.run(await claim(pool, queue, "DEMO"))).outcome == "completed"
-    await pool.execute(
+    assert (await demo.run(await claim(shared_pool, queue, "DEMO"))).outcome == "completed"
+    await shared_pool.execute(
         "UPDATE symbol_prices_daily SET close_price = 1 WHERE symbol = 'DEMO'"
         " AND price_date = '2024-06-24'"
     )
-    refused = await demo.run(await claim(pool, queue, "DEMO"))
+    refused = await demo.run(await claim(shared_pool, queue, "DEMO"))
     assert refused.outcome == "failed" and "1 of them not generated" in (refused.error or "")
 
 
-async def test_a_source_that_never_replaces_keeps_rows_written_meanwhile(pool) -> None:
+async def test_a_source_that_never_replaces_keeps_rows_written_meanwhile(shared_pool) -> None:
     """The store for synthetic adds rows only: a real row that lands between its check and its
     write (another worker, the backfill) survives."""
-    await pool.execute(
+    await shared_pool.execute(
         "INSERT INTO symbol_universe (symbol, status) VALUES ('X', 'active');"
         "INSERT INTO symbol_prices_daily (symbol, price_date, close_price)"
         " VALUES ('X', '2024-06-24', 1)"
@@ -580,10 +595,12 @@ async def test_a_source_that_never_replaces_keeps_rows_written_meanwhile(pool) -
         synthetic.generate("X", Window(date(2024, 6, 24), date(2024, 6, 25))),
         Window(date(2024, 6, 24), date(2024, 6, 25)),
     )
-    columns = _columns(fetched.bars)
+    columns = columns_of(fetched.bars)
     for replaces in (False, True):
-        await pool.fetchrow(sql.STORE_PRICES, "X", *columns, replaces)
-        closes = dict(await pool.fetch("SELECT price_date, close_price FROM symbol_prices_daily"))
+        await shared_pool.fetchrow(sql.STORE_PRICES, "X", *columns, replaces)
+        closes = dict(
+            await shared_pool.fetch("SELECT price_date, close_price FROM symbol_prices_daily")
+        )
         assert len(closes) == 2
         assert (closes[date(2024, 6, 24)] == 1) is not replaces
 
@@ -607,12 +624,14 @@ async def test_a_source_that_never_replaces_keeps_rows_written_meanwhile(pool) -
     ],
 )
 async def test_configuration_errors_are_caught_at_construction(
-    pool, queue, settings, sources, overrides, message
+    shared_pool, queue, settings, sources, overrides, message
 ) -> None:
     from dataclasses import replace
 
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        async with open_onboarder(replace(settings, **overrides), queue, pool, sources=sources):
+        async with open_onboarder(
+            replace(settings, **overrides), queue, shared_pool, sources=sources
+        ):
             pass
 
 
@@ -628,7 +647,7 @@ def mask_filters() -> list[logging.Filter]:
 
 @pytest.mark.parametrize("failing_part", ["build_sources", "SourceGate", None])
 async def test_open_onboarder_releases_every_part_it_built(
-    pool, queue, settings, monkeypatch, failing_part
+    shared_pool, queue, settings, monkeypatch, failing_part
 ) -> None:
     """Issue 11.22: if a part fails to build, the HTTP client built before it is closed and the
     log filter detached; on a normal exit too."""
@@ -651,7 +670,7 @@ async def test_open_onboarder_releases_every_part_it_built(
         if failing_part is not None:
             expect.enter_context(pytest.raises(RuntimeError, match=f"{failing_part} failed"))
         async with open_onboarder(
-            replace(settings, **keys), queue, pool, sources="yahoo,polygon"
+            replace(settings, **keys), queue, shared_pool, sources="yahoo,polygon"
         ) as onboarder:
             assert len(mask_filters()) == len(before) + 1  # attached while it runs
             assert [s.name for s in onboarder.sources] == ["yahoo", "polygon"]
@@ -660,10 +679,10 @@ async def test_open_onboarder_releases_every_part_it_built(
 
 
 async def test_open_onboarder_builds_no_client_without_an_http_source(
-    pool, queue, settings, monkeypatch
+    shared_pool, queue, settings, monkeypatch
 ) -> None:
     monkeypatch.setattr(onboarding, "http_client", lambda _s: pytest.fail("client built"))
-    async with open_onboarder(settings, queue, pool, sources="synthetic") as onboarder:
+    async with open_onboarder(settings, queue, shared_pool, sources="synthetic") as onboarder:
         assert [s.name for s in onboarder.sources] == ["synthetic"]
 
 
@@ -671,20 +690,20 @@ async def test_open_onboarder_builds_no_client_without_an_http_source(
 
 
 async def test_rate_limiter_defers_a_job_whose_slot_is_too_far(
-    provider, pool, queue, onboarder_for
+    provider, shared_pool, queue, onboarder_for
 ) -> None:
     provider.route(MSFT_PATH, recorded(MSFT))
     provider.route("/v8/finance/chart/AAPL", recorded(MSFT))
     onboarder = await onboarder_for("yahoo", today=MSFT_TODAY, rate_limit_yahoo="1/hour")
-    assert (await onboarder.run(await claim(pool, queue, "MSFT"))).outcome == "completed"
+    assert (await onboarder.run(await claim(shared_pool, queue, "MSFT"))).outcome == "completed"
 
-    job = await claim(pool, queue, "AAPL")
+    job = await claim(shared_pool, queue, "AAPL")
     result = await onboarder.run(job)
     assert result.outcome == "deferred"
     assert "request rate 1/hour reached" in (result.error or "")
-    row = await job_row(pool, job)
+    row = await job_row(shared_pool, job)
     assert row["attempts"] == 0
-    assert await pool.fetchval(
+    assert await shared_pool.fetchval(
         "SELECT run_after > now() + interval '50 minutes' FROM symbol_onboarding_queue WHERE id = $1",
         job.id,
     )
@@ -692,7 +711,7 @@ async def test_rate_limiter_defers_a_job_whose_slot_is_too_far(
 
 
 async def test_jobs_refused_a_slot_are_deferred_to_distinct_slots_of_their_own(
-    provider, pool, queue, onboarder_for
+    provider, shared_pool, queue, onboarder_for
 ) -> None:
     """At 60/minute a backlog refused a slot comes back spread out, one job a slot, instead of
     all together after the same wait (to fight over the few slots within the max wait again)."""
@@ -700,9 +719,9 @@ async def test_jobs_refused_a_slot_are_deferred_to_distinct_slots_of_their_own(
     onboarder = await onboarder_for(
         "yahoo", today=MSFT_TODAY, rate_limit_yahoo="60/minute", rate_limit_max_wait_s=0.5
     )
-    assert (await onboarder.run(await claim(pool, queue, "MSFT"))).outcome == "completed"
+    assert (await onboarder.run(await claim(shared_pool, queue, "MSFT"))).outcome == "completed"
 
-    jobs = [await claim(pool, queue, symbol) for symbol in ("AAPL", "IBM", "ORCL", "AMZN")]
+    jobs = [await claim(shared_pool, queue, symbol) for symbol in ("AAPL", "IBM", "ORCL", "AMZN")]
     for job in jobs:
         result = await onboarder.run(job)
         assert result.outcome == "deferred"
@@ -710,7 +729,7 @@ async def test_jobs_refused_a_slot_are_deferred_to_distinct_slots_of_their_own(
             result.error or ""
         )
     run_after = [
-        await pool.fetchval(
+        await shared_pool.fetchval(
             "SELECT extract(epoch FROM run_after)::float8 FROM symbol_onboarding_queue "
             "WHERE id = $1",
             job.id,
@@ -719,11 +738,11 @@ async def test_jobs_refused_a_slot_are_deferred_to_distinct_slots_of_their_own(
     ]
     gaps = [later - earlier for earlier, later in itertools.pairwise(run_after)]
     assert all(abs(gap - 1.0) < 0.3 for gap in gaps), gaps  # distinct, one interval apart
-    assert [(await job_row(pool, job))["attempts"] for job in jobs] == [0, 0, 0, 0]
+    assert [(await job_row(shared_pool, job))["attempts"] for job in jobs] == [0, 0, 0, 0]
 
 
 async def test_a_job_back_for_its_reserved_slot_takes_it_and_an_unused_one_is_harmless(
-    pool, monkeypatch
+    shared_pool, monkeypatch
 ) -> None:
     slept: list[float] = []
 
@@ -732,8 +751,8 @@ async def test_a_job_back_for_its_reserved_slot_takes_it_and_an_unused_one_is_ha
 
     monkeypatch.setattr(ratelimit, "_sleep", no_sleep)
     rates = {"yahoo": Rate(60, "minute")}
-    gate = SourceGate(pool, rates, max_wait_s=0.5)
-    other = SourceGate(pool, rates, max_wait_s=0.5)  # another worker process
+    gate = SourceGate(shared_pool, rates, max_wait_s=0.5)
+    other = SourceGate(shared_pool, rates, max_wait_s=0.5)  # another worker process
     await gate.acquire("yahoo", "MSFT")  # the first slot: no wait
     with pytest.raises(SourcePaused) as refused:
         await gate.acquire("yahoo", "AAPL")
@@ -745,56 +764,27 @@ async def test_a_job_back_for_its_reserved_slot_takes_it_and_an_unused_one_is_ha
     again = await gate.reserve_ahead("yahoo", "AAPL")
     assert again is not None and again.delay_s <= aapl.delay_s
     state = "SELECT next_request_at FROM price_source_state WHERE source = 'yahoo'"
-    next_free = await pool.fetchval(state)
+    next_free = await shared_pool.fetchval(state)
 
     # AAPL's job is back here at its slot: it takes that slot and reserves nothing more.
     now = ratelimit._clock()
     monkeypatch.setattr(ratelimit, "_clock", lambda: now + aapl.delay_s)
     await gate.acquire("yahoo", "AAPL")
-    assert await pool.fetchval(state) == next_free
+    assert await shared_pool.fetchval(state) == next_free
     # IBM's job was claimed by another process: its slot goes unused, and that process's
     # request takes the next free slot (refused here, the slot being over the max wait away).
     with pytest.raises(SourcePaused) as elsewhere:
         await other.acquire("yahoo", "IBM")
     assert elsewhere.value.rate_slot and elsewhere.value.delay_s > ibm.delay_s
-    assert await pool.fetchval(state) == next_free
-
-
-async def test_reserve_request_spaces_slots_across_callers(pool) -> None:
-    """Three callers reserve slots of a 60 s spacing; the third is refused at a 100 s limit."""
-    waits = [await pool.fetchval(sql.RESERVE_REQUEST, "polygon", 60.0, 100.0) for _ in range(3)]
-    assert waits[0] == 0.0
-    assert 59.0 < waits[1] <= 60.0
-    assert waits[2] is None
-    state = await pool.fetchrow(sql.SOURCE_STATE, "polygon")
-    assert 119.0 < state["wait_s"] <= 120.0 and state["paused_s"] == 0.0
-
-
-async def test_concurrent_reservations_never_share_a_slot(pool) -> None:
-    waits = await asyncio.gather(
-        *(pool.fetchval(sql.RESERVE_REQUEST, "yahoo", 1.0, 1000.0) for _ in range(8))
-    )
-    slots = sorted(round(w) for w in waits)
-    assert slots == list(range(8))
-
-
-async def test_pause_keeps_the_longest_and_resume_ends_it(pool) -> None:
-    gate = SourceGate(pool, {}, max_wait_s=30.0)
-    await gate.pause("yahoo", 600.0, "yahoo: rate limited (long)")
-    shorter = await gate.pause("yahoo", 60.0, "yahoo: rate limited (short)")
-    assert shorter.delay_s > 590 and shorter.reason == "yahoo: rate limited (long)"
-    assert set(await gate.paused(["yahoo", "polygon"])) == {"yahoo"}
-    assert await resume(pool, "yahoo") is True
-    assert await gate.paused(["yahoo"]) == {}
-    assert await resume(pool, "yahoo") is False
+    assert await shared_pool.fetchval(state) == next_free
 
 
 async def test_a_paused_source_defers_before_any_request(
-    provider: FakeProvider, pool, queue, onboarder_for
+    provider: FakeProvider, shared_pool, queue, onboarder_for
 ) -> None:
-    await SourceGate(pool, {}, max_wait_s=30.0).pause("yahoo", 300.0, "yahoo: rate limited")
+    await SourceGate(shared_pool, {}, max_wait_s=30.0).pause("yahoo", 300.0, "yahoo: rate limited")
     provider.route(MSFT_PATH, recorded(MSFT))
-    job = await claim(pool, queue, "MSFT")
+    job = await claim(shared_pool, queue, "MSFT")
     result = await (await onboarder_for("yahoo", today=MSFT_TODAY)).run(job)
     assert result.outcome == "deferred"
     assert result.error is not None and result.error.startswith("deferred, yahoo paused for 300 s")
@@ -811,88 +801,65 @@ async def _failures(pool, source: str) -> int | None:
 
 
 async def test_consecutive_transient_failures_pause_the_source_for_every_process(
-    provider: FakeProvider, pool, queue, onboarder_for
+    provider: FakeProvider, shared_pool, queue, onboarder_for
 ) -> None:
     """An outage: each job's in-process retries fail. Below the threshold a job is retried as
     before; at it, the source pauses and jobs are deferred without spending an attempt."""
     settings = {"source_failures_before_pause": 2, "source_failure_pause_s": 120.0}
     for symbol in ("AAA", "BBB", "CCC"):
         provider.route(f"/v8/finance/chart/{symbol}", Reply(503, b"down", "text/plain"))
-    first = await claim(pool, queue, "AAA")
+    first = await claim(shared_pool, queue, "AAA")
     result = await (await onboarder_for("yahoo", today=MSFT_TODAY, **settings)).run(first)
     assert result.outcome == "retried"
-    assert (await job_row(pool, first))["attempts"] == 1
-    assert await _failures(pool, "yahoo") == 1
+    assert (await job_row(shared_pool, first))["attempts"] == 1
+    assert await _failures(shared_pool, "yahoo") == 1
 
     # Another process (its own Onboarder) fails too: the second consecutive failure.
-    second = await claim(pool, queue, "BBB")
+    second = await claim(shared_pool, queue, "BBB")
     result = await (await onboarder_for("yahoo", today=MSFT_TODAY, **settings)).run(second)
     assert result.outcome == "deferred"
     assert result.error is not None and result.error.startswith("deferred, yahoo paused for 120 s")
     assert "2 consecutive transient failures" in result.error
-    row = await job_row(pool, second)
+    row = await job_row(shared_pool, second)
     assert (row["status"], row["attempts"]) == ("pending", 0)
-    assert (await symbol_row(pool, "BBB"))["status"] == "pending"
+    assert (await symbol_row(shared_pool, "BBB"))["status"] == "pending"
 
     # While paused, nobody calls the source.
-    third = await claim(pool, queue, "CCC")
+    third = await claim(shared_pool, queue, "CCC")
     assert (
         await (await onboarder_for("yahoo", today=MSFT_TODAY, **settings)).run(third)
     ).outcome == ("deferred")
     assert provider.hits("/v8/finance/chart/CCC") == []
-    assert (await job_row(pool, third))["attempts"] == 0
+    assert (await job_row(shared_pool, third))["attempts"] == 0
 
 
 async def test_a_success_resets_the_failure_count(
-    provider: FakeProvider, pool, queue, onboarder_for
+    provider: FakeProvider, shared_pool, queue, onboarder_for
 ) -> None:
     settings = {"source_failures_before_pause": 2}
     provider.route("/v8/finance/chart/AAA", Reply(503, b"down", "text/plain"))
     provider.route(MSFT_PATH, recorded(MSFT))
     onboarder = await onboarder_for("yahoo", today=MSFT_TODAY, **settings)
-    assert (await onboarder.run(await claim(pool, queue, "AAA"))).outcome == "retried"
-    assert (await onboarder.run(await claim(pool, queue, "MSFT"))).outcome == "completed"
-    assert await _failures(pool, "yahoo") == 0
+    assert (await onboarder.run(await claim(shared_pool, queue, "AAA"))).outcome == "retried"
+    assert (await onboarder.run(await claim(shared_pool, queue, "MSFT"))).outcome == "completed"
+    assert await _failures(shared_pool, "yahoo") == 0
     # One more failure is the first of a new run, not the second: no pause.
-    await pool.execute("UPDATE symbol_onboarding_queue SET run_after = now()")
-    [again] = await queue.claim(pool)
+    await shared_pool.execute("UPDATE symbol_onboarding_queue SET run_after = now()")
+    [again] = await queue.claim(shared_pool)
     assert (await onboarder.run(again)).outcome == "retried"
-    assert await _failures(pool, "yahoo") == 1
-    assert await SourceGate(pool, {}, max_wait_s=30.0).paused(["yahoo"]) == {}
+    assert await _failures(shared_pool, "yahoo") == 1
+    assert await SourceGate(shared_pool, {}, max_wait_s=30.0).paused(["yahoo"]) == {}
 
 
 # --- pauses are checked before every request -------------------------------------------------
 
 
-async def test_acquire_refuses_a_paused_source_even_without_a_rate_limit(pool) -> None:
-    gate = SourceGate(pool, {"yahoo": None}, max_wait_s=30.0)
-    await gate.acquire("yahoo")  # not paused: nothing to wait for
-    await gate.pause("yahoo", 300.0, "yahoo: rate limited")
-    with pytest.raises(SourcePaused) as caught:
-        await gate.acquire("yahoo")
-    assert caught.value.delay_s > 290 and caught.value.reason == "yahoo: rate limited"
-
-
-async def test_acquire_checks_the_pause_again_after_waiting_for_its_slot(pool, monkeypatch) -> None:
-    gate = SourceGate(pool, {"polygon": Rate(5, "minute")}, max_wait_s=30.0)
-    await gate.acquire("polygon")  # the first slot: no wait
-
-    async def another_process_pauses_it_meanwhile(seconds: float) -> None:
-        assert 11 < seconds <= 12
-        await gate.pause("polygon", 60.0, "polygon: rate limited")
-
-    monkeypatch.setattr(ratelimit, "_sleep", another_process_pauses_it_meanwhile)
-    with pytest.raises(SourcePaused) as caught:
-        await gate.acquire("polygon")
-    assert caught.value.reason == "polygon: rate limited"
-
-
 async def test_in_process_retries_stop_when_another_process_paused_the_source(
-    provider: FakeProvider, pool, queue, onboarder_for
+    provider: FakeProvider, shared_pool, queue, onboarder_for
 ) -> None:
     """The first request fails (503) while another worker pauses the source: the retry must not
     call it again; the job is deferred without spending an attempt."""
-    gate = SourceGate(pool, {}, max_wait_s=30.0)
+    gate = SourceGate(shared_pool, {}, max_wait_s=30.0)
 
     async def pause_yahoo() -> None:
         await gate.pause("yahoo", 300.0, "yahoo: rate limited (seen by another worker)")
@@ -900,13 +867,13 @@ async def test_in_process_retries_stop_when_another_process_paused_the_source(
     provider.route(
         MSFT_PATH, Reply(503, b"down", "text/plain", on_request=pause_yahoo), recorded(MSFT)
     )
-    job = await claim(pool, queue, "MSFT")
+    job = await claim(shared_pool, queue, "MSFT")
     result = await (await onboarder_for("yahoo", today=MSFT_TODAY, http_retries=3)).run(job)
 
     assert result.outcome == "deferred"
     assert "seen by another worker" in (result.error or "")
     assert len(provider.hits(MSFT_PATH)) == 1
-    assert (await job_row(pool, job))["attempts"] == 0
+    assert (await job_row(shared_pool, job))["attempts"] == 0
 
 
 # --- a provider that cannot be reached, and the log keys of retries (issue 11.18, 11.19) ---------
@@ -918,9 +885,9 @@ def closed_port_url() -> str:
 
 
 async def test_an_unreachable_source_is_paused_with_one_clear_line(
-    pool, queue, onboarder_for
+    shared_pool, queue, onboarder_for
 ) -> None:
-    job = await claim(pool, queue, "MSFT")
+    job = await claim(shared_pool, queue, "MSFT")
     onboarder = await onboarder_for(
         "yahoo", today=MSFT_TODAY, yahoo_base_url=closed_port_url(), http_retries=2
     )
@@ -929,8 +896,8 @@ async def test_an_unreachable_source_is_paused_with_one_clear_line(
 
     # Deferred (no attempt spent): the source is paused for every worker, not the job failed.
     assert result.outcome == "deferred"
-    assert (await job_row(pool, job))["attempts"] == 0
-    paused = await pool.fetchval(
+    assert (await job_row(shared_pool, job))["attempts"] == 0
+    paused = await shared_pool.fetchval(
         "SELECT paused_until > now() FROM price_source_state WHERE source = 'yahoo'"
     )
     assert paused is True
@@ -940,7 +907,7 @@ async def test_an_unreachable_source_is_paused_with_one_clear_line(
     assert line["paused_s"] == pytest.approx(120, abs=2)
     assert "--source synthetic" in line["hint"] and "--source csv" in line["hint"]
     # The next job meets the pause at once, without a connect attempt or another such line.
-    second = await claim(pool, queue, "AAPL")
+    second = await claim(shared_pool, queue, "AAPL")
     with capture_logs() as events:
         assert (await onboarder.run(second)).outcome == "deferred"
     assert not [
@@ -949,10 +916,10 @@ async def test_an_unreachable_source_is_paused_with_one_clear_line(
 
 
 async def test_a_source_that_answers_badly_is_not_called_unreachable(
-    provider, pool, queue, onboarder_for
+    provider, shared_pool, queue, onboarder_for
 ) -> None:
     provider.route(MSFT_PATH, Reply(503, b"down", "text/plain"))
-    job = await claim(pool, queue, "MSFT")
+    job = await claim(shared_pool, queue, "MSFT")
     with capture_logs() as events:
         result = await (await onboarder_for("yahoo", today=MSFT_TODAY)).run(job)
     assert result.outcome == "retried"
@@ -960,12 +927,14 @@ async def test_a_source_that_answers_badly_is_not_called_unreachable(
 
 
 async def test_fetch_retries_log_their_try_apart_from_the_job_attempt(
-    provider, pool, queue, onboarder_for
+    provider, shared_pool, queue, onboarder_for
 ) -> None:
     provider.route(MSFT_PATH, Reply(503, b"down", "text/plain"), Reply(503, b"down", "text/plain"))
-    await pool.execute("SELECT enqueue_symbol_onboarding('MSFT')")
-    await pool.execute("UPDATE symbol_onboarding_queue SET attempts = 1")  # its second attempt
-    [job] = await queue.claim(pool)
+    await shared_pool.execute("SELECT enqueue_symbol_onboarding('MSFT')")
+    await shared_pool.execute(
+        "UPDATE symbol_onboarding_queue SET attempts = 1"
+    )  # its second attempt
+    [job] = await queue.claim(shared_pool)
     assert job.attempts == 2
     with capture_logs() as events:
         await (await onboarder_for("yahoo", today=MSFT_TODAY, http_retries=2)).run(job)
@@ -975,13 +944,13 @@ async def test_fetch_retries_log_their_try_apart_from_the_job_attempt(
 
 
 async def test_a_dripping_provider_is_stopped_at_the_job_deadline(
-    provider, pool, queue, onboarder_for
+    provider, shared_pool, queue, onboarder_for
 ) -> None:
     """Issue 22.3: headers at once, then a piece of the body every 0.5 s (10 s in all): every
     read is in time and each request's own bound (2 x PRICE_HTTP_TIMEOUT_S = 10 s) is far off.
     JOB_TIMEOUT_S stops the job; the queue's backoff retries it, its attempt spent."""
     provider.route(MSFT_PATH, Reply(body=fixture(MSFT), drip_s=0.5))
-    job = await claim(pool, queue, "MSFT")
+    job = await claim(shared_pool, queue, "MSFT")
     onboarder = await onboarder_for("yahoo", today=MSFT_TODAY, job_timeout_s=1.0, http_retries=3)
     started = asyncio.get_running_loop().time()
     with capture_logs() as events:
@@ -990,10 +959,12 @@ async def test_a_dripping_provider_is_stopped_at_the_job_deadline(
 
     assert result.outcome == "retried"
     assert "hit its deadline of 1 s (JOB_TIMEOUT_S)" in (result.error or "")
-    row = await job_row(pool, job)
+    row = await job_row(shared_pool, job)
     assert (row["status"], row["attempts"], row["error_message"]) == ("pending", 1, result.error)
-    assert await pool.fetchval("SELECT run_after > now() FROM symbol_onboarding_queue") is True
-    assert await stored(pool, "MSFT") == []
+    assert (
+        await shared_pool.fetchval("SELECT run_after > now() FROM symbol_onboarding_queue") is True
+    )
+    assert await stored(shared_pool, "MSFT") == []
     # Ended by the deadline: one request, cut before its own bound, no in-process retry.
     assert len(provider.hits(MSFT_PATH)) == 1
     assert elapsed < 2 * 5.0

@@ -12,13 +12,15 @@ from structlog.testing import capture_logs
 
 from tests.factordata import store_prices
 from tests.fakeprovider import FakeProvider, recorded
-from tests.integration.conftest import claim, job_row, stored, symbol_row
-from worker.factors import REFERENCE_ETFS, FactorStore
-from worker.onboarding import Onboarder, open_onboarder
+from tests.helpers import job_row
+from tests.integration.conftest import claim, stored, symbol_row
+from worker.core.settings import Settings
+from worker.factors.betas import REFERENCE_ETFS
+from worker.factors.store import FactorStore
+from worker.jobs.onboarding import Onboarder, open_onboarder
 from worker.prices.base import Window
 from worker.prices.synthetic import generate
-from worker.queue import Queue
-from worker.settings import Settings
+from worker.queue.store import Queue
 from worker.sql import factors as sql
 
 TODAY = date(2025, 1, 2)  # the window ends on Wednesday 2025-01-01 (a weekday: a bar)
@@ -29,11 +31,11 @@ NOT_FOUND = recorded("yahoo/error-404-unknown-symbol.TRANSCRIBED.json", status=4
 
 @pytest.fixture
 async def make_onboarder(
-    pool: asyncpg.Pool, onboarder_for: Callable[..., Awaitable[Onboarder]]
+    shared_pool: asyncpg.Pool, onboarder_for: Callable[..., Awaitable[Onboarder]]
 ) -> Callable[..., Awaitable[Onboarder]]:
     """Onboarders with the factor store on (detected like `run` does), closed afterwards:
     `await make_onboarder("synthetic", **settings)`."""
-    store = await FactorStore.detect(pool)
+    store = await FactorStore.detect(shared_pool)
 
     async def make(
         sources: str = "synthetic",
@@ -86,172 +88,172 @@ async def run_queue(pool: asyncpg.Pool, queue: Queue, onboarder: Onboarder) -> l
 
 
 async def test_betas_are_written_with_the_prices_and_the_completion(
-    pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Awaitable[Onboarder]]
+    shared_pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Awaitable[Onboarder]]
 ) -> None:
-    await seed_references(pool)
-    job = await claim(pool, queue, "AAA")
+    await seed_references(shared_pool)
+    job = await claim(shared_pool, queue, "AAA")
     with capture_logs() as events:
         result = await (await make_onboarder()).run(job)
     assert result.outcome == "completed"
-    assert (await job_row(pool, job))["status"] == "completed"
-    row = await exposures(pool, "AAA")
+    assert (await job_row(shared_pool, job))["status"] == "completed"
+    row = await exposures(shared_pool, "AAA")
     assert row is not None and row["calculation_date"] == LAST_DAY
     assert all(row[c] is not None for c in sql.WIDE_COLUMNS)
-    universe = await symbol_row(pool, "AAA")
+    universe = await symbol_row(shared_pool, "AAA")
     assert (universe["status"], universe["last_price_date"], universe["last_factor_date"]) == (
         "active",
         LAST_DAY,
         LAST_DAY,
     )
-    assert await waits(pool) == {} and await live_jobs(pool) == {}
+    assert await waits(shared_pool) == {} and await live_jobs(shared_pool) == {}
     computed = [e for e in events if e["event"] == "factors_computed"]
     assert computed and computed[0]["betas"] == 12 and computed[0]["symbol"] == "AAA"
     # The same betas as a recompute from the stored rows.
-    async with pool.acquire() as conn:
-        from worker.factors import recompute_factors
+    async with shared_pool.acquire() as conn:
+        from worker.factors.service import recompute_factors
 
         await recompute_factors(conn, ["AAA"])
-    assert await exposures(pool, "AAA") == row
+    assert await exposures(shared_pool, "AAA") == row
 
 
 async def test_missing_references_are_onboarded_first_and_the_betas_follow(
-    pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Awaitable[Onboarder]]
+    shared_pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Awaitable[Onboarder]]
 ) -> None:
     onboarder = await make_onboarder()
-    job = await claim(pool, queue, "AAA")
+    job = await claim(shared_pool, queue, "AAA")
     assert (await onboarder.run(job)).outcome == "completed"
     # Prices at once; betas pending, the ETFs enqueued at high priority.
-    assert len(await stored(pool, "AAA")) > 250
-    assert (await symbol_row(pool, "AAA"))["last_factor_date"] is None
-    assert await exposures(pool, "AAA") is None
-    assert await waits(pool) == {"AAA": sorted(REFERENCE_ETFS)}
-    assert await live_jobs(pool) == dict.fromkeys(REFERENCE_ETFS, "high")
+    assert len(await stored(shared_pool, "AAA")) > 250
+    assert (await symbol_row(shared_pool, "AAA"))["last_factor_date"] is None
+    assert await exposures(shared_pool, "AAA") is None
+    assert await waits(shared_pool) == {"AAA": sorted(REFERENCE_ETFS)}
+    assert await live_jobs(shared_pool) == dict.fromkeys(REFERENCE_ETFS, "high")
     # All ETFs but one land: AAA still waits (USMV's job is live).
     for _ in range(len(REFERENCE_ETFS) - 1):
-        (etf_job,) = await queue.claim(pool)
+        (etf_job,) = await queue.claim(shared_pool)
         if etf_job.symbol == "USMV":
             usmv = etf_job
-            (etf_job,) = await queue.claim(pool)
+            (etf_job,) = await queue.claim(shared_pool)
         await onboarder.run(etf_job)
-    assert await exposures(pool, "AAA") is None
+    assert await exposures(shared_pool, "AAA") is None
     # The last one's transaction computes AAA's betas (and the ETFs' own): nobody re-enqueues.
     await onboarder.run(usmv)
-    assert await waits(pool) == {}
-    row = await exposures(pool, "AAA")
+    assert await waits(shared_pool) == {}
+    row = await exposures(shared_pool, "AAA")
     assert row is not None and all(row[c] is not None for c in sql.WIDE_COLUMNS)
-    assert (await symbol_row(pool, "AAA"))["last_factor_date"] == LAST_DAY
-    spy = await exposures(pool, "SPY")
+    assert (await symbol_row(shared_pool, "AAA"))["last_factor_date"] == LAST_DAY
+    spy = await exposures(shared_pool, "SPY")
     assert str(spy["market_beta"]) == "1.000000"
     for etf in REFERENCE_ETFS:
-        assert (await symbol_row(pool, etf))["last_factor_date"] == LAST_DAY, etf
-    statuses = await pool.fetch("SELECT DISTINCT status FROM symbol_onboarding_queue")
+        assert (await symbol_row(shared_pool, etf))["last_factor_date"] == LAST_DAY, etf
+    statuses = await shared_pool.fetch("SELECT DISTINCT status FROM symbol_onboarding_queue")
     assert [r[0] for r in statuses] == ["completed"]
 
 
 async def test_a_stale_reference_is_onboarded_again(
-    pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Awaitable[Onboarder]]
+    shared_pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Awaitable[Onboarder]]
 ) -> None:
-    await seed_references(pool, skip=("TLT",))
+    await seed_references(shared_pool, skip=("TLT",))
     await seed_references(
-        pool, end=LAST_DAY - timedelta(days=10), skip=REFERENCE_ETFS[:1] + REFERENCE_ETFS[2:]
+        shared_pool, end=LAST_DAY - timedelta(days=10), skip=REFERENCE_ETFS[:1] + REFERENCE_ETFS[2:]
     )
     onboarder = await make_onboarder()
-    await onboarder.run(await claim(pool, queue, "AAA"))
-    assert await waits(pool) == {"AAA": ["TLT"]}
-    assert await live_jobs(pool) == {"TLT": "high"}
-    assert await run_queue(pool, queue, onboarder) == ["TLT"]
-    assert await waits(pool) == {}
-    assert (await exposures(pool, "AAA"))["calculation_date"] == LAST_DAY
+    await onboarder.run(await claim(shared_pool, queue, "AAA"))
+    assert await waits(shared_pool) == {"AAA": ["TLT"]}
+    assert await live_jobs(shared_pool) == {"TLT": "high"}
+    assert await run_queue(shared_pool, queue, onboarder) == ["TLT"]
+    assert await waits(shared_pool) == {}
+    assert (await exposures(shared_pool, "AAA"))["calculation_date"] == LAST_DAY
 
 
 async def test_a_reference_without_the_symbols_session_is_refreshed_and_waited_for(
-    pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Awaitable[Onboarder]]
+    shared_pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Awaitable[Onboarder]]
 ) -> None:
     """Betas dated D use every ETF's price of D: ETFs two days behind are brought current
     first (a refresh at high priority: they have prices), not used as they are."""
     behind = LAST_DAY - timedelta(days=2)  # Monday 2024-12-30
-    await seed_references(pool, end=behind)
-    await (await make_onboarder()).run(await claim(pool, queue, "AAA"))
-    assert await waits(pool) == {"AAA": sorted(REFERENCE_ETFS)}
-    assert await live_jobs(pool) == dict.fromkeys(REFERENCE_ETFS, "high")
-    kinds = await pool.fetch(
+    await seed_references(shared_pool, end=behind)
+    await (await make_onboarder()).run(await claim(shared_pool, queue, "AAA"))
+    assert await waits(shared_pool) == {"AAA": sorted(REFERENCE_ETFS)}
+    assert await live_jobs(shared_pool) == dict.fromkeys(REFERENCE_ETFS, "high")
+    kinds = await shared_pool.fetch(
         "SELECT DISTINCT kind FROM symbol_onboarding_queue WHERE symbol <> 'AAA'"
     )
     assert [r[0] for r in kinds] == ["refresh"]
-    assert await exposures(pool, "AAA") is None
+    assert await exposures(shared_pool, "AAA") is None
 
 
 async def test_references_as_current_as_the_calendar_allows_are_used_as_they_are(
-    pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Awaitable[Onboarder]]
+    shared_pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Awaitable[Onboarder]]
 ) -> None:
     """A symbol with a session the calendar has not closed for the ETFs (a foreign listing's
     day): the ETFs cannot have it, so the betas come from the sessions they have."""
     behind = LAST_DAY - timedelta(days=2)
-    await seed_references(pool, end=behind)
+    await seed_references(shared_pool, end=behind)
     onboarder = await make_onboarder(last_session=lambda: behind)
     with capture_logs() as events:
-        await onboarder.run(await claim(pool, queue, "AAA"))
-    assert await waits(pool) == {} and await live_jobs(pool) == {}
-    assert (await exposures(pool, "AAA"))["calculation_date"] == behind
-    assert (await symbol_row(pool, "AAA"))["last_factor_date"] == behind
+        await onboarder.run(await claim(shared_pool, queue, "AAA"))
+    assert await waits(shared_pool) == {} and await live_jobs(shared_pool) == {}
+    assert (await exposures(shared_pool, "AAA"))["calculation_date"] == behind
+    assert (await symbol_row(shared_pool, "AAA"))["last_factor_date"] == behind
     [said] = [e for e in events if e["event"] == "factors_references_behind"]
     assert said["etfs"] == dict.fromkeys(REFERENCE_ETFS, behind.isoformat())
 
 
 async def test_a_reference_that_fails_for_good_releases_its_waiters(
-    pool: asyncpg.Pool,
+    shared_pool: asyncpg.Pool,
     queue: Queue,
     make_onboarder: Callable[..., Awaitable[Onboarder]],
     provider: FakeProvider,
 ) -> None:
-    await seed_references(pool, skip=("USMV",))
-    await (await make_onboarder()).run(await claim(pool, queue, "AAA"))
-    assert await waits(pool) == {"AAA": ["USMV"]}
+    await seed_references(shared_pool, skip=("USMV",))
+    await (await make_onboarder()).run(await claim(shared_pool, queue, "AAA"))
+    assert await waits(shared_pool) == {"AAA": ["USMV"]}
     provider.route("/v8/finance/chart/USMV", NOT_FOUND)
-    (usmv,) = await queue.claim(pool)
+    (usmv,) = await queue.claim(shared_pool)
     result = await (await make_onboarder("yahoo")).run(usmv)
     assert result.outcome == "failed"
     # USMV's failing transaction computed AAA from what there is: styles need USMV, so absent.
-    assert await waits(pool) == {}
-    row = await exposures(pool, "AAA")
+    assert await waits(shared_pool) == {}
+    row = await exposures(shared_pool, "AAA")
     styles = ("value_beta", "growth_beta", "momentum_beta", "quality_beta", "size_beta")
     assert all(row[c] is None for c in (*styles, "low_vol_beta"))
     assert row["market_beta"] is not None and row["quality_spread"] is not None
-    assert (await symbol_row(pool, "AAA"))["last_factor_date"] == LAST_DAY
+    assert (await symbol_row(shared_pool, "AAA"))["last_factor_date"] == LAST_DAY
 
 
 async def test_twenty_days_of_history_completes_without_betas(
-    pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Awaitable[Onboarder]]
+    shared_pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Awaitable[Onboarder]]
 ) -> None:
-    await seed_references(pool)
-    job = await claim(pool, queue, "NEWCO")
+    await seed_references(shared_pool)
+    job = await claim(shared_pool, queue, "NEWCO")
     with capture_logs() as events:
         result = await (await make_onboarder(price_lookback_days=27)).run(job)
-    assert result.outcome == "completed" and len(await stored(pool, "NEWCO")) == 20
-    assert await exposures(pool, "NEWCO") is None
-    assert (await symbol_row(pool, "NEWCO"))["last_factor_date"] is None
-    assert await waits(pool) == {}
+    assert result.outcome == "completed" and len(await stored(shared_pool, "NEWCO")) == 20
+    assert await exposures(shared_pool, "NEWCO") is None
+    assert (await symbol_row(shared_pool, "NEWCO"))["last_factor_date"] is None
+    assert await waits(shared_pool) == {}
     (event,) = [e for e in events if e["event"] == "factors_not_computed"]
     assert event["reasons"] == {"too_few_returns": 1} and event["symbol"] == "NEWCO"
 
 
 async def test_a_lost_job_writes_neither_prices_nor_betas_nor_waits(
-    pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Awaitable[Onboarder]]
+    shared_pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Awaitable[Onboarder]]
 ) -> None:
-    job = await claim(pool, queue, "AAA")
-    await pool.execute("UPDATE symbol_onboarding_queue SET locked_by = 'someone-else'")
-    from worker.queue import JobLost
+    job = await claim(shared_pool, queue, "AAA")
+    await shared_pool.execute("UPDATE symbol_onboarding_queue SET locked_by = 'someone-else'")
+    from worker.core.errors import JobLost
 
     with pytest.raises(JobLost):
         await (await make_onboarder()).run(job)
-    assert await stored(pool, "AAA") == []
-    assert await waits(pool) == {} and await live_jobs(pool) == {}
+    assert await stored(shared_pool, "AAA") == []
+    assert await waits(shared_pool) == {} and await live_jobs(shared_pool) == {}
 
 
 async def test_a_failing_factor_step_is_rolled_back_alone(
-    private_pool: asyncpg.Pool, settings: Settings
+    database_pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    pool, queue = private_pool, Queue("test-worker")
+    pool, queue = database_pool, Queue("test-worker")
     await seed_references(pool)
     await pool.execute(
         """CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
@@ -278,13 +280,13 @@ async def test_a_failing_factor_step_is_rolled_back_alone(
 
 
 async def test_a_job_waits_for_a_reference_transaction_in_flight(
-    pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Awaitable[Onboarder]]
+    shared_pool: asyncpg.Pool, queue: Queue, make_onboarder: Callable[..., Awaitable[Onboarder]]
 ) -> None:
     """The lost wake-up: while a reference ETF's transaction holds the exclusive lock, another
     job's write waits for it, and then sees what it committed (here SPY's prices)."""
-    await seed_references(pool, skip=("SPY",))
-    job = await claim(pool, queue, "AAA")
-    async with pool.acquire() as etf_conn:
+    await seed_references(shared_pool, skip=("SPY",))
+    job = await claim(shared_pool, queue, "AAA")
+    async with shared_pool.acquire() as etf_conn:
         tx = etf_conn.transaction()
         await tx.start()
         await etf_conn.execute(sql.LOCK_REFERENCES_EXCLUSIVE, sql.REFERENCE_LOCK_KEY)
@@ -292,7 +294,9 @@ async def test_a_job_waits_for_a_reference_transaction_in_flight(
         await asyncio.sleep(0.5)
         assert not running.done()
         assert (
-            await pool.fetchval("SELECT count(*) FROM symbol_prices_daily WHERE symbol = 'AAA'")
+            await shared_pool.fetchval(
+                "SELECT count(*) FROM symbol_prices_daily WHERE symbol = 'AAA'"
+            )
         ) == 0
         bars = generate("SPY", WINDOW)
         await store_prices(
@@ -300,5 +304,5 @@ async def test_a_job_waits_for_a_reference_transaction_in_flight(
         )
         await tx.commit()
     assert (await running).outcome == "completed"
-    assert await waits(pool) == {}
-    assert (await exposures(pool, "AAA"))["calculation_date"] == LAST_DAY
+    assert await waits(shared_pool) == {}
+    assert (await exposures(shared_pool, "AAA"))["calculation_date"] == LAST_DAY

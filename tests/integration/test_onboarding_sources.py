@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.fakeprovider import Reply, fixture, recorded
-from tests.integration.conftest import KEYS, claim, job_row, stored, symbol_row
+from tests.helpers import job_row
+from tests.integration.conftest import KEYS, claim, stored, symbol_row
 
 FOUR_DP = Decimal("0.0001")
 
@@ -102,13 +103,13 @@ MSFT = "yahoo/chart-MSFT-1d-2021-02-01_2022-01-31-dividends.json"
 MSFT_PATH = "/v8/finance/chart/MSFT"
 
 
-async def test_yahoo_normal_year(provider, pool, queue, onboarder_for) -> None:
+async def test_yahoo_normal_year(provider, shared_pool, queue, onboarder_for) -> None:
     provider.route(MSFT_PATH, recorded(MSFT, content_type="application/json;charset=utf-8"))
-    job = await claim(pool, queue, "MSFT")
+    job = await claim(shared_pool, queue, "MSFT")
     result = await (await onboarder_for("yahoo", today=date(2022, 2, 1))).run(job)
 
     assert (result.outcome, result.rows, result.error) == ("completed", 252, None)
-    rows = await stored(pool, "MSFT")
+    rows = await stored(shared_pool, "MSFT")
     assert rows == yahoo_expected(fixture(MSFT), date(2021, 1, 31), date(2022, 1, 31))
     assert len(rows) == 252
     # Spot checks typed from the recording: float32 artefacts rounded half-even to 4 dp.
@@ -122,10 +123,10 @@ async def test_yahoo_normal_year(provider, pool, queue, onboarder_for) -> None:
         33314200,
     )
     assert rows[-1][0] == date(2022, 1, 28) and rows[-1][4] == Decimal("308.2600")
-    universe = await symbol_row(pool, "MSFT")
+    universe = await symbol_row(shared_pool, "MSFT")
     assert (universe["status"], universe["last_price_date"]) == ("active", date(2022, 1, 28))
     assert universe["added_source"] == "onboarding"
-    assert (await job_row(pool, job))["status"] == "completed"
+    assert (await job_row(shared_pool, job))["status"] == "completed"
     # The request: one year plus a day of margin each side, daily, with events.
     [seen] = provider.hits(MSFT_PATH)
     assert seen.query["interval"] == ["1d"] and seen.query["events"] == ["div,splits"]
@@ -135,29 +136,29 @@ async def test_yahoo_normal_year(provider, pool, queue, onboarder_for) -> None:
 
 
 async def test_the_window_ends_yesterday_so_a_live_bar_of_today_is_not_stored(
-    provider, pool, queue, onboarder_for
+    provider, shared_pool, queue, onboarder_for
 ) -> None:
     """Run on 2022-01-28 (UTC), the date of the recording's last bar: while the market is open
     that bar is live (unfinished), so it must not be stored."""
     provider.route(MSFT_PATH, recorded(MSFT))
-    job = await claim(pool, queue, "MSFT")
+    job = await claim(shared_pool, queue, "MSFT")
     result = await (
         await onboarder_for("yahoo", today=date(2022, 1, 28), price_lookback_days=30)
     ).run(job)
 
     assert result.outcome == "completed"
-    rows = await stored(pool, "MSFT")
+    rows = await stored(shared_pool, "MSFT")
     assert rows == yahoo_expected(fixture(MSFT), date(2021, 12, 28), date(2022, 1, 27))
     assert rows[-1][0] == date(2022, 1, 27)
-    assert (await symbol_row(pool, "MSFT"))["last_price_date"] == date(2022, 1, 27)
+    assert (await symbol_row(shared_pool, "MSFT"))["last_price_date"] == date(2022, 1, 27)
 
 
 async def test_polygon_is_asked_for_a_window_ending_yesterday(
-    provider, pool, queue, onboarder_for
+    provider, shared_pool, queue, onboarder_for
 ) -> None:
     polygon = CASES[1]
     provider.route(polygon.path, polygon.ok)  # .../2023-01-01/2023-01-10
-    job = await claim(pool, queue, "AAPL")
+    job = await claim(shared_pool, queue, "AAPL")
     result = await (
         await onboarder_for("polygon", today=date(2023, 1, 11), price_lookback_days=9)
     ).run(job)
@@ -166,27 +167,27 @@ async def test_polygon_is_asked_for_a_window_ending_yesterday(
 
 
 async def test_yahoo_rows_outside_the_window_are_dropped(
-    provider, pool, queue, onboarder_for
+    provider, shared_pool, queue, onboarder_for
 ) -> None:
     provider.route(MSFT_PATH, recorded(MSFT))
-    job = await claim(pool, queue, "MSFT")
+    job = await claim(shared_pool, queue, "MSFT")
     onboarder = await onboarder_for("yahoo", today=date(2021, 7, 1), price_lookback_days=30)
     result = await onboarder.run(job)
 
-    rows = await stored(pool, "MSFT")
+    rows = await stored(shared_pool, "MSFT")
     assert rows == yahoo_expected(fixture(MSFT), date(2021, 5, 31), date(2021, 6, 30))
     assert result.rows == len(rows) == 22
-    assert (await symbol_row(pool, "MSFT"))["last_price_date"] == date(2021, 6, 30)
+    assert (await symbol_row(shared_pool, "MSFT"))["last_price_date"] == date(2021, 6, 30)
 
 
-async def test_yahoo_split_and_dividend(provider, pool, queue, onboarder_for) -> None:
+async def test_yahoo_split_and_dividend(provider, shared_pool, queue, onboarder_for) -> None:
     name = "yahoo/chart-AAPL-1d-2020-08-31_2020-11-07-split-and-dividend.json"
     provider.route("/v8/finance/chart/AAPL", recorded(name))
-    job = await claim(pool, queue, "AAPL")
+    job = await claim(shared_pool, queue, "AAPL")
     result = await (await onboarder_for("yahoo", today=date(2020, 11, 8))).run(job)
 
     assert result.outcome == "completed"
-    rows = await stored(pool, "AAPL")
+    rows = await stored(shared_pool, "AAPL")
     assert rows == yahoo_expected(fixture(name), date(2019, 11, 8), date(2020, 11, 7))
     by_day = {r[0]: r for r in rows}
     # 4:1 split day: close is split-adjusted, adj close also dividend-adjusted.
@@ -200,7 +201,7 @@ async def test_yahoo_split_and_dividend(provider, pool, queue, onboarder_for) ->
     assert Decimal("0.0015") < step < Decimal("0.0019")
 
 
-async def test_yahoo_null_row_is_skipped(provider, pool, queue, onboarder_for) -> None:
+async def test_yahoo_null_row_is_skipped(provider, shared_pool, queue, onboarder_for) -> None:
     # The recording with two rows nulled the way Yahoo does it: one whole row, and one row
     # where only adjclose is missing (stored with a NULL adj close).
     document = json.loads(fixture(MSFT))
@@ -211,10 +212,10 @@ async def test_yahoo_null_row_is_skipped(provider, pool, queue, onboarder_for) -
     adj["adjclose"][11] = None
     body = json.dumps(document, separators=(",", ":")).encode()
     provider.route(MSFT_PATH, Reply(body=body))
-    job = await claim(pool, queue, "MSFT")
+    job = await claim(shared_pool, queue, "MSFT")
     outcome = await (await onboarder_for("yahoo", today=date(2022, 2, 1))).run(job)
 
-    rows = await stored(pool, "MSFT")
+    rows = await stored(shared_pool, "MSFT")
     assert outcome.rows == len(rows) == 251
     assert rows == yahoo_expected(body, date(2021, 1, 31), date(2022, 1, 31))
     null_day = datetime.fromtimestamp(result["timestamp"][10], ZoneInfo("America/New_York")).date()
@@ -223,21 +224,21 @@ async def test_yahoo_null_row_is_skipped(provider, pool, queue, onboarder_for) -
 
 
 async def test_yahoo_non_us_exchange_uses_the_exchange_date(
-    provider, pool, queue, onboarder_for
+    provider, shared_pool, queue, onboarder_for
 ) -> None:
     name = "yahoo/chart-WSU.DE-1d-2023-08-04_2023-08-09-xetra.json"
     provider.route("/v8/finance/chart/WSU.DE", recorded(name))
-    job = await claim(pool, queue, "WSU.DE")
+    job = await claim(shared_pool, queue, "WSU.DE")
     await (await onboarder_for("yahoo", today=date(2023, 8, 10))).run(job)
 
-    rows = await stored(pool, "WSU.DE")
+    rows = await stored(shared_pool, "WSU.DE")
     assert [r[0] for r in rows] == [date(2023, 8, 4), date(2023, 8, 7), date(2023, 8, 8)]
     assert rows == yahoo_expected(fixture(name), date(2022, 8, 9), date(2023, 8, 9))
     assert rows[0][4:] == (Decimal("34.4500"), Decimal("32.6325"), 1251)
 
 
 async def test_yahoo_bars_stamped_the_previous_utc_day_get_the_exchange_date(
-    provider, pool, queue, onboarder_for
+    provider, shared_pool, queue, onboarder_for
 ) -> None:
     """ASX opens at 10:00 Sydney time (AEDT, UTC+11): each daily bar is stamped 23:00Z on the
     previous UTC day. Taking the UTC date would shift every bar back by one day. (Hand-built
@@ -275,13 +276,13 @@ async def test_yahoo_bars_stamped_the_previous_utc_day_get_the_exchange_date(
     }
     body = json.dumps(document).encode()
     provider.route("/v8/finance/chart/BHP.AX", Reply(body=body))
-    job = await claim(pool, queue, "BHP.AX")
+    job = await claim(shared_pool, queue, "BHP.AX")
     result = await (
         await onboarder_for("yahoo", today=date(2023, 1, 6), price_lookback_days=9)
     ).run(job)
 
     assert result.outcome == "completed"
-    rows = await stored(pool, "BHP.AX")
+    rows = await stored(shared_pool, "BHP.AX")
     assert [r[0] for r in rows] == [date(2023, 1, 3), date(2023, 1, 4), date(2023, 1, 5)]
     assert rows[0][1:] == (
         Decimal("46.5000"),
@@ -292,18 +293,18 @@ async def test_yahoo_bars_stamped_the_previous_utc_day_get_the_exchange_date(
         5000000,
     )
     assert rows == yahoo_expected(body, date(2022, 12, 27), date(2023, 1, 5))
-    assert (await symbol_row(pool, "BHP.AX"))["last_price_date"] == date(2023, 1, 5)
+    assert (await symbol_row(shared_pool, "BHP.AX"))["last_price_date"] == date(2023, 1, 5)
 
 
 async def test_yahoo_pence_listing_is_stored_as_quoted(
-    provider, pool, queue, onboarder_for
+    provider, shared_pool, queue, onboarder_for
 ) -> None:
     name = "yahoo/chart-OCDO.L-1d-2020-01-01_2020-01-03-GBp-pence.json"
     provider.route("/v8/finance/chart/OCDO.L", recorded(name))
-    job = await claim(pool, queue, "OCDO.L")
+    job = await claim(shared_pool, queue, "OCDO.L")
     await (await onboarder_for("yahoo", today=date(2020, 1, 4))).run(job)
     # GBp: pence, never silently divided by 100.
-    assert await stored(pool, "OCDO.L") == [
+    assert await stored(shared_pool, "OCDO.L") == [
         (
             date(2020, 1, 2),
             Decimal("1279.5000"),
@@ -333,17 +334,17 @@ async def test_yahoo_pence_listing_is_stored_as_quoted(
     ids=["200-without-timestamp", "400-data-does-not-exist"],
 )
 async def test_yahoo_empty_range_fails_the_job(
-    provider, pool, queue, onboarder_for, reply, symbol, message
+    provider, shared_pool, queue, onboarder_for, reply, symbol, message
 ) -> None:
     provider.route(f"/v8/finance/chart/{symbol}", reply)
-    job = await claim(pool, queue, symbol)
+    job = await claim(shared_pool, queue, symbol)
     result = await (await onboarder_for("yahoo", today=date(2024, 1, 3))).run(job)
 
     assert result.outcome == "failed" and message in (result.error or "")
-    row = await job_row(pool, job)
+    row = await job_row(shared_pool, job)
     assert (row["status"], row["error_message"]) == ("failed", result.error)
-    assert (await symbol_row(pool, symbol))["status"] == "error"
-    assert await stored(pool, symbol) == []
+    assert (await symbol_row(shared_pool, symbol))["status"] == "error"
+    assert await stored(shared_pool, symbol) == []
 
 
 # --- the same failure matrix for every HTTP source ------------------------------------------
@@ -443,60 +444,62 @@ by_source = pytest.mark.parametrize("case", CASES, ids=[c.source for c in CASES]
 
 @by_source
 async def test_normal_response_is_stored_value_by_value(
-    provider, pool, queue, onboarder_for, case: Case
+    provider, shared_pool, queue, onboarder_for, case: Case
 ) -> None:
     provider.route(case.path, case.ok)
-    job = await claim(pool, queue, case.symbol)
+    job = await claim(shared_pool, queue, case.symbol)
     result = await (await case.onboarder(onboarder_for)).run(job)
 
     assert result.outcome == "completed"
-    assert await stored(pool, case.symbol) == case.expected
+    assert await stored(shared_pool, case.symbol) == case.expected
     assert result.rows == len(case.expected)
-    universe = await symbol_row(pool, case.symbol)
+    universe = await symbol_row(shared_pool, case.symbol)
     assert universe["status"] == "active"
     assert universe["last_price_date"] == case.expected[-1][0]
 
 
 @by_source
 async def test_unknown_symbol_fails_and_marks_the_symbol_error(
-    provider, pool, queue, onboarder_for, case: Case
+    provider, shared_pool, queue, onboarder_for, case: Case
 ) -> None:
     provider.route(case.path, case.unknown)
-    job = await claim(pool, queue, case.symbol)
+    job = await claim(shared_pool, queue, case.symbol)
     result = await (await case.onboarder(onboarder_for)).run(job)
 
     assert result.outcome == "failed"
     assert case.unknown_message in (result.error or "")
-    assert (await job_row(pool, job))["error_message"] == result.error
-    assert (await symbol_row(pool, case.symbol))["status"] == "error"
+    assert (await job_row(shared_pool, job))["error_message"] == result.error
+    assert (await symbol_row(shared_pool, case.symbol))["status"] == "error"
     assert len(provider.hits(case.path)) == 1  # permanent: not retried
 
 
 @by_source
 async def test_rate_limit_pauses_the_source_and_defers_without_spending_an_attempt(
-    provider, pool, queue, onboarder_for, case: Case
+    provider, shared_pool, queue, onboarder_for, case: Case
 ) -> None:
     provider.route(case.path, case.rate_limited)
-    job = await claim(pool, queue, case.symbol)
+    job = await claim(shared_pool, queue, case.symbol)
     onboarder = await case.onboarder(onboarder_for)
     result = await onboarder.run(job)
 
     assert result.outcome == "deferred"
     assert f"{case.source} paused for 120 s" in (result.error or "")
-    row = await job_row(pool, job)
+    row = await job_row(shared_pool, job)
     assert (row["status"], row["attempts"]) == ("pending", 0)
-    pause = await pool.fetchrow(
+    pause = await shared_pool.fetchrow(
         "SELECT extract(epoch FROM paused_until - now()) AS left_s, pause_reason "
         "FROM price_source_state WHERE source = $1",
         case.source,
     )
     assert 100 < pause["left_s"] <= 120  # Retry-After honoured
     assert "rate limited" in pause["pause_reason"] or "used up" in pause["pause_reason"]
-    assert (await symbol_row(pool, case.symbol))["status"] == "pending"
+    assert (await symbol_row(shared_pool, case.symbol))["status"] == "pending"
 
     # Another worker process (its own Onboarder) sees the pause and does not call the source.
-    await pool.execute("UPDATE symbol_onboarding_queue SET run_after = now() WHERE id = $1", job.id)
-    [again] = await queue.claim(pool)
+    await shared_pool.execute(
+        "UPDATE symbol_onboarding_queue SET run_after = now() WHERE id = $1", job.id
+    )
+    [again] = await queue.claim(shared_pool)
     other = await case.onboarder(onboarder_for)
     assert (await other.run(again)).outcome == "deferred"
     assert len(provider.hits(case.path)) == 1
@@ -512,20 +515,20 @@ async def test_rate_limit_pauses_the_source_and_defers_without_spending_an_attem
 )
 @by_source
 async def test_a_foreign_404_is_transient_and_logged_with_its_path(
-    provider, pool, queue, onboarder_for, case: Case, reply: Reply
+    provider, shared_pool, queue, onboarder_for, case: Case, reply: Reply
 ) -> None:
     """A CDN's or proxy's 404, or a wrong base URL path, is not the provider saying "unknown
     symbol": the symbol must not become `error`."""
     from structlog.testing import capture_logs
 
     provider.route(case.path, reply)
-    job = await claim(pool, queue, case.symbol)
+    job = await claim(shared_pool, queue, case.symbol)
     with capture_logs() as events:
         result = await (await case.onboarder(onboarder_for)).run(job)
 
     assert result.outcome == "retried"
     assert "HTTP 404" in (result.error or "") and case.path in (result.error or "")
-    assert (await symbol_row(pool, case.symbol))["status"] == "pending"
+    assert (await symbol_row(shared_pool, case.symbol))["status"] == "pending"
     logged = [e for e in events if e["event"] == "price_source_unexpected_404"]
     assert logged and all(e["path"] == case.path for e in logged)
     assert not any(k in json.dumps(events, default=str) for k in KEYS.values())
@@ -533,15 +536,15 @@ async def test_a_foreign_404_is_transient_and_logged_with_its_path(
 
 @by_source
 async def test_server_error_then_success_is_retried_in_process(
-    provider, pool, queue, onboarder_for, case: Case
+    provider, shared_pool, queue, onboarder_for, case: Case
 ) -> None:
     provider.route(case.path, Reply(503, b"Service Unavailable", "text/plain"), case.ok)
-    job = await claim(pool, queue, case.symbol)
+    job = await claim(shared_pool, queue, case.symbol)
     result = await (await case.onboarder(onboarder_for)).run(job)
 
     assert result.outcome == "completed"
     assert len(provider.hits(case.path)) == 2
-    assert await stored(pool, case.symbol) == case.expected
+    assert await stored(shared_pool, case.symbol) == case.expected
 
 
 @pytest.mark.parametrize(
@@ -562,12 +565,12 @@ async def test_server_error_then_success_is_retried_in_process(
 )
 @by_source
 async def test_transient_failures_go_back_to_the_queue_after_in_process_retries(
-    provider, pool, queue, onboarder_for, case: Case, reply: Reply | None, message: str
+    provider, shared_pool, queue, onboarder_for, case: Case, reply: Reply | None, message: str
 ) -> None:
     if reply is None:  # the recording cut in the middle: Content-Length promises more
         reply = Reply(body=case.ok.body, truncate_at=len(case.ok.body) // 2)
     provider.route(case.path, reply)
-    job = await claim(pool, queue, case.symbol)
+    job = await claim(shared_pool, queue, case.symbol)
     # The two timing cases need a short timeout; the others keep the fixture's generous one,
     # so that on a loaded machine they fail for their own reason, never a timeout.
     timing = {"http_timeout_s": 0.1} if reply.delay_s or reply.drip_s else {}
@@ -576,42 +579,42 @@ async def test_transient_failures_go_back_to_the_queue_after_in_process_retries(
     assert result.outcome == "retried"
     assert message in (result.error or "") and "(2 attempts)" in (result.error or "")
     assert len(provider.hits(case.path)) == 2  # PRICE_HTTP_RETRIES=1: two tries in-process
-    row = await job_row(pool, job)
+    row = await job_row(shared_pool, job)
     assert (row["status"], row["attempts"], row["error_message"]) == ("pending", 1, result.error)
-    assert (await symbol_row(pool, case.symbol))["status"] == "pending"
-    assert await stored(pool, case.symbol) == []
+    assert (await symbol_row(shared_pool, case.symbol))["status"] == "pending"
+    assert await stored(shared_pool, case.symbol) == []
 
 
 @by_source
 async def test_html_page_with_status_200_blocks_the_source(
-    provider, pool, queue, onboarder_for, case: Case
+    provider, shared_pool, queue, onboarder_for, case: Case
 ) -> None:
     page = b"<!DOCTYPE html><html><body>Will be right back...</body></html>"
     provider.route(case.path, Reply(200, page, "text/html; charset=utf-8"))
-    job = await claim(pool, queue, case.symbol)
+    job = await claim(shared_pool, queue, case.symbol)
     result = await (await case.onboarder(onboarder_for, blocked_pause_s=900.0)).run(job)
 
     assert result.outcome == "deferred"
     assert "HTML page instead of data" in (result.error or "")
-    left = await pool.fetchval(
+    left = await shared_pool.fetchval(
         "SELECT extract(epoch FROM paused_until - now()) FROM price_source_state WHERE source = $1",
         case.source,
     )
     assert 800 < left <= 900
-    assert (await job_row(pool, job))["attempts"] == 0
+    assert (await job_row(shared_pool, job))["attempts"] == 0
 
 
 # --- keys: where they go, and that they never leak -------------------------------------------
 
 
 async def test_keys_travel_in_headers_where_the_provider_allows(
-    provider, pool, queue, onboarder_for
+    provider, shared_pool, queue, onboarder_for
 ) -> None:
     polygon, tiingo = CASES[1], CASES[2]
     provider.route(polygon.path, polygon.ok)
     provider.route(tiingo.path, tiingo.ok)
     for case in (polygon, tiingo):
-        job = await claim(pool, queue, "AAPL")
+        job = await claim(shared_pool, queue, "AAPL")
         await (await case.onboarder(onboarder_for)).run(job)
     [polygon_seen] = provider.hits(polygon.path)
     [tiingo_seen] = provider.hits(tiingo.path)
@@ -650,7 +653,7 @@ async def test_keys_travel_in_headers_where_the_provider_allows(
     ids=["polygon", "tiingo", "fmp"],
 )
 async def test_bad_api_key_fails_with_an_actionable_message_and_no_key(
-    provider, pool, queue, onboarder_for, caplog, source, path, reply, message
+    provider, shared_pool, queue, onboarder_for, caplog, source, path, reply, message
 ) -> None:
     import logging
 
@@ -658,7 +661,7 @@ async def test_bad_api_key_fails_with_an_actionable_message_and_no_key(
 
     caplog.set_level(logging.INFO, logger="httpx")
     provider.route(path, reply)
-    job = await claim(pool, queue, "AAPL")
+    job = await claim(shared_pool, queue, "AAPL")
     with capture_logs() as events:
         result = await (
             await onboarder_for(source, today=date(2023, 1, 11), price_lookback_days=9)
@@ -672,11 +675,13 @@ async def test_bad_api_key_fails_with_an_actionable_message_and_no_key(
         assert "apikey=***" in caplog.text
 
 
-async def test_symbols_are_escaped_in_the_url_path(provider, pool, queue, onboarder_for) -> None:
+async def test_symbols_are_escaped_in_the_url_path(
+    provider, shared_pool, queue, onboarder_for
+) -> None:
     from structlog.testing import capture_logs
 
     provider.route("/v8/finance/chart/^GSPC", recorded(MSFT))  # the server decodes the path
-    job = await claim(pool, queue, "^GSPC")
+    job = await claim(shared_pool, queue, "^GSPC")
     with capture_logs() as events:
         result = await (await onboarder_for("yahoo", today=date(2022, 2, 1))).run(job)
     assert result.outcome == "completed"
@@ -702,15 +707,15 @@ JSON_CASES = [c for c in CASES if c.source != "yahoo"]  # yahoo: test_yahoo_null
 
 @pytest.mark.parametrize("case", JSON_CASES, ids=[c.source for c in JSON_CASES])
 async def test_a_row_without_close_is_skipped(
-    provider, pool, queue, onboarder_for, case: Case
+    provider, shared_pool, queue, onboarder_for, case: Case
 ) -> None:
     body, day = _null_close(case)
     provider.route(case.path, Reply(body=body))
-    job = await claim(pool, queue, case.symbol)
+    job = await claim(shared_pool, queue, case.symbol)
     result = await (await case.onboarder(onboarder_for)).run(job)
 
     assert result.outcome == "completed"
-    assert await stored(pool, case.symbol) == [r for r in case.expected if r[0] != day]
+    assert await stored(shared_pool, case.symbol) == [r for r in case.expected if r[0] != day]
 
 
 EMPTY = {
@@ -722,25 +727,27 @@ EMPTY = {
 
 @pytest.mark.parametrize("case", JSON_CASES, ids=[c.source for c in JSON_CASES])
 async def test_an_empty_range_fails_the_job(
-    provider, pool, queue, onboarder_for, case: Case
+    provider, shared_pool, queue, onboarder_for, case: Case
 ) -> None:
     provider.route(case.path, Reply(body=EMPTY[case.source]))
-    job = await claim(pool, queue, case.symbol)
+    job = await claim(shared_pool, queue, case.symbol)
     result = await (await case.onboarder(onboarder_for)).run(job)
 
     assert result.outcome == "failed"
     assert result.error == f"{case.source}: no daily prices for AAPL between 2023-01-01..2023-01-10"
-    assert (await symbol_row(pool, "AAPL"))["status"] == "error"
+    assert (await symbol_row(shared_pool, "AAPL"))["status"] == "error"
 
 
-async def test_tiingo_dividend_rows_value_by_value(provider, pool, queue, onboarder_for) -> None:
+async def test_tiingo_dividend_rows_value_by_value(
+    provider, shared_pool, queue, onboarder_for
+) -> None:
     body = fixture("tiingo/daily-prices-AAPL-2023-02-06_2023-02-14-dividend.SLICE.json")
     provider.route("/tiingo/daily/AAPL/prices", Reply(body=body))
-    job = await claim(pool, queue, "AAPL")
+    job = await claim(shared_pool, queue, "AAPL")
     onboarder = await onboarder_for("tiingo", today=date(2023, 2, 15), price_lookback_days=8)
     assert (await onboarder.run(job)).outcome == "completed"
 
-    rows = await stored(pool, "AAPL")
+    rows = await stored(shared_pool, "AAPL")
     assert rows == tiingo_expected(body)
     ex_dividend = next(r for r in rows if r[0] == date(2023, 2, 10))  # divCash 0.23
     assert ex_dividend[4:] == (Decimal("151.0100"), Decimal("150.0076"), 57450708)
@@ -838,10 +845,10 @@ SPELLED = [
 
 @pytest.mark.parametrize("spelled", SPELLED, ids=[f"{s.source}-{s.symbol}" for s in SPELLED])
 async def test_the_provider_is_asked_in_its_spelling_and_rows_keep_the_hosts(
-    provider, pool, queue, onboarder_for, spelled: Spelled
+    provider, shared_pool, queue, onboarder_for, spelled: Spelled
 ) -> None:
     provider.route(spelled.path, Reply(body=spelled.body))
-    job = await claim(pool, queue, spelled.symbol)
+    job = await claim(shared_pool, queue, spelled.symbol)
     result = await (await spelled.case.onboarder(onboarder_for)).run(job)
 
     assert result.outcome == "completed", result.error
@@ -852,13 +859,13 @@ async def test_the_provider_is_asked_in_its_spelling_and_rows_keep_the_hosts(
         assert spelled.asked in request.path
     if spelled.source == "polygon":
         assert spelled.asked in request.raw_path  # `:` and `.` are sent as they are
-    assert await stored(pool, spelled.symbol) == spelled.case.expected
-    assert await pool.fetchval("SELECT count(DISTINCT symbol) FROM symbol_prices_daily") == 1
-    assert (await symbol_row(pool, spelled.symbol))["status"] == "active"
+    assert await stored(shared_pool, spelled.symbol) == spelled.case.expected
+    assert await shared_pool.fetchval("SELECT count(DISTINCT symbol) FROM symbol_prices_daily") == 1
+    assert (await symbol_row(shared_pool, spelled.symbol))["status"] == "active"
 
 
 async def test_tiingo_refuses_what_its_daily_endpoint_does_not_serve_without_asking(
-    provider, pool, queue, onboarder_for
+    provider, shared_pool, queue, onboarder_for
 ) -> None:
     for symbol, what in (
         ("^GSPC", "an index"),
@@ -866,7 +873,7 @@ async def test_tiingo_refuses_what_its_daily_endpoint_does_not_serve_without_ask
         ("INR=X", "a currency pair"),
         ("BTC-USD", "a crypto pair"),
     ):
-        job = await claim(pool, queue, symbol)
+        job = await claim(shared_pool, queue, symbol)
         result = await (await TIINGO_CASE.onboarder(onboarder_for)).run(job)
         assert result.outcome == "failed"
         assert result.error == (

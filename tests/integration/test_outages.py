@@ -1,6 +1,6 @@
 """Outages against real PostgreSQL: what hands a job back, what spends an attempt, and recovery.
 
-The one decision (worker/errors.py): a lost connection is an outage (the job goes back without
+The one decision (worker/core/errors.py): a lost connection is an outage (the job goes back without
 spending an attempt); a statement that times out or a driver fault spends one, so it still
 reaches QUEUE_MAX_ATTEMPTS.
 """
@@ -10,14 +10,15 @@ import asyncio
 import asyncpg
 import pytest
 
+from tests.helpers import job_row
 from tests.integration.test_runner import CrashingHandler
-from worker.db import asyncpg_dsn, connect_options
-from worker.errors import DatabaseUnavailable
-from worker.housekeeping import Housekeeper
-from worker.onboarding import open_onboarder
-from worker.queue import Queue
-from worker.runner import Runner
-from worker.settings import Settings
+from worker.core.db import asyncpg_dsn, connect_options
+from worker.core.errors import DatabaseUnavailable
+from worker.core.settings import Settings
+from worker.jobs.onboarding import open_onboarder
+from worker.queue.housekeeping import Housekeeper
+from worker.queue.runner import Runner
+from worker.queue.store import Queue
 
 
 def synthetic_settings(**overrides: object) -> Settings:
@@ -62,13 +63,6 @@ async def terminate_when_sleeping(conn: asyncpg.Connection) -> int:
 
 async def enqueue(conn: asyncpg.Connection, symbol: str) -> None:
     await conn.execute("SELECT enqueue_symbol_onboarding($1)", symbol)
-
-
-async def job_row(conn: asyncpg.Connection, symbol: str) -> asyncpg.Record:
-    return await conn.fetchrow(
-        "SELECT status, attempts, error_message FROM symbol_onboarding_queue WHERE symbol = $1",
-        symbol,
-    )
 
 
 async def universe_status(conn: asyncpg.Connection, symbol: str) -> str | None:
@@ -238,7 +232,7 @@ async def test_prune_commits_each_analytics_cache_batch(database_url, conn) -> N
         FOR EACH STATEMENT EXECUTE FUNCTION note_sweep();
         """
     )
-    from worker.cli import housekeeper_for
+    from worker.jobs.maintenance import housekeeper_for
 
     settings = Settings(prune_batch_size=10)
     async with worker_pool(database_url, settings) as pool:

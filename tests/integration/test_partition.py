@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -20,71 +20,19 @@ from structlog.testing import capture_logs
 
 from tests.fakeprovider import FakeProvider, Reply, fixture
 from tests.integration.test_onboarding import MSFT, MSFT_TODAY
-from worker.db import asyncpg_dsn, connect_options
-from worker.errors import DatabaseUnavailable
-from worker.housekeeping import Housekeeper
-from worker.onboarding import open_onboarder
-from worker.queue import Queue
-from worker.runner import Runner
-from worker.settings import Settings
+from tests.tcpproxy import TcpProxy
+from worker.core.db import asyncpg_dsn, connect_options
+from worker.core.errors import DatabaseUnavailable
+from worker.core.settings import Settings
+from worker.jobs.onboarding import open_onboarder
+from worker.queue.housekeeping import Housekeeper
+from worker.queue.runner import Runner
+from worker.queue.store import Queue
 
 pytestmark = pytest.mark.slow
 
 FIRST = ["CUT1", "CUT2", "CUT3"]  # claimed by the worker that is then cut off
 AFTER = ["BACK1", "BACK2", "BACK3"]  # enqueued once it can reach the database again
-
-
-class SilentProxy:
-    """127.0.0.1:port -> the test server. `pause()` stops forwarding both ways (and holds new
-    connections) without closing anything; `resume()` delivers what waited, like a healed link."""
-
-    def __init__(self, upstream_url: str) -> None:
-        parts = urlsplit(upstream_url)
-        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 5432)
-        self.flowing = asyncio.Event()
-        self.flowing.set()
-        self.server: asyncio.Server | None = None
-        self.writers: list[asyncio.StreamWriter] = []
-        self.port = 0
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    def url(self, database_url: str) -> str:
-        parts = urlsplit(database_url)
-        netloc = parts.netloc.rsplit("@", 1)
-        user = f"{netloc[0]}@" if len(netloc) == 2 else ""
-        return urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{self.port}"))
-
-    def pause(self) -> None:
-        self.flowing.clear()
-
-    def resume(self) -> None:
-        self.flowing.set()
-
-    async def stop(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for writer in self.writers:
-            writer.transport.abort()
-        await self.server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.writers.append(writer)
-        await self.flowing.wait()
-        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-        self.writers.append(up_writer)
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError):
-                while data := await src.read(65536):
-                    await self.flowing.wait()
-                    dst.write(data)
-                    await dst.drain()
-            dst.transport.abort()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
 
 @contextlib.asynccontextmanager
@@ -158,7 +106,7 @@ async def test_a_cut_off_worker_abandons_its_jobs_and_claims_again_when_healed(
         cut_provider.route(chart(symbol), Reply(body=body))
     await cut_provider.start()
     await healthy_provider.start()
-    proxy = SilentProxy(database_url)
+    proxy = TcpProxy(database_url)
     await proxy.start()
     base = Settings(
         price_source="yahoo",
@@ -221,7 +169,7 @@ async def test_a_cut_off_worker_abandons_its_jobs_and_claims_again_when_healed(
                 await until(lambda: completed(AFTER), 20, "the healed worker's claims")
                 cut_id = cut.queue.worker_id
     finally:
-        await proxy.stop()
+        await proxy.cut()
         await cut_provider.stop()
         await healthy_provider.stop()
 

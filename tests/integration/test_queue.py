@@ -13,11 +13,12 @@ from typing import get_args
 import asyncpg
 import pytest
 
-from worker import queue as q
-from worker.db import asyncpg_dsn
-from worker.errors import DatabaseUnavailable
+from tests.helpers import job_row
+from worker.core.db import asyncpg_dsn
+from worker.core.errors import DatabaseUnavailable, JobLost
 from worker.models.onboarding_queue import Priority, Status
-from worker.queue import JobLost, Queue
+from worker.queue import store as q
+from worker.queue.store import Queue
 from worker.sql import queue as sql
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,13 +30,6 @@ async def enqueue(conn: asyncpg.Connection, symbols: list[str], priority: str = 
         "INSERT INTO symbol_onboarding_queue (symbol, priority) SELECT s, $2 FROM unnest($1::text[]) s",
         symbols,
         priority,
-    )
-
-
-async def job_row(conn: asyncpg.Connection, symbol: str) -> asyncpg.Record:
-    return await conn.fetchrow(
-        "SELECT * FROM symbol_onboarding_queue WHERE symbol = $1 ORDER BY created_at DESC LIMIT 1",
-        symbol,
     )
 
 
@@ -305,7 +299,7 @@ CLAIM_AND_HANG = textwrap.dedent(
     """
     import asyncio, sys
     import asyncpg
-    from worker.queue import Queue
+    from worker.queue.store import Queue
 
     async def main():
         conn = await asyncpg.connect(sys.argv[1])

@@ -17,18 +17,21 @@ from structlog.testing import capture_logs
 
 from tests.factordata import store_prices
 from tests.fakeprovider import FakeProvider, Reply, recorded
-from tests.integration.conftest import job_row, stored, symbol_row
+from tests.helpers import job_row
+from tests.integration.conftest import stored, symbol_row
 from tests.integration.test_outages import slow_price_writes, terminate_when_sleeping
-from worker.errors import DatabaseUnavailable
-from worker.factors import REFERENCE_ETFS, FactorStore, recompute_factors
-from worker.onboarding import Onboarder
+from worker.core.errors import DatabaseUnavailable
+from worker.core.settings import Settings
+from worker.core.trading_calendar import TradingCalendar
+from worker.factors.betas import REFERENCE_ETFS
+from worker.factors.service import recompute_factors
+from worker.factors.store import FactorStore
+from worker.jobs.onboarding import Onboarder
+from worker.jobs.refresh import JobsByKind, Refresher
+from worker.jobs.schedule import enqueue_refresh
 from worker.prices.base import Window
 from worker.prices.synthetic import generate
-from worker.queue import Job, Queue
-from worker.refresh import JobsByKind, Refresher
-from worker.schedule import enqueue_refresh
-from worker.settings import Settings
-from worker.trading_calendar import TradingCalendar
+from worker.queue.store import Job, Queue
 
 NEW_YORK = ZoneInfo("America/New_York")
 CALENDAR = TradingCalendar("XNYS", now=datetime(2023, 12, 1, tzinfo=UTC))
@@ -97,7 +100,7 @@ async def seed(pool: asyncpg.Pool, symbol: str, days: list[date], divide: int = 
 
 @pytest.fixture
 def refresher_for(
-    pool: asyncpg.Pool,
+    shared_pool: asyncpg.Pool,
     queue: Queue,
     settings: Settings,
     onboarder_for: Callable[..., Awaitable[Onboarder]],
@@ -111,11 +114,11 @@ def refresher_for(
         onboarder = await onboarder_for(
             sources,
             today=now.astimezone(UTC).date(),
-            factor_store=await FactorStore.detect(pool) if factors else None,
+            factor_store=await FactorStore.detect(shared_pool) if factors else None,
             **overrides,
         )
         tuned = replace(settings, **overrides)
-        return Refresher(tuned, queue, pool, onboarder, CALENDAR, now=lambda: now)
+        return Refresher(tuned, queue, shared_pool, onboarder, CALENDAR, now=lambda: now)
 
     return make
 
@@ -136,34 +139,34 @@ def sessions(start: date, end: date) -> list[date]:
 
 
 async def test_an_up_to_date_symbol_is_not_requested(
-    provider: FakeProvider, pool, queue, refresher_for
+    provider: FakeProvider, shared_pool, queue, refresher_for
 ) -> None:
-    await seed(pool, "AAPL", sessions(date(2023, 11, 1), date(2023, 11, 28)))
-    job = await claim_refresh(pool, queue, "AAPL", date(2023, 11, 29))
+    await seed(shared_pool, "AAPL", sessions(date(2023, 11, 1), date(2023, 11, 28)))
+    job = await claim_refresh(shared_pool, queue, "AAPL", date(2023, 11, 29))
 
     result = await (await refresher_for()).run(job)
 
     assert result.outcome == "completed"
     assert provider.requests == []
-    assert (await job_row(pool, job))["status"] == "completed"
+    assert (await job_row(shared_pool, job))["status"] == "completed"
 
 
 async def test_three_sessions_behind_fetches_the_incremental_window_and_stores_the_missing_rows(
-    provider: FakeProvider, pool, queue, refresher_for
+    provider: FakeProvider, shared_pool, queue, refresher_for
 ) -> None:
     have = sessions(date(2023, 11, 1), date(2023, 11, 22))
-    await seed(pool, "AAPL", have)
-    before = await stored(pool, "AAPL")
+    await seed(shared_pool, "AAPL", have)
+    before = await stored(shared_pool, "AAPL")
     # Overlap: the 3 sessions before the 22nd; then the missing 24th, 27th and 28th.
     path = aggs_path("AAPL", date(2023, 11, 17), date(2023, 11, 28))
     provider.route(path, Reply(body=polygon_aggs("AAPL", sessions(date(2023, 11, 17), NOW.date()))))
-    job = await claim_refresh(pool, queue, "AAPL", NOW.date())
+    job = await claim_refresh(shared_pool, queue, "AAPL", NOW.date())
 
     result = await (await refresher_for()).run(job)
 
     assert result.outcome == "completed", result.error
     assert [r.path for r in provider.requests] == [path]  # the incremental window only
-    after = await stored(pool, "AAPL")
+    after = await stored(shared_pool, "AAPL")
     assert after[: len(before)] == before  # the overlap was not rewritten
     assert [r[0] for r in after[len(before) :]] == [
         date(2023, 11, 24),
@@ -174,22 +177,22 @@ async def test_three_sessions_behind_fetches_the_incremental_window_and_stores_t
         close_of(d).quantize(Decimal("0.0001"))
         for d in (date(2023, 11, 24), date(2023, 11, 27), date(2023, 11, 28))
     ]
-    assert (await symbol_row(pool, "AAPL"))["last_price_date"] == date(2023, 11, 28)
-    assert (await job_row(pool, job))["status"] == "completed"
+    assert (await symbol_row(shared_pool, "AAPL"))["last_price_date"] == date(2023, 11, 28)
+    assert (await job_row(shared_pool, job))["status"] == "completed"
 
 
 async def test_a_connection_dropped_in_the_refresh_write_is_an_outage(
-    provider: FakeProvider, pool, queue, refresher_for
+    provider: FakeProvider, shared_pool, queue, refresher_for
 ) -> None:
     """As for an onboarding (test_outages.py): the refresh's price write loses its connection;
     the job sees the project's outage error (the runner hands it back, spending no attempt),
     not a bug that spends one."""
-    await seed(pool, "AAPL", sessions(date(2023, 11, 1), date(2023, 11, 22)))
+    await seed(shared_pool, "AAPL", sessions(date(2023, 11, 1), date(2023, 11, 22)))
     path = aggs_path("AAPL", date(2023, 11, 17), date(2023, 11, 28))
     provider.route(path, Reply(body=polygon_aggs("AAPL", sessions(date(2023, 11, 17), NOW.date()))))
-    job = await claim_refresh(pool, queue, "AAPL", NOW.date())
+    job = await claim_refresh(shared_pool, queue, "AAPL", NOW.date())
     refresher = await refresher_for()
-    async with pool.acquire() as killer_conn:  # the module's database: undone below
+    async with shared_pool.acquire() as killer_conn:  # the module's database: undone below
         await slow_price_writes(killer_conn, 0.3)
         try:
             killer = asyncio.create_task(terminate_when_sleeping(killer_conn))
@@ -201,7 +204,7 @@ async def test_a_connection_dropped_in_the_refresh_write_is_an_outage(
                 "DROP TRIGGER slow_price_write ON symbol_prices_daily;"
                 " DROP FUNCTION slow_price_write()"
             )
-    row = await job_row(pool, job)
+    row = await job_row(shared_pool, job)
     assert (row["status"], row["attempts"]) == ("processing", 1)  # the runner hands it back
 
 
@@ -215,18 +218,18 @@ async def test_a_connection_dropped_in_the_refresh_write_is_an_outage(
     ids=["holiday", "saturday", "sunday"],
 )
 async def test_a_holiday_or_weekend_requests_nothing(
-    provider: FakeProvider, pool, queue, refresher_for, now: datetime
+    provider: FakeProvider, shared_pool, queue, refresher_for, now: datetime
 ) -> None:
     last = CALENDAR.last_completed_session(now)
-    await seed(pool, "AAPL", sessions(date(2023, 11, 1), last))
-    async with pool.acquire() as conn:
+    await seed(shared_pool, "AAPL", sessions(date(2023, 11, 1), last))
+    async with shared_pool.acquire() as conn:
         # Nothing is even behind the last completed session...
         assert await enqueue_refresh(conn, last) == 0
     # ...and a refresh job that runs anyway (enqueued by hand) asks for nothing.
-    await pool.execute(
+    await shared_pool.execute(
         "INSERT INTO symbol_onboarding_queue (symbol, kind) VALUES ('AAPL', 'refresh')"
     )
-    [job] = await queue.claim(pool)
+    [job] = await queue.claim(shared_pool)
 
     result = await (await refresher_for(now=now)).run(job)
 
@@ -238,10 +241,10 @@ async def test_a_holiday_or_weekend_requests_nothing(
 
 
 async def test_a_split_in_the_history_is_detected_and_the_lookback_replaced(
-    provider: FakeProvider, pool, queue, refresher_for
+    provider: FakeProvider, shared_pool, queue, refresher_for
 ) -> None:
     have = sessions(date(2023, 10, 2), date(2023, 11, 22))
-    await seed(pool, "AAPL", have)
+    await seed(shared_pool, "AAPL", have)
     # The provider now applies a 2:1 split to every earlier (adjusted) close.
     incremental = aggs_path("AAPL", date(2023, 11, 17), date(2023, 11, 28))
     provider.route(
@@ -257,23 +260,23 @@ async def test_a_split_in_the_history_is_detected_and_the_lookback_replaced(
     for etf in REFERENCE_ETFS:
         bars = generate(etf, Window(lookback_start - timedelta(days=30), NOW.date()))
         series[etf] = ([b.price_date for b in bars], [float(b.close) for b in bars], None)
-    async with pool.acquire() as conn:
+    async with shared_pool.acquire() as conn:
         await store_prices(conn, {k: (d, c, c) for k, (d, c, _) in series.items()})
         await recompute_factors(conn, ["AAPL"])
-    assert (await symbol_row(pool, "AAPL"))["last_factor_date"] == date(2023, 11, 22)
+    assert (await symbol_row(shared_pool, "AAPL"))["last_factor_date"] == date(2023, 11, 22)
 
-    job = await claim_refresh(pool, queue, "AAPL", NOW.date())
+    job = await claim_refresh(shared_pool, queue, "AAPL", NOW.date())
     with capture_logs() as logs:
         result = await (await refresher_for(price_lookback_days=60, factors=True)).run(job)
 
     assert result.outcome == "completed", result.error
     assert [r.path for r in provider.requests] == [incremental, lookback]
-    rows = await stored(pool, "AAPL")
+    rows = await stored(shared_pool, "AAPL")
     expected = [(d, (close_of(d) / 2).quantize(Decimal("0.0001"))) for d in fresh]
     assert [(r[0], r[4]) for r in rows] == expected  # replaced: no row of the old scale is left
     # ...and its betas recomputed from the new history, in the same transaction.
-    assert (await symbol_row(pool, "AAPL"))["last_factor_date"] == NOW.date()
-    latest = await pool.fetchrow(
+    assert (await symbol_row(shared_pool, "AAPL"))["last_factor_date"] == NOW.date()
+    latest = await shared_pool.fetchrow(
         "SELECT calculation_date, market_beta FROM symbol_factor_exposures"
         " WHERE symbol = 'AAPL' ORDER BY calculation_date DESC LIMIT 1"
     )
@@ -285,15 +288,15 @@ async def test_a_split_in_the_history_is_detected_and_the_lookback_replaced(
     assert first["date"] == "2023-11-17" and first["column"] == "close_price"
     assert Decimal(first["old"]) == (close_of(date(2023, 11, 17))).quantize(Decimal("0.0001"))
     assert Decimal(first["new"]) == (close_of(date(2023, 11, 17)) / 2).quantize(Decimal("0.0001"))
-    assert (await symbol_row(pool, "AAPL"))["last_price_date"] == NOW.date()
+    assert (await symbol_row(shared_pool, "AAPL"))["last_price_date"] == NOW.date()
 
 
 async def test_a_replace_that_fails_leaves_the_old_history_whole(
-    provider: FakeProvider, pool, queue, refresher_for
+    provider: FakeProvider, shared_pool, queue, refresher_for
 ) -> None:
     have = sessions(date(2023, 10, 2), date(2023, 11, 22))
-    await seed(pool, "AAPL", have)
-    before = await stored(pool, "AAPL")
+    await seed(shared_pool, "AAPL", have)
+    before = await stored(shared_pool, "AAPL")
     provider.route(
         aggs_path("AAPL", date(2023, 11, 17), date(2023, 11, 28)),
         Reply(body=polygon_aggs("AAPL", sessions(date(2023, 11, 17), NOW.date()), divide=2)),
@@ -303,8 +306,8 @@ async def test_a_replace_that_fails_leaves_the_old_history_whole(
         aggs_path("AAPL", start, NOW.date()),
         Reply(body=polygon_aggs("AAPL", sessions(start, NOW.date()), divide=2)),
     )
-    job = await claim_refresh(pool, queue, "AAPL", NOW.date())
-    await pool.execute(
+    job = await claim_refresh(shared_pool, queue, "AAPL", NOW.date())
+    await shared_pool.execute(
         """
         CREATE FUNCTION refuse_completion() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN RAISE EXCEPTION 'injected failure after the replace'; END $$;
@@ -315,28 +318,28 @@ async def test_a_replace_that_fails_leaves_the_old_history_whole(
     try:
         result = await (await refresher_for(price_lookback_days=60)).run(job)
     finally:
-        await pool.execute(
+        await shared_pool.execute(
             "DROP TRIGGER refuse_completion ON symbol_onboarding_queue;"
             " DROP FUNCTION refuse_completion()"
         )
 
     assert result.outcome == "retried"
-    assert await stored(pool, "AAPL") == before
-    assert (await symbol_row(pool, "AAPL"))["last_price_date"] == date(2023, 11, 22)
+    assert await stored(shared_pool, "AAPL") == before
+    assert (await symbol_row(shared_pool, "AAPL"))["last_price_date"] == date(2023, 11, 22)
 
 
 async def test_values_equal_to_the_tick_are_not_a_change(
-    provider: FakeProvider, pool, queue, refresher_for
+    provider: FakeProvider, shared_pool, queue, refresher_for
 ) -> None:
     """Float artefacts (125.07000000001) round to the stored value: no re-fetch."""
-    await seed(pool, "AAPL", sessions(date(2023, 11, 1), date(2023, 11, 22)))
+    await seed(shared_pool, "AAPL", sessions(date(2023, 11, 1), date(2023, 11, 22)))
     body = polygon_aggs("AAPL", sessions(date(2023, 11, 17), NOW.date()))
     document = json.loads(body)
     for bar in document["results"]:
         bar["c"] += 0.00004
     path = aggs_path("AAPL", date(2023, 11, 17), date(2023, 11, 28))
     provider.route(path, Reply(body=json.dumps(document).encode()))
-    job = await claim_refresh(pool, queue, "AAPL", NOW.date())
+    job = await claim_refresh(shared_pool, queue, "AAPL", NOW.date())
 
     result = await (await refresher_for()).run(job)
 
@@ -348,31 +351,31 @@ async def test_values_equal_to_the_tick_are_not_a_change(
 
 
 async def test_unknown_on_n_refreshes_in_a_row_delists_and_keeps_the_prices(
-    provider: FakeProvider, pool, queue, refresher_for
+    provider: FakeProvider, shared_pool, queue, refresher_for
 ) -> None:
-    await seed(pool, "GONE", sessions(date(2023, 11, 1), date(2023, 11, 22)))
-    before = await stored(pool, "GONE")
+    await seed(shared_pool, "GONE", sessions(date(2023, 11, 1), date(2023, 11, 22)))
+    before = await stored(shared_pool, "GONE")
     provider.route("/v8/finance/chart/GONE", NOT_FOUND)
     refresher = await refresher_for("yahoo", refresh_delist_after=2)
 
-    first = await refresher.run(await claim_refresh(pool, queue, "GONE", NOW.date()))
+    first = await refresher.run(await claim_refresh(shared_pool, queue, "GONE", NOW.date()))
     assert first.outcome == "failed" and "unknown symbol GONE" in (first.error or "")
-    row = await symbol_row(pool, "GONE")
+    row = await symbol_row(shared_pool, "GONE")
     assert (row["status"], row["is_active"]) == ("active", True)
 
-    second = await refresher.run(await claim_refresh(pool, queue, "GONE", NOW.date()))
+    second = await refresher.run(await claim_refresh(shared_pool, queue, "GONE", NOW.date()))
     assert second.outcome == "failed"
-    row = await symbol_row(pool, "GONE")
+    row = await symbol_row(shared_pool, "GONE")
     assert (row["status"], row["is_active"]) == ("delisted", False)
-    assert await stored(pool, "GONE") == before
-    async with pool.acquire() as conn:
+    assert await stored(shared_pool, "GONE") == before
+    async with shared_pool.acquire() as conn:
         assert await enqueue_refresh(conn, NOW.date()) == 0  # no longer refreshed
 
 
 async def test_a_served_refresh_resets_the_miss_count(
-    provider: FakeProvider, pool, queue, refresher_for
+    provider: FakeProvider, shared_pool, queue, refresher_for
 ) -> None:
-    await seed(pool, "AAPL", sessions(date(2023, 11, 1), date(2023, 11, 22)))
+    await seed(shared_pool, "AAPL", sessions(date(2023, 11, 1), date(2023, 11, 22)))
     path = aggs_path("AAPL", date(2023, 11, 17), date(2023, 11, 28))
     provider.route(
         path,
@@ -383,21 +386,21 @@ async def test_a_served_refresh_resets_the_miss_count(
         Reply(body=polygon_aggs("AAPL", sessions(date(2023, 11, 17), NOW.date()))),
     )
     refresher = await refresher_for(refresh_delist_after=2)
-    miss = await refresher.run(await claim_refresh(pool, queue, "AAPL", NOW.date()))
+    miss = await refresher.run(await claim_refresh(shared_pool, queue, "AAPL", NOW.date()))
     assert miss.outcome == "failed"
     assert (
-        await pool.fetchval(
+        await shared_pool.fetchval(
             "SELECT consecutive_misses FROM symbol_refresh_state WHERE symbol = 'AAPL'"
         )
         == 1
     )
-    await pool.execute(
+    await shared_pool.execute(
         "UPDATE symbol_universe SET last_price_date = '2023-11-22' WHERE symbol = 'AAPL'"
     )
-    served = await refresher.run(await claim_refresh(pool, queue, "AAPL", NOW.date()))
+    served = await refresher.run(await claim_refresh(shared_pool, queue, "AAPL", NOW.date()))
     assert served.outcome == "completed"
     assert (
-        await pool.fetchval(
+        await shared_pool.fetchval(
             "SELECT consecutive_misses FROM symbol_refresh_state WHERE symbol = 'AAPL'"
         )
         == 0
@@ -408,96 +411,106 @@ async def test_a_served_refresh_resets_the_miss_count(
 
 
 async def test_a_host_inserted_symbol_without_prices_gets_a_full_onboarding(
-    provider: FakeProvider, pool, queue, refresher_for
+    provider: FakeProvider, shared_pool, queue, refresher_for
 ) -> None:
     # The host's own code: a plain row, status defaulting to 'active', no prices.
-    await pool.execute("INSERT INTO symbol_universe (symbol) VALUES ('AAPL')")
+    await shared_pool.execute("INSERT INTO symbol_universe (symbol) VALUES ('AAPL')")
     lookback_start = NOW.date() - timedelta(days=1) - timedelta(days=20)
     path = aggs_path("AAPL", lookback_start, NOW.date() - timedelta(days=1))
     provider.route(path, Reply(body=polygon_aggs("AAPL", sessions(lookback_start, NOW.date()))))
-    job = await claim_refresh(pool, queue, "AAPL", NOW.date())
+    job = await claim_refresh(shared_pool, queue, "AAPL", NOW.date())
 
     result = await (await refresher_for(price_lookback_days=20)).run(job)
 
     assert result.outcome == "completed", result.error
     assert [r.path for r in provider.requests] == [path]  # the onboarding's whole lookback
-    assert len(await stored(pool, "AAPL")) == len(
+    assert len(await stored(shared_pool, "AAPL")) == len(
         sessions(lookback_start, NOW.date() - timedelta(days=1))
     )
-    assert (await symbol_row(pool, "AAPL"))["status"] == "active"
+    assert (await symbol_row(shared_pool, "AAPL"))["status"] == "active"
 
 
-async def test_a_users_onboarding_behind_1000_refreshes_is_claimed_first(pool, queue) -> None:
+async def test_a_users_onboarding_behind_1000_refreshes_is_claimed_first(
+    shared_pool, queue
+) -> None:
     symbols = [f"R{i:04d}" for i in range(1000)]
-    await pool.execute(
+    await shared_pool.execute(
         "INSERT INTO symbol_universe (symbol, status, last_price_date)"
         " SELECT unnest($1::text[]), 'active', date '2023-11-01'",
         symbols,
     )
-    async with pool.acquire() as conn:
+    async with shared_pool.acquire() as conn:
         assert await enqueue_refresh(conn, NOW.date()) == 1000
     # A low-priority user request still overtakes every refresh, even a high one.
-    await pool.execute(
+    await shared_pool.execute(
         "UPDATE symbol_onboarding_queue SET priority = 'high' WHERE symbol = 'R0500'"
     )
-    user = await pool.fetchval("SELECT enqueue_symbol_onboarding('NEWCO', 'low')")
+    user = await shared_pool.fetchval("SELECT enqueue_symbol_onboarding('NEWCO', 'low')")
 
-    [first] = await queue.claim(pool)
+    [first] = await queue.claim(shared_pool)
     assert (first.id, first.kind) == (user, "onboarding")
-    [second] = await queue.claim(pool)
+    [second] = await queue.claim(shared_pool)
     assert (second.symbol, second.kind) == ("R0500", "refresh")
 
 
-async def test_an_onboarding_request_takes_over_a_pending_refresh(pool, queue) -> None:
-    await pool.execute(
+async def test_an_onboarding_request_takes_over_a_pending_refresh(shared_pool, queue) -> None:
+    await shared_pool.execute(
         "INSERT INTO symbol_universe (symbol, status, last_price_date)"
         " VALUES ('AAA', 'active', '2023-11-01'), ('BBB', 'active', '2023-11-01')"
     )
-    async with pool.acquire() as conn:
+    async with shared_pool.acquire() as conn:
         assert await enqueue_refresh(conn, NOW.date()) == 2
-    refresh_id = await pool.fetchval("SELECT id FROM symbol_onboarding_queue WHERE symbol = 'BBB'")
-    taken = await pool.fetchval("SELECT enqueue_symbol_onboarding('BBB', 'low')")
+    refresh_id = await shared_pool.fetchval(
+        "SELECT id FROM symbol_onboarding_queue WHERE symbol = 'BBB'"
+    )
+    taken = await shared_pool.fetchval("SELECT enqueue_symbol_onboarding('BBB', 'low')")
 
     assert taken == refresh_id  # still one live job for the symbol
-    row = await pool.fetchrow(
+    row = await shared_pool.fetchrow(
         "SELECT kind, priority FROM symbol_onboarding_queue WHERE id = $1", taken
     )
     assert (row["kind"], row["priority"]) == ("onboarding", "normal")  # the higher priority
-    assert await pool.fetchval("SELECT count(*) FROM symbol_onboarding_queue") == 2
-    [first] = await queue.claim(pool)
+    assert await shared_pool.fetchval("SELECT count(*) FROM symbol_onboarding_queue") == 2
+    [first] = await queue.claim(shared_pool)
     assert (first.symbol, first.kind) == ("BBB", "onboarding")
 
 
-async def test_a_running_refresh_is_not_turned_into_an_onboarding(pool, queue) -> None:
-    await pool.execute(
+async def test_a_running_refresh_is_not_turned_into_an_onboarding(shared_pool, queue) -> None:
+    await shared_pool.execute(
         "INSERT INTO symbol_universe (symbol, status, last_price_date)"
         " VALUES ('AAA', 'active', '2023-11-01')"
     )
-    job = await claim_refresh(pool, queue, "AAA", NOW.date())
-    assert await pool.fetchval("SELECT enqueue_symbol_onboarding('AAA', 'high')") == job.id
-    row = await job_row(pool, job)
+    job = await claim_refresh(shared_pool, queue, "AAA", NOW.date())
+    assert await shared_pool.fetchval("SELECT enqueue_symbol_onboarding('AAA', 'high')") == job.id
+    row = await job_row(shared_pool, job)
     assert (row["kind"], row["priority"], row["status"]) == ("refresh", "high", "processing")
 
 
 async def test_jobs_go_to_the_handler_of_their_kind(
-    provider: FakeProvider, pool, queue, refresher_for
+    provider: FakeProvider, shared_pool, queue, refresher_for
 ) -> None:
-    await seed(pool, "AAPL", sessions(date(2023, 11, 1), date(2023, 11, 28)))
+    await seed(shared_pool, "AAPL", sessions(date(2023, 11, 1), date(2023, 11, 28)))
     refresher = await refresher_for()
     router = JobsByKind(refresher._onboarder, refresher)
-    job = await claim_refresh(pool, queue, "AAPL", date(2023, 11, 29))
+    job = await claim_refresh(shared_pool, queue, "AAPL", date(2023, 11, 29))
     with capture_logs() as logs:
         assert (await router.run(job)).outcome == "completed"
     assert [e["event"] for e in logs] == ["refresh_up_to_date"]
 
 
-async def test_pending_rows_without_prices_or_job_are_onboarded_not_duplicated(pool, queue) -> None:
+async def test_pending_rows_without_prices_or_job_are_onboarded_not_duplicated(
+    shared_pool, queue
+) -> None:
     # ORPHAN: pending with no job (e.g. re-activated by the host); QUEUED: a live onboarding.
-    await pool.execute("INSERT INTO symbol_universe (symbol, status) VALUES ('ORPHAN', 'pending')")
-    queued = await pool.fetchval("SELECT enqueue_symbol_onboarding('QUEUED')")
-    async with pool.acquire() as conn:
+    await shared_pool.execute(
+        "INSERT INTO symbol_universe (symbol, status) VALUES ('ORPHAN', 'pending')"
+    )
+    queued = await shared_pool.fetchval("SELECT enqueue_symbol_onboarding('QUEUED')")
+    async with shared_pool.acquire() as conn:
         assert await enqueue_refresh(conn, NOW.date()) == 1
-    rows = await pool.fetch("SELECT id, symbol, kind FROM symbol_onboarding_queue ORDER BY symbol")
+    rows = await shared_pool.fetch(
+        "SELECT id, symbol, kind FROM symbol_onboarding_queue ORDER BY symbol"
+    )
     assert [(r["symbol"], r["kind"]) for r in rows] == [
         ("ORPHAN", "refresh"),
         ("QUEUED", "onboarding"),

@@ -8,12 +8,12 @@ import uuid
 from dataclasses import dataclass, field
 
 import asyncpg
-import pytest
 
-from worker.db import asyncpg_dsn
-from worker.queue import Job, Queue
-from worker.runner import Runner
-from worker.settings import Settings
+from tests.helpers import statuses, wait_until
+from worker.core.db import asyncpg_dsn
+from worker.core.settings import Settings
+from worker.queue.runner import Runner
+from worker.queue.store import Job, Queue
 
 
 @dataclass(frozen=True)
@@ -58,12 +58,6 @@ def make_settings(**overrides: object) -> Settings:
     return Settings(**{**base, **overrides})  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def pool(database_pool: asyncpg.Pool) -> asyncpg.Pool:
-    """A pool on this test's own database (not the onboarding modules' shared one)."""
-    return database_pool
-
-
 def runner_for(pool, database_url, *, delay_s=0.0, burst=False, **overrides):
     settings = make_settings(**overrides)
     queue = Queue(f"test-{uuid.uuid4().hex[:6]}")
@@ -80,20 +74,8 @@ def runner_for(pool, database_url, *, delay_s=0.0, burst=False, **overrides):
     return runner, handler
 
 
-async def statuses(conn: asyncpg.Connection) -> dict[str, str]:
-    rows = await conn.fetch("SELECT symbol, status FROM symbol_onboarding_queue")
-    return {r["symbol"]: r["status"] for r in rows}
-
-
-async def wait_until(predicate, timeout_s: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
-
-
-async def test_plain_insert_wakes_an_idle_worker(pool, database_url, conn) -> None:
-    runner, _handler = runner_for(pool, database_url)
+async def test_plain_insert_wakes_an_idle_worker(database_pool, database_url, conn) -> None:
+    runner, _handler = runner_for(database_pool, database_url)
     task = asyncio.create_task(runner.run())
     await asyncio.wait_for(runner.listening.wait(), 10)
     await asyncio.sleep(0.1)  # idle: waiting on NOTIFY, next poll 30 s away
@@ -107,23 +89,23 @@ async def _status_is(conn, symbol: str, status: str) -> bool:
     return (await statuses(conn)).get(symbol) == status
 
 
-async def test_burst_runs_everything_runnable_then_exits(pool, database_url, conn) -> None:
+async def test_burst_runs_everything_runnable_then_exits(database_pool, database_url, conn) -> None:
     await conn.execute(
         "INSERT INTO symbol_onboarding_queue (symbol) SELECT 'S' || i FROM generate_series(1, 25) i"
     )
     await conn.execute(
         "INSERT INTO symbol_onboarding_queue (symbol, run_after) VALUES ('LATER', now() + interval '1 hour')"
     )
-    runner, handler = runner_for(pool, database_url, burst=True, concurrency=3)
+    runner, handler = runner_for(database_pool, database_url, burst=True, concurrency=3)
     await asyncio.wait_for(runner.run(), 30)
     assert sorted(handler.ran) == sorted(f"S{i}" for i in range(1, 26))
     assert 1 < handler.max_in_flight <= 3
     assert (await statuses(conn))["LATER"] == "pending"
 
 
-async def test_graceful_stop_lets_in_flight_jobs_finish(pool, database_url, conn) -> None:
+async def test_graceful_stop_lets_in_flight_jobs_finish(database_pool, database_url, conn) -> None:
     await conn.execute("INSERT INTO symbol_onboarding_queue (symbol) VALUES ('SLOW')")
-    runner, handler = runner_for(pool, database_url, delay_s=0.5)
+    runner, handler = runner_for(database_pool, database_url, delay_s=0.5)
     task = asyncio.create_task(runner.run())
     await asyncio.wait_for(handler.started.wait(), 10)
     runner.request_stop()
@@ -131,9 +113,11 @@ async def test_graceful_stop_lets_in_flight_jobs_finish(pool, database_url, conn
     assert await statuses(conn) == {"SLOW": "completed"}
 
 
-async def test_grace_period_expiry_hands_unfinished_jobs_back(pool, database_url, conn) -> None:
+async def test_grace_period_expiry_hands_unfinished_jobs_back(
+    database_pool, database_url, conn
+) -> None:
     await conn.execute("INSERT INTO symbol_onboarding_queue (symbol) VALUES ('STUCK')")
-    runner, handler = runner_for(pool, database_url, delay_s=60, shutdown_grace_s=0.3)
+    runner, handler = runner_for(database_pool, database_url, delay_s=60, shutdown_grace_s=0.3)
     task = asyncio.create_task(runner.run())
     await asyncio.wait_for(handler.started.wait(), 10)
     runner.request_stop()
@@ -142,9 +126,9 @@ async def test_grace_period_expiry_hands_unfinished_jobs_back(pool, database_url
     assert tuple(row) == ("pending", 0, None)
 
 
-async def test_second_stop_request_aborts_at_once(pool, database_url, conn) -> None:
+async def test_second_stop_request_aborts_at_once(database_pool, database_url, conn) -> None:
     await conn.execute("INSERT INTO symbol_onboarding_queue (symbol) VALUES ('STUCK')")
-    runner, handler = runner_for(pool, database_url, delay_s=60, shutdown_grace_s=60)
+    runner, handler = runner_for(database_pool, database_url, delay_s=60, shutdown_grace_s=60)
     task = asyncio.create_task(runner.run())
     await asyncio.wait_for(handler.started.wait(), 10)
     runner.request_stop()
@@ -156,10 +140,10 @@ async def test_second_stop_request_aborts_at_once(pool, database_url, conn) -> N
 
 
 async def test_heartbeats_keep_a_long_job_and_recovery_takes_an_abandoned_one(
-    pool, database_url, conn
+    database_pool, database_url, conn
 ) -> None:
     await conn.execute("INSERT INTO symbol_onboarding_queue (symbol) VALUES ('LONG')")
-    runner, handler = runner_for(pool, database_url, delay_s=2.0)
+    runner, handler = runner_for(database_pool, database_url, delay_s=2.0)
     task = asyncio.create_task(runner.run())
     await asyncio.wait_for(handler.started.wait(), 10)
     for _ in range(4):  # twice the 1 s stall timeout: heartbeats keep it
@@ -170,8 +154,10 @@ async def test_heartbeats_keep_a_long_job_and_recovery_takes_an_abandoned_one(
     await asyncio.wait_for(task, 10)
 
 
-async def test_listener_and_pool_survive_terminated_backends(pool, database_url, conn) -> None:
-    runner, _handler = runner_for(pool, database_url)
+async def test_listener_and_pool_survive_terminated_backends(
+    database_pool, database_url, conn
+) -> None:
+    runner, _handler = runner_for(database_pool, database_url)
     task = asyncio.create_task(runner.run())
     await asyncio.wait_for(runner.listening.wait(), 10)
     await conn.execute(
@@ -191,12 +177,12 @@ async def _listening_again(runner: Runner) -> bool:
     return runner.listening.is_set() and runner.listener_connects >= 2
 
 
-async def test_poll_only_mode_without_listen(pool, database_url, conn) -> None:
+async def test_poll_only_mode_without_listen(database_pool, database_url, conn) -> None:
     """WORKER_LISTEN=false (behind a transaction pooler): polling alone finds the work."""
     settings = make_settings(poll_interval_s=0.2)
     queue = Queue("poller")
-    handler = RecordingHandler(queue, pool)
-    runner = Runner(settings, pool, queue, handler, claim_dsn=asyncpg_dsn(database_url))
+    handler = RecordingHandler(queue, database_pool)
+    runner = Runner(settings, database_pool, queue, handler, claim_dsn=asyncpg_dsn(database_url))
     task = asyncio.create_task(runner.run())
     await asyncio.sleep(0.3)
     await conn.execute("INSERT INTO symbol_onboarding_queue (symbol) VALUES ('POLLED')")
@@ -206,7 +192,7 @@ async def test_poll_only_mode_without_listen(pool, database_url, conn) -> None:
     await asyncio.wait_for(task, 10)
 
 
-async def test_background_failures_do_not_stop_recovery(pool, database_url, conn) -> None:
+async def test_background_failures_do_not_stop_recovery(database_pool, database_url, conn) -> None:
     rounds: list[int] = []
 
     async def flaky_housekeeping() -> None:
@@ -216,10 +202,10 @@ async def test_background_failures_do_not_stop_recovery(pool, database_url, conn
 
     settings = make_settings(stall_timeout_s=0.6, heartbeat_interval_s=0.1)
     queue = Queue("bg")
-    handler = RecordingHandler(queue, pool)
+    handler = RecordingHandler(queue, database_pool)
     runner = Runner(
         settings,
-        pool,
+        database_pool,
         queue,
         handler,
         claim_dsn=asyncpg_dsn(database_url),
@@ -236,13 +222,15 @@ async def _true_when(value: bool) -> bool:
     return value
 
 
-async def test_burst_waits_for_a_runnable_job_locked_elsewhere(pool, database_url, conn) -> None:
+async def test_burst_waits_for_a_runnable_job_locked_elsewhere(
+    database_pool, database_url, conn
+) -> None:
     await conn.execute("INSERT INTO symbol_onboarding_queue (symbol) VALUES ('IBM')")
     backend = await asyncpg.connect(asyncpg_dsn(database_url))
     tx = backend.transaction()
     await tx.start()
     await backend.fetchval("SELECT enqueue_symbol_onboarding('IBM', 'high')")  # holds the row
-    runner, handler = runner_for(pool, database_url, burst=True, poll_interval_s=0.1)
+    runner, handler = runner_for(database_pool, database_url, burst=True, poll_interval_s=0.1)
     task = asyncio.create_task(runner.run())
     await asyncio.sleep(0.5)
     assert not task.done()  # the claim skips the locked row, but burst must not call it done
@@ -258,12 +246,14 @@ class CrashingHandler:
         raise KeyError("a bug in the handler")
 
 
-async def test_a_handler_bug_spends_an_attempt_and_keeps_the_job(pool, database_url, conn) -> None:
+async def test_a_handler_bug_spends_an_attempt_and_keeps_the_job(
+    database_pool, database_url, conn
+) -> None:
     await conn.execute("INSERT INTO symbol_onboarding_queue (symbol) VALUES ('BUG')")
     queue = Queue("crash", retry_base_s=60)
     runner = Runner(
         make_settings(),
-        pool,
+        database_pool,
         queue,
         CrashingHandler(),
         claim_dsn=asyncpg_dsn(database_url),

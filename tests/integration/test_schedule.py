@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 
-from worker import status
-from worker.db import asyncpg_dsn
-from worker.schedule import DailySchedule, ScheduleTimes, catch_up_day, command
-from worker.settings import Settings
-from worker.trading_calendar import TradingCalendar
+from worker.core.db import asyncpg_dsn
+from worker.core.settings import Settings
+from worker.core.trading_calendar import TradingCalendar
+from worker.jobs.schedule import DailySchedule, ScheduleTimes, catch_up_day, command
+from worker.ops import status
 
 NEW_YORK = ZoneInfo("America/New_York")
 CALENDAR = TradingCalendar("XNYS", now=datetime(2023, 12, 1, tzinfo=UTC))

@@ -7,11 +7,13 @@ from datetime import date
 
 import asyncpg
 
-from tests.integration.test_runner import runner_for, wait_until
-from worker import registry, status
-from worker.housekeeping import Housekeeper
-from worker.queue import Queue, run_now
-from worker.settings import Settings
+from tests.helpers import wait_until
+from tests.integration.test_runner import runner_for
+from worker.core.settings import Settings
+from worker.ops import status
+from worker.queue import registry
+from worker.queue.housekeeping import Housekeeper
+from worker.queue.store import Queue, run_now
 
 SETTINGS = Settings(stall_timeout_s=30.0, heartbeat_interval_s=5.0)
 

@@ -12,9 +12,9 @@ import pytest
 from tests import hostdb
 from tests.harness import PgServer
 from tests.integration.test_web import FakeWorker, serve
-from worker import migrate, status, symbol_facts
-from worker.db import asyncpg_dsn
-from worker.settings import Settings
+from worker.core.db import asyncpg_dsn
+from worker.core.settings import Settings
+from worker.ops import migrate, status, symbol_facts
 
 SCRIPT_ERROR = "HTTP 404 from provider: <script>alert('x')</script> not found"
 

@@ -1,15 +1,16 @@
 """The HTTP endpoint's answers against real PostgreSQL, with a stand-in for the running worker."""
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
 
-from worker import status
-from worker.metrics import PrometheusMetrics
-from worker.settings import Settings
-from worker.web import EndpointError, StatusServer, chart_svg, endpoint
+from worker.core.settings import Settings
+from worker.ops import status
+from worker.ops.page import chart_svg
+from worker.ops.prometheus import PrometheusMetrics
+from worker.ops.web import EndpointError, NoWorker, StatusServer, endpoint
 
 
 @dataclasses.dataclass
@@ -21,9 +22,25 @@ class FakeWorker:
         return self.reason
 
 
+@dataclasses.dataclass
+class FakeView:
+    """The worker the endpoint serves, as a test sets it: none yet (starting), then a fake."""
+
+    worker: FakeWorker | None = None
+    factors: Callable[[], tuple[bool, str | None]] | None = None
+
+    def running(self) -> FakeWorker | None:
+        return self.worker
+
+    def factors_state(self) -> tuple[bool, str | None] | None:
+        return self.factors() if self.factors is not None else None
+
+
 async def serve(url: str) -> AsyncIterator[tuple[StatusServer, httpx.AsyncClient]]:
     settings = Settings(http_port=0)
-    server = StatusServer(settings, url, PrometheusMetrics("w-1", "9.9"), worker_id="w-1")
+    view = FakeView()
+    metrics = PrometheusMetrics("w-1", "9.9", factors_state=view.factors_state)
+    server = StatusServer(settings, url, metrics, worker_id="w-1", view=view)
     base = await server.start()
     try:
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
@@ -41,9 +58,9 @@ async def web(database_url: str):
 async def test_healthz_follows_the_workers_liveness(web) -> None:
     server, client = web
     assert (await client.get("/healthz")).text == "ok: starting\n"
-    server.worker = FakeWorker()
+    server.view.worker = FakeWorker()
     assert (await client.get("/healthz")).status_code == 200
-    server.worker = FakeWorker(reason="claim loop last went round 120 s ago (limit 102 s)")
+    server.view.worker = FakeWorker(reason="claim loop last went round 120 s ago (limit 102 s)")
     reply = await client.get("/healthz")
     assert reply.status_code == 503 and "claim loop last went round 120 s ago" in reply.text
 
@@ -51,16 +68,16 @@ async def test_healthz_follows_the_workers_liveness(web) -> None:
 async def test_readyz_says_why_not(web) -> None:
     server, client = web
     assert (await client.get("/readyz")).status_code == 503  # no worker yet: starting
-    server.worker = FakeWorker()
+    server.view.worker = FakeWorker()
     assert (await client.get("/readyz")).text == "ready\n"
-    server.worker = FakeWorker(stopping=True)
+    server.view.worker = FakeWorker(stopping=True)
     reply = await client.get("/readyz")
     assert reply.status_code == 503 and reply.text == "shutting down\n"
 
 
 async def test_readyz_refuses_a_database_not_at_head(empty_database_url: str) -> None:
     async for server, client in serve(empty_database_url):
-        server.worker = FakeWorker()
+        server.view.worker = FakeWorker()
         reply = await client.get("/readyz")
         assert reply.status_code == 503 and reply.text.startswith("database schema at none")
 
@@ -68,7 +85,7 @@ async def test_readyz_refuses_a_database_not_at_head(empty_database_url: str) ->
 async def test_readyz_and_the_page_when_the_database_is_unreachable() -> None:
     url = "postgresql://postgres:hunter2@127.0.0.1:1/postgres"
     async for server, client in serve(url):
-        server.worker = FakeWorker()
+        server.view.worker = FakeWorker()
         reply = await client.get("/readyz")
         assert reply.status_code == 503 and reply.text.startswith("database unreachable")
         page = await client.get("/")
@@ -97,12 +114,12 @@ async def test_metrics_queue_gauges_are_the_status_layers_depth(web, conn) -> No
 async def test_endpoint_is_off_without_a_port_and_fails_clearly_on_a_taken_one(
     database_url,
 ) -> None:
-    async with endpoint(Settings(), database_url, "w") as (metrics, server):
+    async with endpoint(Settings(), database_url, "w", NoWorker()) as (metrics, server):
         assert server is None and not hasattr(metrics, "registry")
     async for taken, _client in serve(database_url):
         port = int(taken.url.rsplit(":", 1)[1].strip("/"))
         with pytest.raises(EndpointError, match=f"cannot listen on 127.0.0.1:{port}"):
-            async with endpoint(Settings(http_port=port), database_url, "w"):
+            async with endpoint(Settings(http_port=port), database_url, "w", NoWorker()):
                 pass
 
 
@@ -121,15 +138,15 @@ async def test_betas_unavailable_are_said_by_readyz_metrics_and_the_page(web) ->
     """FACTORS_ENABLED=auto without the host's factor names: still ready (prices flow), and
     every view says why there are no betas."""
     server, client = web
-    server.worker = FakeWorker()
+    server.view.worker = FakeWorker()
     reason = "factor_definitions has no factor named Market Beta (90D)"
-    server.metrics.factors_state = lambda: (False, reason)
+    server.view.factors = lambda: (False, reason)
     reply = await client.get("/readyz")
     assert reply.status_code == 200 and reply.text == f"ready; betas unavailable: {reason}\n"
     metrics = (await client.get("/metrics")).text
     assert f'symbol_onboarding_factors_available{{reason="{reason}"}} 0.0' in metrics
     assert reason in (await client.get("/")).text
-    server.metrics.factors_state = lambda: (True, None)
+    server.view.factors = lambda: (True, None)
     assert (await client.get("/readyz")).text == "ready\n"
     assert (
         'symbol_onboarding_factors_available{reason=""} 1.0' in (await client.get("/metrics")).text

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker import analytics_cache as cache
-from worker.analytics_cache import CacheDataError, Position, cache_key, encode
+from worker.host import analytics_cache as cache
+from worker.host.analytics_cache import CacheDataError, Position, cache_key, encode
 
 PORTFOLIO = [
     Position("AAPL", Decimal("10"), Decimal("1895.20")),

@@ -7,22 +7,24 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from worker.backfill import (
+from worker.cli.backfill import (
+    LogProgress,
+    TerminalProgress,
+    add_arguments,
+    format_duration,
+    format_progress,
+    format_summary,
+)
+from worker.core.symbols import InvalidSymbolError
+from worker.host.backfill import (
     DEFAULT_BATCH_SIZE,
     MAX_BATCH_SIZE,
     MAX_JOBS,
     BackfillProgress,
     BackfillSummary,
-    LogProgress,
-    TerminalProgress,
-    add_arguments,
     backfill,
-    format_duration,
-    format_progress,
-    format_summary,
     parse_symbols,
 )
-from worker.symbols import InvalidSymbolError
 
 # Nothing listens here: an attempt to connect would raise OSError, not the ValueError expected.
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none"

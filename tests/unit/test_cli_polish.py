@@ -5,8 +5,10 @@ import math
 
 import pytest
 
-from worker import cli, logs
-from worker.settings import Settings, SettingsError
+from worker.cli import main as cli
+from worker.cli.common import print_error
+from worker.core import logs
+from worker.core.settings import Settings, SettingsError
 
 
 def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -111,7 +113,7 @@ def test_the_error_line_goes_out_in_one_write(monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setattr(os, "write", record)
     monkeypatch.setattr(sys, "stderr", sys.__stderr__)  # a real descriptor, not pytest's capture
-    cli._print_error("error: no market_data_cache rows for NOPE (the other symbols were copied)")
+    print_error("error: no market_data_cache rows for NOPE (the other symbols were copied)")
     assert writes == [
         b"error: no market_data_cache rows for NOPE (the other symbols were copied)\n"
     ]

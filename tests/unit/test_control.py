@@ -2,7 +2,7 @@
 
 import pytest
 
-from worker import control
+from worker.queue import control
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,10 @@
-"""Database URLs for each driver, one host or several (worker/db.py; no database)."""
+"""Database URLs for each driver, one host or several (worker/core/db.py; no database)."""
 
 import pytest
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import make_url
 
-from worker.db import DatabaseUrlError, asyncpg_dsn, parse_hosts, redact, sqlalchemy_url
+from worker.core.db import DatabaseUrlError, asyncpg_dsn, parse_hosts, redact, sqlalchemy_url
 
 # The same primary and replica in each spelling a user may write.
 SPELLINGS = [

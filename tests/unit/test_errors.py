@@ -1,4 +1,4 @@
-"""The one decision of what is an outage, and the one error root (worker/errors.py; no database)."""
+"""The one decision of what is an outage, and the one error root (worker/core/errors.py; no database)."""
 
 import importlib
 import inspect
@@ -12,7 +12,7 @@ import sqlalchemy.exc
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 
 import worker
-from worker.errors import (
+from worker.core.errors import (
     ConfigurationError,
     DatabaseUnavailable,
     WorkerError,

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker.metrics import DURATION_BUCKETS, PrometheusMetrics
-from worker.queue import Job
+from worker.ops.prometheus import DURATION_BUCKETS, PrometheusMetrics
+from worker.queue.store import Job
 
 
 def samples(text: str, family: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.prices import check_source_config, parse_source_names
+from worker.core.settings import Settings, SettingsError
 from worker.prices.base import (
     InvalidData,
     NoData,
@@ -24,10 +24,9 @@ from worker.prices.base import (
 from worker.prices.csv_files import parse_csv
 from worker.prices.fmp import parse_eod
 from worker.prices.polygon import parse_aggs
-from worker.prices.ratelimit import Rate, parse_rate
+from worker.prices.sources import check_source_config, parse_source_names
 from worker.prices.tiingo import parse_prices
 from worker.prices.yahoo import parse_chart
-from worker.settings import Settings, SettingsError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "prices"
 
@@ -384,24 +383,6 @@ def test_quota_resets() -> None:
 
 
 # --- configuration ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [("2000/hour", Rate(2000, "hour")), (" 5 / minute ", Rate(5, "minute")), ("off", None)],
-)
-def test_parse_rate(text: str, expected: Rate | None) -> None:
-    assert parse_rate("PRICE_RATE_LIMIT_X", text) == expected
-
-
-@pytest.mark.parametrize("text", ["0/hour", "5/fortnight", "fast", "-1/day", "5"])
-def test_parse_rate_refuses_nonsense(text: str) -> None:
-    with pytest.raises(SettingsError, match="PRICE_RATE_LIMIT_X"):
-        parse_rate("PRICE_RATE_LIMIT_X", text)
-
-
-def test_rate_spacing() -> None:
-    assert Rate(2000, "hour").spacing_s == 1.8 and Rate(5, "minute").spacing_s == 12.0
 
 
 def test_source_chain_names() -> None:

@@ -7,10 +7,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from worker.core.settings import Settings, SettingsError
+from worker.core.trading_calendar import TradingCalendar
+from worker.jobs.refresh import PriceChange, price_changes, split_ratio
 from worker.prices.base import Bar
-from worker.refresh import PriceChange, price_changes, split_ratio
-from worker.settings import Settings, SettingsError
-from worker.trading_calendar import TradingCalendar
 
 NEW_YORK = ZoneInfo("America/New_York")
 CALENDAR = TradingCalendar("XNYS", now=datetime(2023, 12, 1, tzinfo=UTC))

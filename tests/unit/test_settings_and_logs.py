@@ -7,8 +7,8 @@ import logging
 import pytest
 import structlog
 
-from worker import logs
-from worker.settings import Settings, SettingsError
+from worker.core import logs
+from worker.core.settings import Settings, SettingsError
 
 
 def test_defaults_need_no_environment() -> None:

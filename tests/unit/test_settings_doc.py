@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tools import settings_doc
-from worker.settings import Settings
+from worker.core.settings import Settings
 
 PAGE = settings_doc.PAGE
 

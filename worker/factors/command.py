@@ -15,11 +15,11 @@ from typing import Any
 
 import structlog
 
-from worker.db import Connection
-from worker.factors import RECENT_DATES, Recomputed, recompute_factors
+from worker.core.db import Connection
+from worker.core.settings import Settings
+from worker.factors.service import RECENT_DATES, Recomputed, recompute_factors
 from worker.factors.store import FactorStore
-from worker.host import NO_HOST, HostTables
-from worker.settings import Settings
+from worker.host.tables import NO_HOST, HostTables
 
 LOG_INTERVAL_S = 10.0
 log = structlog.get_logger("worker.factors")

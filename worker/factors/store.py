@@ -23,8 +23,8 @@ import asyncpg
 import numpy as np
 import numpy.typing as npt
 
-from worker.db import Connection
-from worker.errors import ConfigurationError
+from worker.core.db import Connection
+from worker.core.errors import ConfigurationError
 from worker.factors.betas import FACTORS, REFERENCE_ETFS, Betas, Panel
 from worker.sql import factors as sql
 

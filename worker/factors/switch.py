@@ -11,8 +11,8 @@ restart. `status`, `/readyz` and `/metrics` read `available` and `reason`.
 import asyncpg
 import structlog
 
-from worker.db import Connection
-from worker.errors import ConfigurationError
+from worker.core.db import Connection
+from worker.core.errors import ConfigurationError
 from worker.factors.store import FactorStore, ShapeError
 
 log = structlog.get_logger("worker.factors")

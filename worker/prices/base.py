@@ -21,7 +21,7 @@ from typing import NamedTuple, TypeVar
 
 import structlog
 
-from worker.errors import WorkerError
+from worker.core.errors import WorkerError
 
 log = structlog.get_logger()
 

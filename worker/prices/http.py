@@ -15,8 +15,8 @@ from typing import Any, NamedTuple, TypeVar
 
 import httpx
 
-from worker.logs import redact_text
-from worker.metrics import Metrics
+from worker.core.logs import redact_text
+from worker.core.metrics import Metrics
 from worker.prices.base import (
     Bars,
     InvalidData,
@@ -188,7 +188,7 @@ class HttpSource(PriceSource):
 
 
 def scrub(exc: E, secrets: Iterable[str]) -> E:
-    """`exc` with the secrets (and any key-like query parameter) masked, by worker.logs'
+    """`exc` with the secrets (and any key-like query parameter) masked, by worker.core.logs'
     redact_text: one masking rule for log lines and error messages."""
     detail = redact_text(exc.detail, [s for s in secrets if s])
     if detail != exc.detail:

@@ -11,6 +11,7 @@ from datetime import date
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+from worker.core.symbols import InvalidSymbolError, normalize_symbol
 from worker.prices.base import (
     Bar,
     InvalidData,
@@ -38,7 +39,6 @@ from worker.prices.http import (
 )
 from worker.prices.spelling import host_spellings
 from worker.prices.validate import load_json, normalize
-from worker.symbols import InvalidSymbolError, normalize_symbol
 
 NAME = "polygon"
 NEW_YORK = ZoneInfo("America/New_York")
@@ -77,7 +77,7 @@ class PolygonSource(HttpSource):
 
     async def fetch_grouped(self, day: date) -> "GroupedDay":
         """Every US ticker's bar of session `day` in one request (one slot of the rate limit):
-        the bulk refresh (worker/bulk.py). Grouped daily is split-adjusted like the aggregates."""
+        the bulk refresh (worker/jobs/bulk.py). Grouped daily is split-adjusted like the aggregates."""
         reply = await self.get(
             f"{self._base_url}/v2/aggs/grouped/locale/us/market/stocks/{day.isoformat()}",
             params={"adjusted": "true", "include_otc": "false"},

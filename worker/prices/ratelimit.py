@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
-from worker.db import Connection
-from worker.metrics import Metrics
+from worker.core.db import Connection
+from worker.core.metrics import Metrics
+from worker.core.settings import SettingsError
 from worker.prices.base import SourcePaused
-from worker.settings import SettingsError
 from worker.sql import prices as sql
 
 log = structlog.get_logger()

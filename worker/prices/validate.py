@@ -35,7 +35,7 @@ from typing import Any
 
 import structlog
 
-from worker.errors import WorkerError
+from worker.core.errors import WorkerError
 from worker.prices.base import (
     Bar,
     Bars,

@@ -1,4 +1,4 @@
-"""Every statement of the portfolio analytics cache (worker/analytics_cache.py runs them).
+"""Every statement of the portfolio analytics cache (worker/host/analytics_cache.py runs them).
 
 Named parameters: they run through SQLAlchemy, on the backend's session or connection (the
 housekeeping sweep's one statement also has a positional twin for asyncpg). Each

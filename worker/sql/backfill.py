@@ -1,4 +1,4 @@
-"""Every statement of the `symbol_prices_daily` backfill (worker/backfill.py runs them).
+"""Every statement of the `symbol_prices_daily` backfill (worker/host/backfill.py runs them).
 
 A batch is a range of symbols, `symbol > :after AND symbol <= :upto`, optionally narrowed to the
 `:symbols` list (NULL: every symbol). Whole symbols per batch make the keyset cursor a symbol and

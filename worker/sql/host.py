@@ -1,4 +1,4 @@
-"""Every runtime statement on the host's own tables (worker/host.py), named after its operation.
+"""Every runtime statement on the host's own tables (worker/host/tables.py), named after its operation.
 
 The host's readers never look at the worker's tables: they read `market_data_cache` for prices
 and `portfolio_analytics_cache` through their `positions` (CONTEXT.md, "What the host's own code

@@ -1,6 +1,6 @@
 """Every runtime statement for prices and price sources, named after its operation.
 
-Run by worker/onboarding.py (the write transaction), worker/prices/ratelimit.py (pauses and the
+Run by worker/jobs/onboarding.py (the write transaction), worker/prices/ratelimit.py (pauses and the
 request schedule) and worker/prices/database.py (reading `market_data_cache`). Positional ($n)
 parameters: they run on asyncpg directly.
 """
@@ -67,7 +67,7 @@ SELECT (SELECT count(*) FROM written) AS rows_written,
 """
 
 # A refresh that found the symbol's history re-adjusted replaces all of it: this runs first, in
-# the transaction that stores the whole re-fetched lookback (worker/refresh.py).
+# the transaction that stores the whole re-fetched lookback (worker/jobs/refresh.py).
 DELETE_PRICES = "DELETE FROM symbol_prices_daily WHERE symbol = $1"
 
 # The `synthetic` source: the symbol's stored rows, to tell its own generated bars from real ones.

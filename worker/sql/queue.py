@@ -1,4 +1,4 @@
-"""Every runtime statement of the queue, named after its operation (worker/queue.py runs them).
+"""Every runtime statement of the queue, named after its operation (worker/queue/store.py runs them).
 
 Parameters are positional ($1...) because the runner executes them on asyncpg directly: the
 claim loop is the hot path, and asyncpg's prepared-statement cache makes it cheap.

@@ -1,5 +1,5 @@
-"""Every runtime statement of the refresh (worker/refresh.py) and its daily schedule
-(worker/schedule.py), named after its operation. Positional ($n) parameters: asyncpg.
+"""Every runtime statement of the refresh (worker/jobs/refresh.py) and its daily schedule
+(worker/jobs/schedule.py), named after its operation. Positional ($n) parameters: asyncpg.
 """
 
 from worker.models.onboarding_queue import SYMBOL_PATTERN
@@ -47,7 +47,7 @@ DELIST = "UPDATE symbol_universe SET status = 'delisted', updated_at = now() WHE
 # live onboarding job keeps them: ON CONFLICT below). Also status's REFRESH_FACTS.
 BEHIND_WHERE = """(coalesce(u.status, 'active') = 'active' AND coalesce(u.last_price_date < $1, true)
        OR u.status = 'pending' AND u.last_price_date IS NULL)"""
-# The queue's spelling rule (worker/symbols.py, revision 0006's trigger): the pattern, and at
+# The queue's spelling rule (worker/core/symbols.py, revision 0006's trigger): the pattern, and at
 # least one letter or digit.
 VALID_SYMBOL = f"(u.symbol ~ '{SYMBOL_PATTERN}' AND u.symbol ~ '[A-Z0-9]')"
 
@@ -99,7 +99,7 @@ RETURNING trading_day
 """
 
 
-# --- bulk refresh (worker/bulk.py): grouped daily days shared through the database -------------
+# --- bulk refresh (worker/jobs/bulk.py): grouped daily days shared through the database -------------
 
 # The sessions among $2 whose grouped bars of source $1 are loaded.
 BULK_DAYS_LOADED = """

@@ -1,4 +1,4 @@
-"""Statements that set how the server treats one transaction (worker/db.py runs them)."""
+"""Statements that set how the server treats one transaction (worker/core/db.py runs them)."""
 
 # This transaction's lock waits end after $1 milliseconds (SQLSTATE 55P03). set_config(...,
 # true) is SET LOCAL: it ends with the transaction, so behind a transaction-pooling proxy it

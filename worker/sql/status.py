@@ -1,6 +1,6 @@
-"""Every statement behind the status facts (worker/status.py), read-only, named after the fact.
+"""Every statement behind the status facts (worker/ops/status.py), read-only, named after the fact.
 
-worker/status.py runs them in one read-only REPEATABLE READ transaction, so every fact in one
+worker/ops/status.py runs them in one read-only REPEATABLE READ transaction, so every fact in one
 report is of the same moment (`now()` included). Ages are computed here, in database time: no
 client clock is ever compared with the server's.
 """
@@ -149,7 +149,7 @@ LEFT JOIN symbol_factor_waits AS w ON w.symbol = u.symbol
 WHERE u.status = 'active'
 """
 
-# The last daily refresh batch (worker/schedule.py).
+# The last daily refresh batch (worker/jobs/schedule.py).
 LAST_SCHEDULE_RUN = """
 SELECT trading_day, enqueued_at, through_session, jobs, worker_id
 FROM refresh_schedule_runs

@@ -1,6 +1,6 @@
 """The live-worker registry (`symbol_onboarding_workers`), named after its operations.
 
-Run by worker/registry.py: the runner announces itself every heartbeat interval, and housekeeping
+Run by worker/queue/registry.py: the runner announces itself every heartbeat interval, and housekeeping
 forgets workers that stopped announcing long ago.
 """
 

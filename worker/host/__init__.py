@@ -1,0 +1,1 @@
+"""What touches the host's own tables: the price mirror, the legacy backfill and the analytics cache."""

@@ -1,0 +1,1 @@
+"""The job queue: the store, the runner, job outcomes, housekeeping and the worker registry."""
