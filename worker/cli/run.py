@@ -4,6 +4,7 @@ worker/cli/assembly.py."""
 import argparse
 
 from worker.cli.common import Command, FatalError, positive_int
+from worker.core import tracing
 from worker.core.settings import Settings
 
 
@@ -34,6 +35,7 @@ async def run(args: argparse.Namespace, settings: Settings, url: str) -> int:
     from worker.cli.assembly import WorkerAssembly
     from worker.ops import web
 
+    tracing.configure()  # OpenTelemetry, when the otel extra and OTEL_* variables ask for it
     assembly = WorkerAssembly(settings, url, burst=args.burst, source=args.source)
     try:
         async with web.endpoint(settings, url, assembly.worker_id, assembly) as (metrics, server):

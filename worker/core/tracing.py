@@ -25,6 +25,9 @@ log = structlog.get_logger("worker.tracing")
 SERVICE_NAME = "symbol-onboarding-worker"
 TRACER_NAME = "worker"
 JOB_SPAN = "symbol_onboarding.job"
+FETCH_SPAN = "symbol_onboarding.fetch"
+WRITE_SPAN = "symbol_onboarding.write"
+FACTORS_SPAN = "symbol_onboarding.factors"
 ENABLING = (
     "OTEL_TRACES_EXPORTER",
     "OTEL_EXPORTER_OTLP_ENDPOINT",

@@ -7,6 +7,7 @@ from datetime import UTC, date
 import asyncpg
 from structlog.typing import FilteringBoundLogger
 
+from worker.core import tracing
 from worker.core.db import Connection, bounded_lock_waits
 from worker.core.metrics import Metrics
 from worker.core.settings import Settings
@@ -47,6 +48,25 @@ class PriceWriter:
         self._last_session = last_session
 
     async def store(
+        self,
+        job: Job,
+        source: PriceSource,
+        fetched: Bars,
+        log: FilteringBoundLogger,
+        *,
+        replace: bool = False,
+        through: date | None = None,
+    ) -> JobResult:
+        """`_store`, as the job's `write` span (worker/core/tracing.py)."""
+        attributes: tracing.Attributes = {
+            "source": source.name,
+            "rows": len(fetched.bars),
+            "replace": replace,
+        }
+        with tracing.span(tracing.WRITE_SPAN, attributes):
+            return await self._store(job, source, fetched, log, replace=replace, through=through)
+
+    async def _store(
         self,
         job: Job,
         source: PriceSource,
@@ -110,7 +130,9 @@ class PriceWriter:
             self._record_mirror(source.name, mirrored, log)
         if step is not None and step.more_waiting:
             await self._resolve_waiting(log)
-        return JobResult("completed", rows=len(bars), skipped=fetched.skipped or None)
+        return JobResult(
+            "completed", rows=len(bars), skipped=fetched.skipped or None, source=source.name
+        )
 
     def _record_mirror(self, source: str, mirrored: Mirrored, log: FilteringBoundLogger) -> None:
         self._metrics.host_prices_mirrored(source, mirrored)
@@ -141,18 +163,19 @@ class PriceWriter:
         """The betas, in a savepoint of the job's transaction: a failure there (a bug, a host
         table changed under us) is logged and rolled back alone, and the prices still land."""
         try:
-            async with conn.transaction():
-                return await factors.after_prices_stored(
-                    conn,
-                    store,
-                    symbol,
-                    last_price_date,
-                    through=through,
-                    history_days=self._settings.factor_history_days,
-                    batch_size=self._settings.factor_batch_size,
-                    host=self._host,
-                    log=log,
-                )
+            with tracing.span(tracing.FACTORS_SPAN, {"symbol": symbol}):
+                async with conn.transaction():
+                    return await factors.after_prices_stored(
+                        conn,
+                        store,
+                        symbol,
+                        last_price_date,
+                        through=through,
+                        history_days=self._settings.factor_history_days,
+                        batch_size=self._settings.factor_batch_size,
+                        host=self._host,
+                        log=log,
+                    )
         except PROPAGATE:
             raise
         except Exception as exc:

@@ -19,6 +19,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from worker.core import tracing
 from worker.core.db import Connection
 from worker.core.metrics import Metrics
 from worker.core.settings import Settings
@@ -76,7 +77,21 @@ class SourceChain:
         self, symbol: str, window: Window, log: FilteringBoundLogger
     ) -> Fetched | Unfetched:
         """The first source of the chain that has bars for `symbol` in `window`, or why none did
-        (the refresh job reads the reasons before settling; see worker/jobs/refresh.py)."""
+        (the refresh job reads the reasons before settling; see worker/jobs/refresh.py); the
+        job's `fetch` span (worker/core/tracing.py)."""
+        with tracing.span(tracing.FETCH_SPAN, {"window": str(window)}) as span:
+            got = await self._first(symbol, window, log)
+            if isinstance(got, Fetched):
+                tracing.annotate(span, {"source": got.source.name, "rows": len(got.fetched.bars)})
+            else:
+                tracing.annotate(
+                    span, {"deferred": bool(got.deferrals), "failed": len(got.failures)}
+                )
+            return got
+
+    async def _first(
+        self, symbol: str, window: Window, log: FilteringBoundLogger
+    ) -> Fetched | Unfetched:
         deferrals: list[SourcePaused] = []
         failures: list[SourceError] = []
         settings = self._settings

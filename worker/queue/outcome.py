@@ -41,6 +41,7 @@ class JobResult:
     error: str | None = None
     # Rows the serving source skipped (invalid, or without a close), by reason; None: none.
     skipped: dict[str, int] | None = None
+    source: str | None = None  # the source whose bars were stored, when there were any
 
 
 def clip(text: str) -> str:

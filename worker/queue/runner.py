@@ -25,7 +25,7 @@ from typing import Literal, Protocol
 import asyncpg
 import structlog
 
-from worker.core import db
+from worker.core import db, tracing
 from worker.core.errors import (
     DatabaseUnavailable,
     JobLost,
@@ -313,6 +313,22 @@ class Runner:
 
         outcome = "crashed"
         key = (job.id, job.started_at)
+        result = None
+        # The job's span (worker/core/tracing.py; a no-op without OpenTelemetry), current while
+        # the handler runs, so the fetch, write and factor spans nest under it.
+        traced = contextlib.ExitStack()
+        span = traced.enter_context(
+            tracing.span(
+                tracing.JOB_SPAN,
+                {
+                    "symbol": job.symbol,
+                    "kind": job.kind,
+                    "attempt": job.attempts,
+                    "priority": job.priority,
+                    "job_id": str(job.id),
+                },
+            )
+        )
         try:
             with database_errors():  # whatever the handler, an outage is named the same way
                 result = await self.handler.run(job)
@@ -374,6 +390,15 @@ class Runner:
             self._abandoned.pop(key, None)
             self._cancelling.discard(key)
             self.metrics.job_finished(job, outcome, time.perf_counter() - started)
+            tracing.annotate(
+                span,
+                {
+                    "outcome": outcome,
+                    "rows": getattr(result, "rows", None),
+                    "source": getattr(result, "source", None),
+                },
+            )
+            traced.close()
             self._wake.set()
 
     @staticmethod
