@@ -53,10 +53,13 @@ RETURNING q.id, q.symbol, q.priority, q.priority_rank, q.attempts, q.requested_b
 # - The planner reads one of the partial indexes on the live rows (idx_queue_claim,
 #   idx_queue_pending_symbol): KEDA asks every 15 s, and the finished rows, up to millions, are
 #   never scanned (tests/acceptance/test_deploy.py checks the plan).
+# - While an operator has paused the queue (`pause --queue`), nothing is runnable: a paused
+#   backlog must not scale workers up (CLAIM takes nothing then either).
 PENDING_FOR_SCALING = """
 SELECT count(*) AS runnable_pending
 FROM symbol_onboarding_queue
 WHERE status = 'pending' AND run_after <= now()
+  AND NOT EXISTS (SELECT 1 FROM symbol_onboarding_queue_pauses WHERE paused_until > now())
 """
 
 # Every statement that ends a claim is fenced on (id, locked_by, started_at, status): a worker
