@@ -132,6 +132,40 @@ async def measure(
     return latencies, handler.outcomes
 
 
+async def alternate(
+    url: str,
+    provider: FakeProvider,
+    rounds: int,
+    per_round: int,
+    off_prefix: str,
+    on_prefix: str,
+    *,
+    betas: bool = False,
+    host: HostTables = NO_HOST,
+) -> tuple[list[float], list[float]]:
+    """The onboarding without and with one feature (`betas`, `host`), in alternating rounds so
+    that drift on a shared machine hits both alike; symbols named by the prefixes."""
+    off: list[float] = []
+    on: list[float] = []
+    for r in range(rounds):
+        first = r * per_round
+        latencies, done = await measure(
+            url, provider, per_round, lambda i, f=first: f"{off_prefix}{f + i}"
+        )
+        off += latencies
+        latencies, done = await measure(
+            url,
+            provider,
+            per_round,
+            lambda i, f=first: f"{on_prefix}{f + i}",
+            betas=betas,
+            host=host,
+        )
+        on += latencies
+        assert done == ["completed"] * per_round, done
+    return off, on
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=100)
@@ -147,8 +181,6 @@ async def main() -> None:
         for prefix in ("Y", "F", "B", "H", "M"):
             provider.route(f"/v8/finance/chart/{prefix}{i}", recorded(RECORDING))
     full: list[float] = []
-    off: list[float] = []
-    on: list[float] = []
     outcomes: list[str] = []
     try:
         async with throwaway_database("onboard_latency") as url:
@@ -159,25 +191,13 @@ async def main() -> None:
             conn = await asyncpg.connect(asyncpg_dsn(url))
             try:
                 await store_prices(conn, reference_series(REFERENCE_DAYS))
-                for r in range(rounds):
-                    first = r * per_round
-                    latencies, done = await measure(
-                        url, provider, per_round, lambda i, f=first: f"F{f + i}"
-                    )
-                    off += latencies
-                    latencies, done = await measure(
-                        url, provider, per_round, lambda i, f=first: f"B{f + i}", betas=True
-                    )
-                    on += latencies
-                    assert done == ["completed"] * per_round, done
+                off, on = await alternate(url, provider, rounds, per_round, "F", "B", betas=True)
                 rows = await conn.fetchval("SELECT count(*) FROM symbol_prices_daily")
                 with_betas = await conn.fetchval(
                     "SELECT count(*) FROM symbol_factor_exposures WHERE symbol LIKE 'B%'"
                 )
             finally:
                 await conn.close()
-        mirror_off: list[float] = []
-        mirror_on: list[float] = []
         async with throwaway_database("onboard_latency_host", migrated=False) as url:
             await hostdb.load_schema(url)
             await migrate.upgrade(url)
@@ -187,17 +207,9 @@ async def main() -> None:
                 assert host.mirror_prices, "the host's market_data_cache was not detected"
             finally:
                 await conn.close()
-            for r in range(rounds):
-                first = r * per_round
-                latencies, done = await measure(
-                    url, provider, per_round, lambda i, f=first: f"H{f + i}"
-                )
-                mirror_off += latencies
-                latencies, done = await measure(
-                    url, provider, per_round, lambda i, f=first: f"M{f + i}", host=host
-                )
-                mirror_on += latencies
-                assert done == ["completed"] * per_round, done
+            mirror_off, mirror_on = await alternate(
+                url, provider, rounds, per_round, "H", "M", host=host
+            )
             conn = await asyncpg.connect(asyncpg_dsn(url))
             try:
                 mirrored = await conn.fetchval(

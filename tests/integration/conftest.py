@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from tests import hostdb
 from tests.fakeprovider import FakeProvider
 from tests.harness import PgServer, run
 from worker.core.db import asyncpg_dsn
@@ -16,6 +17,7 @@ from worker.core.metrics import Metrics
 from worker.core.settings import Settings
 from worker.factors.store import FactorStore
 from worker.jobs.onboarding import Onboarder, open_onboarder
+from worker.ops import migrate
 from worker.queue.store import Job, Queue
 
 TABLES = (
@@ -141,3 +143,21 @@ async def stored(pool: asyncpg.Pool, symbol: str) -> list[tuple[Any, ...]]:
         symbol,
     )
     return [tuple(r) for r in rows]
+
+
+@pytest.fixture
+async def host_conn(pg_server: PgServer) -> AsyncIterator[asyncpg.Connection]:
+    """A host database (tests/fixtures/deployed/host-schema.sql, long exposures) adopted by
+    `migrate.upgrade`, as `python -m worker migrate` does it."""
+    name = pg_server.new_name("host")
+    url = await pg_server.create_database(name)
+    try:
+        await hostdb.load_schema(url)
+        await migrate.upgrade(url)
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            yield conn
+        finally:
+            await conn.close()
+    finally:
+        await pg_server.drop_database(name)

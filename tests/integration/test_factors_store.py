@@ -1,7 +1,6 @@
 """The factor store against real PostgreSQL: both table shapes, the read path (adjusted closes,
 gaps, windows), the writes (upsert, rounding, last_factor_date) and shape detection."""
 
-from collections.abc import AsyncIterator
 from datetime import date
 from decimal import Decimal
 
@@ -10,7 +9,6 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 
-from tests import hostdb
 from tests.factordata import (
     business_days,
     closes,
@@ -19,36 +17,15 @@ from tests.factordata import (
     store_prices,
     symbol_returns,
 )
-from tests.harness import PgServer
-from worker.core.db import asyncpg_dsn
 from worker.factors.betas import FACTOR_INDEX, FACTORS, REFERENCE_ETFS, Panel, compute_betas
 from worker.factors.service import RECENT_DATES, recompute_factors
 from worker.factors.store import FactorStore, ShapeError
-from worker.ops import migrate
 from worker.sql import factors as sql
 
 DAYS = business_days(260)
 WIDE_SELECT = (
     f"SELECT symbol, calculation_date, {', '.join(sql.WIDE_COLUMNS)} FROM symbol_factor_exposures"
 )
-
-
-@pytest.fixture
-async def host_conn(pg_server: PgServer) -> AsyncIterator[asyncpg.Connection]:
-    """A host database (tests/fixtures/deployed/host-schema.sql, long exposures) adopted by
-    `migrate.upgrade`, as `python -m worker migrate` does it."""
-    name = pg_server.new_name("host")
-    url = await pg_server.create_database(name)
-    try:
-        await hostdb.load_schema(url)
-        await migrate.upgrade(url)
-        conn = await asyncpg.connect(asyncpg_dsn(url))
-        try:
-            yield conn
-        finally:
-            await conn.close()
-    finally:
-        await pg_server.drop_database(name)
 
 
 def seeded(k: int = 5, seed: int = 2) -> dict[str, tuple[list[date], list[float], list[float]]]:

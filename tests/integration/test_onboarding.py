@@ -597,7 +597,7 @@ async def test_a_source_that_never_replaces_keeps_rows_written_meanwhile(shared_
     )
     columns = columns_of(fetched.bars)
     for replaces in (False, True):
-        await shared_pool.fetchrow(sql.STORE_PRICES, "X", *columns, replaces)
+        await shared_pool.fetchrow(sql.STORE_PRICES, "X", *columns, replaces, None, None)
         closes = dict(
             await shared_pool.fetch("SELECT price_date, close_price FROM symbol_prices_daily")
         )

@@ -3,18 +3,14 @@ PostgreSQL: a symbol in each state (active with betas, waiting for reference ETF
 history, in error, unknown), both table shapes of the betas, and the status page's links and
 universe error count."""
 
-from collections.abc import AsyncIterator
 from datetime import date, timedelta
 
 import asyncpg
 import pytest
 
-from tests import hostdb
-from tests.harness import PgServer
 from tests.integration.test_web import FakeWorker, serve
-from worker.core.db import asyncpg_dsn
 from worker.core.settings import Settings
-from worker.ops import migrate, status, symbol_facts
+from worker.ops import status, symbol_facts
 
 SCRIPT_ERROR = "HTTP 404 from provider: <script>alert('x')</script> not found"
 
@@ -162,23 +158,6 @@ async def test_unknown_and_misspelt_symbols_and_the_search_form(web, conn) -> No
     assert (
         page.status_code == 200 and "not in symbol_universe: only its jobs are known" in page.text
     )
-
-
-@pytest.fixture
-async def host_conn(pg_server: PgServer) -> AsyncIterator[asyncpg.Connection]:
-    """A host database with the LONG exposures table, adopted as `migrate` does it."""
-    name = pg_server.new_name("host")
-    url = await pg_server.create_database(name)
-    try:
-        await hostdb.load_schema(url)
-        await migrate.upgrade(url)
-        conn = await asyncpg.connect(asyncpg_dsn(url))
-        try:
-            yield conn
-        finally:
-            await conn.close()
-    finally:
-        await pg_server.drop_database(name)
 
 
 async def test_betas_from_the_hosts_long_table(host_conn) -> None:

@@ -19,11 +19,7 @@ async def status_command(args: argparse.Namespace, settings: Settings, url: str)
 
     async with connection(settings, url) as conn:
         # What a worker with these settings would find (it reads the same tables).
-        switch = await FactorSwitch.detect(
-            conn,
-            "auto" if settings.factors_mode == "on" else settings.factors_mode,
-            log_unavailable=False,
-        )
+        switch = await FactorSwitch.probe(conn, settings.factors_mode)
         report = await status.gather(conn, settings, factors_unavailable=switch.unavailable)
     if args.json:
         print(json.dumps(status.report_dict(report), indent=2))
@@ -66,11 +62,7 @@ async def show_command(args: argparse.Namespace, settings: Settings, url: str) -
             symbol, job_id = await symbol_facts.resolve(conn, args.target)
         except (InvalidSymbolError, LookupError) as exc:
             raise FatalError(str(exc)) from None
-        switch = await FactorSwitch.detect(
-            conn,
-            "auto" if settings.factors_mode == "on" else settings.factors_mode,
-            log_unavailable=False,
-        )
+        switch = await FactorSwitch.probe(conn, settings.factors_mode)
         facts = await symbol_facts.gather(
             conn, settings, symbol, factors_unavailable=switch.unavailable
         )

@@ -54,6 +54,12 @@ class FactorSwitch:
                 )
             return cls(mode, reason=str(exc))
 
+    @classmethod
+    async def probe(cls, db: Connection | asyncpg.Pool, mode: str) -> "FactorSwitch":
+        """What a worker with FACTORS_ENABLED=`mode` would find, for the commands that report
+        it (`status`, `show`): never refuses (`on` reads as `auto`) and logs nothing."""
+        return await cls.detect(db, "auto" if mode == "on" else mode, log_unavailable=False)
+
     @property
     def available(self) -> bool:
         return self.store is not None

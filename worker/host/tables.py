@@ -17,7 +17,6 @@ bars also:
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 import structlog
@@ -151,13 +150,6 @@ class HostTables:
 
 
 NO_HOST = HostTables()  # a database without the host's tables (or with them turned off)
-
-
-async def fill_description(
-    conn: Connection, symbol: str, first_seen: date, asset_type: str | None
-) -> None:
-    """The host's first_seen_date and asset_type of `symbol`, where still NULL."""
-    await conn.execute(sql.FILL_DESCRIPTION, symbol, first_seen, asset_type)
 
 
 def _json_list(value: Any) -> list[dict[str, Any]]:

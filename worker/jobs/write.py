@@ -13,7 +13,7 @@ from worker.core.metrics import Metrics
 from worker.core.settings import Settings
 from worker.factors import service as factors
 from worker.factors.switch import FactorSwitch
-from worker.host.tables import HostTables, Mirrored, fill_description
+from worker.host.tables import HostTables, Mirrored
 from worker.prices.base import Bar, Bars, PriceSource, ticks
 from worker.prices.chain import SourceChain
 from worker.queue.outcome import PROPAGATE, JobResult
@@ -57,82 +57,71 @@ class PriceWriter:
         replace: bool = False,
         through: date | None = None,
     ) -> JobResult:
-        """`_store`, as the job's `write` span (worker/core/tracing.py)."""
+        """Upsert the bars, mark the symbol active, complete the job, keep the host's tables
+        true (worker/host/tables.py) and write its betas: one transaction. `replace`: the symbol's
+        stored rows are deleted first, in the same transaction (a refresh that found its history
+        re-adjusted). `through`: the calendar's last completed session (else the onboarder's
+        own clock says). Traced as the job's `write` span (worker/core/tracing.py)."""
         attributes: tracing.Attributes = {
             "source": source.name,
             "rows": len(fetched.bars),
             "replace": replace,
         }
-        with tracing.span(tracing.WRITE_SPAN, attributes):
-            return await self._store(job, source, fetched, log, replace=replace, through=through)
-
-    async def _store(
-        self,
-        job: Job,
-        source: PriceSource,
-        fetched: Bars,
-        log: FilteringBoundLogger,
-        *,
-        replace: bool = False,
-        through: date | None = None,
-    ) -> JobResult:
-        """Upsert the bars, mark the symbol active, complete the job, keep the host's tables
-        true (worker/host/tables.py) and write its betas: one transaction. `replace`: the symbol's
-        stored rows are deleted first, in the same transaction (a refresh that found its history
-        re-adjusted). `through`: the calendar's last completed session (else the onboarder's
-        own clock says)."""
-        bars = fetched.bars
-        columns = columns_of(bars)
-        store = self._factors.store if self._factors is not None else None
-        if through is None and self._last_session is not None:
-            through = self._last_session()
-        step: factors.FactorStep | None = None
-        async with self._pool.acquire() as conn:
-            # Before the write transaction, so that never waits on the source's state row.
-            await self._chain.answered(conn, source)
-            async with bounded_lock_waits(conn, self._settings.lock_timeout_s):
-                if store is not None:
-                    await factors.lock_references(conn, job.symbol)  # first: see factors
-                if replace:
-                    await conn.execute(sql.DELETE_PRICES, job.symbol)
-                stored = await conn.fetchrow(
-                    sql.STORE_PRICES, job.symbol, *columns, source.replaces_stored
-                )
-                await self._queue.complete(conn, job)
-                assert stored is not None  # the statement returns one summary row
-                mirrored = await self._host.mirror(
-                    conn, job.symbol, source.name, columns, replace=replace
-                )
-                await fill_description(
-                    conn, job.symbol, job.created_at.astimezone(UTC).date(), fetched.asset_type
-                )
-                if store is not None:
-                    step = await self._factor_step(
-                        conn, store, job.symbol, stored["last_price_date"], through, log
+        with tracing.span(tracing.WRITE_SPAN, attributes):  # the job's `write` span
+            bars = fetched.bars
+            columns = columns_of(bars)
+            store = self._factors.store if self._factors is not None else None
+            if through is None and self._last_session is not None:
+                through = self._last_session()
+            step: factors.FactorStep | None = None
+            async with self._pool.acquire() as conn:
+                # Before the write transaction, so that never waits on the source's state row.
+                await self._chain.answered(conn, source)
+                async with bounded_lock_waits(conn, self._settings.lock_timeout_s):
+                    if store is not None:
+                        await factors.lock_references(conn, job.symbol)  # first: see factors
+                    if replace:
+                        await conn.execute(sql.DELETE_PRICES, job.symbol)
+                    stored = await conn.fetchrow(
+                        sql.STORE_PRICES,
+                        job.symbol,
+                        *columns,
+                        source.replaces_stored,
+                        job.created_at.astimezone(UTC).date(),
+                        fetched.asset_type,
                     )
-                elif self._factors is not None and self._factors.skipping:
-                    await factors.FactorStore.wait_for_references(conn, job.symbol, ())
-                betas = step is not None and step.outcome == "computed"
-                if stored["rows_written"] or replace or betas:
-                    await self._host.invalidate(conn, [job.symbol])
-        written, last_price_date = stored["rows_written"], stored["last_price_date"]
-        self._metrics.rows_written(source.name, written)
-        log.info(
-            "prices_stored",
-            source=source.name,
-            rows=len(bars),
-            rows_written=written,
-            replaced=replace,
-            rows_skipped=fetched.skipped or None,
-            last_price_date=last_price_date.isoformat() if last_price_date else None,
-        )
-        if mirrored is not None:
-            self._record_mirror(source.name, mirrored, log)
-        if step is not None and step.more_waiting:
-            await self._resolve_waiting(log)
-        return JobResult(
-            "completed", rows=len(bars), skipped=fetched.skipped or None, source=source.name
-        )
+                    await self._queue.complete(conn, job)
+                    assert stored is not None  # the statement returns one summary row
+                    mirrored = await self._host.mirror(
+                        conn, job.symbol, source.name, columns, replace=replace
+                    )
+                    if store is not None:
+                        step = await self._factor_step(
+                            conn, store, job.symbol, stored["last_price_date"], through, log
+                        )
+                    elif self._factors is not None and self._factors.skipping:
+                        await factors.FactorStore.wait_for_references(conn, job.symbol, ())
+                    betas = step is not None and step.outcome == "computed"
+                    if stored["rows_written"] or replace or betas:
+                        await self._host.invalidate(conn, [job.symbol])
+            written, last_price_date = stored["rows_written"], stored["last_price_date"]
+            self._metrics.rows_written(source.name, written)
+            log.info(
+                "prices_stored",
+                source=source.name,
+                rows=len(bars),
+                rows_written=written,
+                replaced=replace,
+                rows_skipped=fetched.skipped or None,
+                last_price_date=last_price_date.isoformat() if last_price_date else None,
+            )
+            if mirrored is not None:
+                self._record_mirror(source.name, mirrored, log)
+            if step is not None and step.more_waiting:
+                await self._resolve_waiting(log)
+            return JobResult(
+                "completed", rows=len(bars), skipped=fetched.skipped or None, source=source.name
+            )
 
     def _record_mirror(self, source: str, mirrored: Mirrored, log: FilteringBoundLogger) -> None:
         self._metrics.host_prices_mirrored(source, mirrored)

@@ -130,17 +130,6 @@ WHERE c.portfolio_id IN (
       AND (p.exit_date IS NULL OR p.exit_date >= current_date))
 """
 
-# The host's descriptive columns of symbol $1, filled only while NULL (the host's values win):
-# first_seen_date with $2 (the day the symbol first reached the worker: its job's creation) and
-# asset_type with $3 (what the provider said, when it said anything).
-FILL_DESCRIPTION = """
-UPDATE symbol_universe
-SET first_seen_date = coalesce(first_seen_date, $2::date),
-    asset_type = coalesce(asset_type, $3::varchar),
-    updated_at = now()
-WHERE symbol = $1::varchar
-  AND (first_seen_date IS NULL OR asset_type IS NULL AND $3::varchar IS NOT NULL)
-"""
 
 # `status`: the host's own rows that disagree with the worker's, and the newest of them.
 DISAGREEMENT_FACTS = """

@@ -9,7 +9,9 @@ parameters: they run on asyncpg directly.
 # 1. the symbol's universe row becomes active (created if missing: the enqueue trigger normally
 #    made it; only a pending, error, active or NULL status becomes active: a delisted symbol
 #    stays delisted), with last_price_date the newest stored date: the newest of the rows already stored
-#    (this statement's snapshot) and of the batch;
+#    (this statement's snapshot) and of the batch; the host's descriptive columns are filled only
+#    while NULL (the host's values win): first_seen_date with $10 (the day the symbol first
+#    reached the worker: its job's creation) and asset_type with $11 (what the provider said);
 # 2. the bars are upserted, set-based from parallel column arrays. Providers rewrite adjusted
 #    history, so an existing row is updated, but only when a value differs (an unchanged row is
 #    not rewritten: no dead tuple, no WAL). A value the serving source lacks (NULL: Polygon and
@@ -29,15 +31,20 @@ WITH incoming AS (
                 $7::bigint[], $8::bigint[])
          AS t(price_date, open_ticks, high_ticks, low_ticks, close_ticks, adj_close_ticks, volume)
 ), activated AS (
-    INSERT INTO symbol_universe AS u (symbol, status, added_source, last_price_date)
+    INSERT INTO symbol_universe AS u
+        (symbol, status, added_source, last_price_date, first_seen_date, asset_type)
     VALUES ($1::varchar, 'active', 'onboarding',
             greatest((SELECT max(price_date) FROM symbol_prices_daily
                       WHERE symbol = $1::varchar),
-                     (SELECT max(price_date) FROM incoming)))
+                     (SELECT max(price_date) FROM incoming)),
+            $10::date, $11::varchar)
     ON CONFLICT (symbol) DO UPDATE
     SET status = CASE WHEN u.status IS NULL OR u.status IN ('pending', 'error', 'active')
                       THEN 'active' ELSE u.status END,
-        last_price_date = EXCLUDED.last_price_date, updated_at = now()
+        last_price_date = EXCLUDED.last_price_date,
+        first_seen_date = coalesce(u.first_seen_date, EXCLUDED.first_seen_date),
+        asset_type = coalesce(u.asset_type, EXCLUDED.asset_type),
+        updated_at = now()
     RETURNING u.last_price_date
 ), written AS (
     INSERT INTO symbol_prices_daily AS p
